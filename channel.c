@@ -1,0 +1,4 @@
+/*
+ * channel.c - one two-way link to one process.
+ */
+#include "internal.h"

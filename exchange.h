@@ -1,0 +1,452 @@
+/*
+ * exchange.h - run work in forked processes and collect what they send back.
+ *
+ * The one public header of libexchange. Three layers:
+ *
+ *   struct channel   one two-way link (a pair of pipes, or a Unix-domain
+ *                    socket) between this process and one other process;
+ *                    framed messages, timeouts, item streams.
+ *   struct exchange  a set of channels polled together, with a limit on how
+ *                    many run at once, a store_data callback, continuous and
+ *                    reuse modes, and the built-in Map and Queue collectors.
+ *   manage           work started on the caller's behalf: exchange_start,
+ *                    exchange_create, exchange_manage, exchange_pmap.
+ *
+ * Conventions, for every function below unless its comment says otherwise:
+ *
+ *   - Failure returns -1 (or NULL) with errno set. Receiving returns 1 for a
+ *     message, 0 for end of stream and -1 for an error.
+ *   - Timeouts are in milliseconds, measured from a monotonic clock: -1 waits
+ *     for ever, 0 does not wait. A wait that runs out fails with ETIMEDOUT.
+ *   - Free functions accept NULL.
+ *   - The library is not thread-safe: use each object from one thread.
+ *   - The library never prints, exits or aborts on a runtime failure, installs
+ *     no signal handler and changes no signal disposition. It waits only for
+ *     the processes it started, each with waitpid(pid, ...).
+ *
+ * SIGPIPE: writing to a channel whose reader has gone fails with EPIPE and
+ * never kills the caller. When a channel is created the library looks at
+ * SIGPIPE once: if the process ignores it, or the calling thread blocks it,
+ * writes go straight to the kernel; otherwise each write blocks SIGPIPE in
+ * the calling thread for its duration and consumes the SIGPIPE it caused.
+ * Programs that ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) save two system
+ * calls per write.
+ *
+ * Processes: a child made by the library closes, right after fork, every
+ * descriptor of every other channel the library has open (so end-of-file
+ * arrives when it should) but keeps the caller's other descriptors. Stdio is
+ * flushed before every fork, and children end with _exit(), so the parent's
+ * atexit handlers and stdio buffers are never run or written twice.
+ */
+#ifndef EXCHANGE_H
+#define EXCHANGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EXCHANGE_VERSION_MAJOR 0
+#define EXCHANGE_VERSION_MINOR 1
+#define EXCHANGE_VERSION_PATCH 0
+#define EXCHANGE_VERSION "0.1.0"
+
+/* The version of the library actually linked, as "MAJOR.MINOR.PATCH". */
+const char *exchange_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Channels                                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct channel;
+
+/* The largest message a channel accepts unless channel_set_max says
+ * otherwise: 1 GiB. */
+#define CHANNEL_MAX_DEFAULT ((size_t)1 << 30)
+
+/* Marks a message that belongs to no task of an exchange. */
+#define CHANNEL_NO_TASK ((size_t)-1)
+
+/* What a received message is. */
+enum channel_kind {
+	CHANNEL_DATA = 1,	/* bytes the other side sent with channel_send */
+	CHANNEL_ERROR = 2,	/* text the other side sent with channel_send_error */
+	CHANNEL_FAILURE = 3,	/* a failure the parent recorded for the task */
+};
+
+/* Why a piece of work ended without a result. CHANNEL_OK means it did not
+ * fail. The meaning of the accompanying code is given for each. */
+enum channel_cause {
+	CHANNEL_OK = 0,		/* code 0 */
+	CHANNEL_SENT_ERROR,	/* the child sent an error message; code 0 */
+	CHANNEL_SIGNALED,	/* killed by a signal; code: the signal number */
+	CHANNEL_EXITED,		/* exited without a result; code: exit status */
+	CHANNEL_TIMED_OUT,	/* exceeded its time limit; code: limit in ms */
+	CHANNEL_NOT_STARTED,	/* fork or pipe failed; code: the errno */
+	CHANNEL_LOST,		/* its worker died mid-task; code: signal, or
+				   exit status + 256 */
+	CHANNEL_PROTOCOL,	/* the channel carried a bad frame; code: errno
+				   (EPROTO or EMSGSIZE) */
+};
+
+/* One received message. After channel_recv the caller owns data and frees it
+ * with free() or channel_msg_free(). For CHANNEL_ERROR and CHANNEL_FAILURE,
+ * data is a NUL-terminated text saying what went wrong. The library always
+ * puts a NUL byte after the len bytes of data, so text payloads need no copy. */
+struct channel_msg {
+	void *data;		/* the payload (malloc'd), NUL-terminated */
+	size_t len;		/* bytes of payload, not counting the NUL */
+	int kind;		/* enum channel_kind */
+	int cause;		/* enum channel_cause; CHANNEL_OK for data */
+	int code;		/* signal, status or errno, as the cause says */
+	size_t task;		/* the task it answers, or CHANNEL_NO_TASK */
+};
+
+/* Frees msg->data and sets it to NULL. Accepts NULL. */
+void channel_msg_free(struct channel_msg *msg);
+
+/* A parallel-aware function: runs in a child process with its channel, the
+ * argument bytes and the caller's context pointer. In fork-per-task mode arg
+ * points into the child's copy of the parent's memory; in reuse mode it is a
+ * copy received over the channel. Either way it is valid for the call. */
+typedef void channel_fn(struct channel *ch, const void *arg, size_t len,
+			void *ctx);
+
+/* Forks a process joined to this one by a new channel (pprocess create).
+ * Returns the channel in both processes: in the child channel_pid() returns
+ * 0. The child holds only its own end of this channel: every descriptor of
+ * every other channel is closed in it. The child ends with channel_exit().
+ * Returns NULL with errno set (EMFILE, ENFILE, EAGAIN, ENOMEM) on failure,
+ * and then no process was created. The parent owns the channel and releases
+ * it with channel_close(). */
+struct channel *channel_create(void);
+
+/* Runs fn(ch, arg, len, ctx) in a new process (pprocess start) and returns
+ * the parent's end of its channel. When fn returns, the child flushes stdio
+ * and leaves with _exit(0). A function that returns without sending anything
+ * is seen by the parent as end-of-stream with exit status 0; one that fails
+ * can say why with channel_send_error(). NULL with errno on failure, and
+ * then fn has not run and won't. */
+struct channel *channel_start(channel_fn *fn, const void *arg, size_t len,
+			      void *ctx);
+
+/* The pid of the process at the other end: 0 in a child created by
+ * channel_create, -1 when there is no process (a connected socket). */
+pid_t channel_pid(const struct channel *ch);
+
+/* In a child: closes the channel (the parent then sees end-of-stream once it
+ * has read everything sent), flushes stdio and ends the process with
+ * _exit(status). Never returns. */
+_Noreturn void channel_exit(struct channel *ch, int status);
+
+/* Sends one message of len bytes (0 is allowed) within timeout_ms. Returns 0,
+ * or -1 with errno: ETIMEDOUT (the channel stayed full; nothing or part of
+ * the frame was written, and the channel can no longer be used to send),
+ * EPIPE (the reader has gone), EMSGSIZE (len is above the channel maximum),
+ * EINVAL. */
+int channel_send(struct channel *ch, const void *buf, size_t len,
+		 int timeout_ms);
+
+/* Sends text as an error frame: the receiver gets kind CHANNEL_ERROR, never
+ * ordinary data. Same returns as channel_send. */
+int channel_send_error(struct channel *ch, const char *text, int timeout_ms);
+
+/* Receives the next message within timeout_ms. Returns 1 and fills *msg (the
+ * caller frees msg->data), 0 at end of stream (the other side has closed and
+ * everything it sent has been received), or -1 with errno: ETIMEDOUT
+ * (nothing complete arrived in time; whatever part arrived stays buffered),
+ * EMSGSIZE (the frame is above the maximum; nothing was allocated), EPROTO
+ * (a malformed frame, or stream items pending), ECONNRESET (end of stream in
+ * the middle of a frame), EINVAL. After EMSGSIZE or EPROTO the channel
+ * receives nothing more. */
+int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms);
+
+/* Like channel_recv, but leaves the message in place: the next channel_recv
+ * returns it again. msg->data is lent: it stays valid until the next receive,
+ * flush, preload or close of this channel. */
+int channel_peek(struct channel *ch, struct channel_msg *msg, int timeout_ms);
+
+/* Waits up to timeout_ms for a whole message to be receivable without
+ * blocking. Returns 1 if one is (or end of stream has been reached, so that a
+ * receive would return at once), 0 if not, -1 on error. */
+int channel_ready(struct channel *ch, int timeout_ms);
+
+/* Returns 1 while the other side may still send (end of stream not yet seen)
+ * or messages remain buffered, 0 otherwise. */
+int channel_active(const struct channel *ch);
+
+/* The number of bytes received from the kernel but not yet consumed, plus
+ * what the kernel holds for this channel where it can tell cheaply. -1 on
+ * error. */
+ssize_t channel_size(const struct channel *ch);
+
+/* Receives every message that arrives within timeout_ms (0: only what is
+ * already there; the wait ends early at end of stream) and returns them as
+ * one buffer of encoded frames in *frames (the caller frees it) of *len
+ * bytes. Returns the number of messages, or -1 on error. The frames can be
+ * given back to any channel with channel_preload. */
+ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
+		      int timeout_ms);
+
+/* Puts len bytes of already-encoded frames (from channel_flush) in front of
+ * whatever the channel has buffered, so they are received first, in order.
+ * Returns 0, or -1 with EPROTO/EMSGSIZE if the bytes are not whole valid
+ * frames (and then nothing was preloaded), ENOMEM. */
+int channel_preload(struct channel *ch, const void *frames, size_t len);
+
+/* Sets the largest message this channel will receive or send. Frames above
+ * it fail with EMSGSIZE before anything is allocated. 0 restores
+ * CHANNEL_MAX_DEFAULT. Returns 0, or -1 with EINVAL. */
+int channel_set_max(struct channel *ch, size_t max);
+
+/* Item streams. channel_put sends n items of size bytes each; channel_get
+ * receives exactly m items of size bytes into items, whatever the sizes of
+ * the puts were: a get may take part of a put or span several. Order is kept.
+ * Both sides must use the same item size. channel_put returns 0 or -1 like
+ * channel_send. channel_get returns 0 when all m items arrived, or -1 with
+ * errno: EPIPE (the other side closed and fewer than m items remained: they
+ * were stored and *got says how many), ETIMEDOUT (*got items arrived and
+ * were stored; the rest may follow), EPROTO (a message, not stream data, is
+ * next), EINVAL. *got may be NULL. */
+int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
+		int timeout_ms);
+int channel_get(struct channel *ch, void *items, size_t m, size_t size,
+		size_t *got, int timeout_ms);
+
+/* Closes this side's sending direction: the other side, once it has read
+ * everything, sees end of stream. Receiving still works. */
+int channel_shutdown(struct channel *ch);
+
+/* Sends signal sig to the process at the other end. -1 with ESRCH if it has
+ * already been reaped, EINVAL if there is no process. */
+int channel_kill(struct channel *ch, int sig);
+
+/* Waits up to timeout_ms for the process at the other end to end and reaps
+ * it. Returns 0 once reaped (see channel_status), -1 with ETIMEDOUT, or
+ * ECHILD if it was reaped by someone else (the caller ignores SIGCHLD, say),
+ * EINVAL if there is no process. */
+int channel_wait(struct channel *ch, int timeout_ms);
+
+/* Once the process has been reaped, stores its wait status (use WIFEXITED
+ * and friends) in *status and returns 1; returns 0 while it has not been
+ * reaped, -1 if its status is unknown (reaped by someone else). */
+int channel_status(const struct channel *ch, int *status);
+
+/* Closes both directions and frees the channel. In the parent it then waits
+ * for the process (which sees end of stream) and reaps it. Returns 0, or -1
+ * if a close or the wait failed (the channel is freed all the same). */
+int channel_close(struct channel *ch);
+
+/* The descriptor to poll for input from this channel, for callers that run
+ * their own loop. Poll it for POLLIN; then call channel_ready(ch, 0). */
+int channel_fd(const struct channel *ch);
+
+/* Waits for every process the library started and has not reaped yet (and
+ * only those) and reaps it. Returns the number reaped, -1 on error. Their
+ * channels stay open until closed. */
+int channel_waitall(void);
+
+/* ------------------------------------------------------------------------ */
+/* Exchanges                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct exchange;
+
+/* Called by exchange_store for each channel with something to receive (a
+ * message, or a recorded failure). It receives with channel_recv(ch, &msg,
+ * 0); it may send back, add or remove channels (ch included) and start new
+ * work. udata is exchange_options.udata. Return 0, or -1 to make
+ * exchange_store stop and return -1 with the callback's errno. */
+typedef int exchange_store_fn(struct exchange *ex, struct channel *ch,
+			      void *udata);
+
+/* What happens after a task fails. */
+enum exchange_policy {
+	EXCHANGE_KEEP_GOING = 0,	/* report it and carry on (default) */
+	EXCHANGE_STOP,		/* report it and start no new work */
+	EXCHANGE_RETRY,		/* run it again up to retries times */
+};
+
+/* Options of an exchange. A zeroed struct gives the defaults. */
+struct exchange_options {
+	int limit;		/* most channels active at once; 0: no limit */
+	bool reuse;		/* finished children take the next task */
+	bool continuous;	/* a channel stays until its child closes it,
+				   however many messages it sends */
+	bool no_autoclose;	/* remove leaves the channel open, unreaped */
+	int time_limit_ms;	/* per task; 0: none. SIGTERM, then SIGKILL */
+	int grace_ms;		/* SIGTERM to SIGKILL; 0: 1000 */
+	int policy;		/* enum exchange_policy */
+	int retries;		/* with EXCHANGE_RETRY */
+	size_t max_message;	/* per channel; 0: CHANNEL_MAX_DEFAULT */
+	exchange_store_fn *store_data;	/* NULL: messages are dropped */
+	void *udata;		/* given to store_data */
+};
+
+/* Creates an exchange. opts may be NULL for the defaults; it is copied.
+ * NULL with EINVAL for a negative limit or time limit, ENOMEM. */
+struct exchange *exchange_new(const struct exchange_options *opts);
+
+/* Closes every channel (children see end of stream and are reaped, waiting
+ * for them), drops queued work, and frees the exchange. */
+void exchange_free(struct exchange *ex);
+
+/* Adds a channel to be monitored; the exchange owns it from then on, also
+ * when this fails. 0, or -1 with EEXIST, ENOMEM. */
+int exchange_add(struct exchange *ex, struct channel *ch);
+
+/* Stops monitoring ch. Unless no_autoclose, closes it and reaps its process;
+ * otherwise ownership returns to the caller. 0, or -1 with ENOENT. */
+int exchange_remove(struct exchange *ex, struct channel *ch);
+
+/* The number of channels monitored. Stores up to cap of them in chs (which
+ * may be NULL when cap is 0). */
+size_t exchange_active(const struct exchange *ex, struct channel **chs,
+		       size_t cap);
+
+/* Waits up to timeout_ms for channels with something to receive, and stores
+ * up to cap of them in chs. Channels that hung up are read to end of stream
+ * first, so no final message is lost; a finished channel with nothing left
+ * is removed. Returns the number ready, -1 on error. */
+int exchange_ready(struct exchange *ex, int timeout_ms, struct channel **chs,
+		   size_t cap);
+
+/* Waits up to timeout_ms for channels to be ready, calls store_data once for
+ * each message ready on them, then starts queued work while under the limit.
+ * Returns the number of store_data calls (0 on timeout), -1 on error. */
+int exchange_store(struct exchange *ex, int timeout_ms);
+
+/* True while channels are monitored or work is queued. */
+bool exchange_unfinished(const struct exchange *ex);
+
+/* True when as many channels are active as the limit allows. */
+bool exchange_busy(const struct exchange *ex);
+
+/* Waits (calling exchange_store) until the exchange is not busy, then adds
+ * ch. Same returns and ownership as exchange_add. */
+int exchange_add_wait(struct exchange *ex, struct channel *ch);
+
+/* Calls exchange_store until the exchange is not busy. 0 or -1. */
+int exchange_wait(struct exchange *ex);
+
+/* Calls exchange_store until nothing is unfinished. 0 or -1. */
+int exchange_finish(struct exchange *ex);
+
+/* Sends one message to every monitored channel. Returns the number of
+ * channels it reached; a channel whose reader has gone is skipped. */
+int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
+		       int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Work on the caller's behalf (manage.c)                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Starts fn(ch, arg, len, ctx) in a new process through the exchange, or
+ * queues it (with a copy of arg) when the exchange is at its limit; queued
+ * work starts in the order it was started. In reuse mode an idle worker
+ * running the same fn and ctx takes it instead of a new process. Returns the
+ * task number (0, 1, ... in the order of starts on this exchange), or -1 with
+ * errno. A fork failure is not an error here: the task gets a
+ * CHANNEL_FAILURE outcome with cause CHANNEL_NOT_STARTED. */
+ssize_t exchange_start(struct exchange *ex, channel_fn *fn, const void *arg,
+		       size_t len, void *ctx);
+
+/* The fork-style variant (pprocess Exchange.create): forks a child whose
+ * parent end is added to the exchange, waiting first while the exchange is
+ * busy. Returns 0 in the child with *child set to its channel, the child's
+ * pid in the parent, -1 with errno on failure. */
+pid_t exchange_create(struct exchange *ex, struct channel **child);
+
+/* A plain function (the MakeParallel idea): computes a result from arg and
+ * returns it in memory from malloc() that the library frees after sending,
+ * with its size in *result_len; or returns NULL with errno set to fail (the
+ * parent gets CHANNEL_ERROR with strerror(errno)). */
+typedef void *exchange_plain_fn(const void *arg, size_t len,
+				size_t *result_len, void *ctx);
+
+/* Starts a plain function like exchange_start: its return value is sent
+ * back as the task's one message. */
+ssize_t exchange_start_plain(struct exchange *ex, exchange_plain_fn *fn,
+			     const void *arg, size_t len, void *ctx);
+
+/* A handle whose call starts a function through its exchange (pprocess
+ * manage). Owned by the exchange and freed with it. */
+struct exchange_managed;
+
+/* Wraps fn (or the plain function pfn: give exactly one) and ctx. NULL with
+ * EINVAL or ENOMEM. */
+struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
+					 exchange_plain_fn *pfn, void *ctx);
+
+/* Starts the managed function with arg, as exchange_start. */
+ssize_t exchange_call(struct exchange_managed *m, const void *arg, size_t len);
+
+/* Map: an exchange whose collector keeps one outcome per task, in the order
+ * the tasks were started. opts->store_data must be NULL (EINVAL). */
+struct exchange *exchange_new_map(const struct exchange_options *opts);
+
+/* The outcome of task i: waits up to timeout_ms for it, then fills *msg
+ * (kind CHANNEL_DATA with the first message the task sent, or CHANNEL_ERROR
+ * or CHANNEL_FAILURE with its cause). msg->data is lent: the map keeps it
+ * until it is freed. 1, or -1 with ETIMEDOUT, ERANGE (no task i), EINVAL
+ * (not a map). */
+int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
+		     int timeout_ms);
+
+/* The iterator: returns the outcome of the next task in start order (1),
+ * waiting for it, or 0 when every started task has been returned. */
+int exchange_map_next(struct exchange *ex, struct channel_msg *msg);
+
+/* Queue: an exchange whose collector keeps every message in arrival order.
+ * opts->store_data must be NULL (EINVAL). */
+struct exchange *exchange_new_queue(const struct exchange_options *opts);
+
+/* The next message in arrival order, waiting up to timeout_ms for one.
+ * Returns 1 (the caller owns msg->data), 0 when the queue is empty and
+ * nothing is unfinished, -1 with ETIMEDOUT or EINVAL (not a queue). */
+int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
+			int timeout_ms);
+
+/* The number of messages received and waiting in the queue. */
+size_t exchange_queue_len(const struct exchange *ex);
+
+/* pmap: computes fn(in + i * in_size, out + i * out_size, ctx) for i in
+ * [0, n) in worker processes and stores every result in out, in order.
+ * The function returns 0, or -1 to report that element as failed. */
+typedef int exchange_map_fn(const void *in, void *out, void *ctx);
+
+/* The outcome of one element or task. */
+struct exchange_outcome {
+	int cause;		/* enum channel_cause; CHANNEL_OK on success */
+	int code;		/* as channel_msg.code */
+};
+
+struct exchange_pmap_options {
+	int workers;		/* 0: exchange_cores() */
+	size_t batch;		/* elements per message; 0: chosen for speed */
+	void *ctx;		/* given to fn */
+	struct exchange_outcome *outcomes; /* NULL, or n entries to fill */
+	int time_limit_ms;	/* per batch; 0: none */
+};
+
+/* Runs the map. Workers are forked once and receive batches of indices (the
+ * input is read from their copy of the parent's memory). Returns the number
+ * of elements computed (n when all succeeded), or -1 with errno (EINVAL,
+ * ENOMEM, or the errno of the fork if no worker could be started). */
+ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
+		      size_t in_size, void *out, size_t out_size,
+		      const struct exchange_pmap_options *opts);
+
+/* The number of processor cores this process may run on (its CPU affinity
+ * where the system tells it), at least 1. */
+int exchange_cores(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EXCHANGE_H */

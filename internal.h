@@ -1,0 +1,146 @@
+/*
+ * internal.h - what channel.c, exchange.c and manage.c share and users must
+ * not call. Nothing here is exported from the shared library: every
+ * declaration is hidden.
+ *
+ * Wire format. Every message travels as one frame: a 16-byte header in the
+ * host's byte order (both ends are on one machine) followed by the payload.
+ *
+ *   uint64 size   the whole frame, header included (so size >= 16)
+ *   uint32 kind   enum frame_kind
+ *   uint32 magic  FRAME_MAGIC
+ *
+ * A FAILURE frame's payload is int32 cause, int32 code, then the text.
+ * STREAM frames carry item bytes; a get may consume part of one.
+ * TASK, DONE and STOP are the reuse protocol: the parent sends TASK (the
+ * argument bytes) to an idle worker, the worker answers with its results
+ * then DONE, and leaves on STOP or end of stream. Control frames (DONE) are
+ * never returned to users: channel_recv hands them to ch->on_control.
+ */
+#ifndef EXCHANGE_INTERNAL_H
+#define EXCHANGE_INTERNAL_H
+
+#include "exchange.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HIDDEN __attribute__((visibility("hidden")))
+#else
+#define HIDDEN
+#endif
+
+#define FRAME_MAGIC 0x31484358u	/* "XCH1" */
+#define FRAME_HEADER_SIZE 16u
+
+enum frame_kind {
+	FRAME_DATA = 1,		/* = CHANNEL_DATA */
+	FRAME_ERROR = 2,	/* = CHANNEL_ERROR */
+	FRAME_FAILURE = 3,	/* = CHANNEL_FAILURE */
+	FRAME_STREAM = 4,	/* item stream bytes */
+	FRAME_TASK = 5,		/* reuse: arguments of the next task */
+	FRAME_DONE = 6,		/* reuse: the worker finished its task */
+	FRAME_STOP = 7,		/* reuse: the worker should leave */
+	FRAME_KIND_MAX = 7,
+};
+
+struct frame_header {
+	uint64_t size;		/* whole frame, header included */
+	uint32_t kind;		/* enum frame_kind */
+	uint32_t magic;		/* FRAME_MAGIC */
+};
+
+/* Writes the 16 header bytes for a frame of payload_len bytes into out. */
+HIDDEN void frame_encode(void *out, uint32_t kind, uint64_t payload_len);
+
+/* Decodes a header from the len bytes at buf. Returns 1 with *h filled, 0
+ * when fewer than 16 bytes are there, -1 with errno EPROTO (bad magic,
+ * unknown kind, size below the header) or EMSGSIZE (payload above max). */
+HIDDEN int frame_decode(const void *buf, size_t len, size_t max,
+			struct frame_header *h);
+
+/* Channel states, in the order a parent-side channel passes through them:
+ * OPEN (reading), EOF (end of stream read; buffered frames may remain),
+ * then closed. Receiving stops for good once broken is set. */
+struct channel {
+	int rfd;		/* read descriptor, -1 once closed */
+	int wfd;		/* write descriptor (== rfd for a socket) */
+	pid_t pid;		/* the child (parent side), 0 in the child,
+				   -1 when no process is attached */
+	int status;		/* wait status, valid when reaped == 1 */
+	int reaped;		/* 0 not yet, 1 reaped, -1 reaped by others */
+	bool eof;		/* read returned 0: the peer closed */
+	bool broken;		/* a protocol error stopped receiving */
+	int broken_errno;	/* errno returned while broken */
+	bool send_broken;	/* a partial frame was written: no more sends */
+	bool is_socket;		/* rfd is a socket: use send(MSG_NOSIGNAL) */
+	bool sigpipe_guard;	/* block SIGPIPE around each write */
+	size_t max;		/* largest payload accepted */
+	unsigned char *ibuf;	/* received bytes not yet consumed */
+	size_t ipos;		/* first unconsumed byte in ibuf */
+	size_t ilen;		/* end of valid bytes in ibuf */
+	size_t icap;		/* allocated size of ibuf */
+	void *peek_data;	/* the message lent by channel_peek, or NULL */
+	uint64_t stream_left;	/* bytes left in the stream frame at the head
+				   that a get has started */
+	struct channel *prev;	/* registry of all open channels */
+	struct channel *next;
+
+	/* Bookkeeping of the exchange that owns the channel. */
+	struct exchange *owner;	/* NULL when in no exchange */
+	size_t task;		/* task running on it, or CHANNEL_NO_TASK */
+	unsigned delivered;	/* user frames received for that task */
+	void *slot;		/* the owner's record for this channel */
+	/* Called by the channel layer for each control frame (DONE) reached
+	 * at the head of the buffer, after it has been consumed. */
+	void (*on_control)(struct channel *ch, uint32_t kind);
+};
+
+/* Creates a parent/child channel pair and forks. Returns the pid in the
+ * parent, 0 in the child, -1 on failure (no process, nothing leaked); *out
+ * receives the channel in both processes. Flushes stdio first; the child
+ * closes every other registered channel's descriptors. */
+HIDDEN pid_t channel_fork(struct channel **out);
+
+/* Wraps a connected stream socket (persistent processes). pid is -1. */
+HIDDEN struct channel *channel_from_socket(int fd);
+
+/* One non-blocking read into the input buffer. Returns the bytes read, 0 at
+ * end of stream (sets eof), -1 with EAGAIN when nothing was there, or
+ * another errno. */
+HIDDEN ssize_t channel_fill(struct channel *ch);
+
+/* Consumes control frames at the head (calling on_control for each) and
+ * returns the kind of the complete frame now at the head, 0 if no complete
+ * frame is buffered, -1 if the buffered bytes are malformed (sets broken). */
+HIDDEN int channel_head(struct channel *ch);
+
+/* Sends one frame of the given kind: header, then the concatenation of the
+ * two buffers (b may be NULL), in as few writes as possible. */
+HIDDEN int channel_send_frame(struct channel *ch, uint32_t kind,
+			      const void *a, size_t alen, const void *b,
+			      size_t blen, int timeout_ms);
+
+/* Receives the next frame of any kind, control frames included, without
+ * calling on_control. 1, 0 at end of stream, -1. The caller frees *data. */
+HIDDEN int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
+			      size_t *len, int timeout_ms);
+
+/* Appends a FAILURE frame (cause, code, text) after everything buffered, so
+ * that the next receive after the buffered messages returns it. */
+HIDDEN int channel_push_failure(struct channel *ch, int cause, int code,
+				const char *text);
+
+/* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
+ * by others), 0 still running, -1 no process. */
+HIDDEN int channel_reap_nohang(struct channel *ch);
+
+/* Test hooks: when set, the library calls these instead of the system
+ * calls, so tests can inject EINTR, short transfers and failures. */
+struct exchange_hooks {
+	ssize_t (*read)(int fd, void *buf, size_t len);
+	ssize_t (*write)(int fd, const void *buf, size_t len);
+	pid_t (*fork)(void);
+	int (*pipe)(int fds[2]);
+};
+extern HIDDEN struct exchange_hooks exchange_hooks;
+
+#endif /* EXCHANGE_INTERNAL_H */

@@ -1,0 +1,4 @@
+/*
+ * manage.c - work started on the caller's behalf.
+ */
+#include "internal.h"
