@@ -81,6 +81,12 @@ struct channel {
 	void *peek_data;	/* the message lent by channel_peek, or NULL */
 	uint64_t stream_left;	/* bytes left in the stream frame at the head
 				   that a get has started */
+	unsigned char *big;	/* a frame too large for ibuf, being received
+				   straight into its own allocation, or NULL */
+	uint32_t big_kind;	/* its frame kind */
+	size_t big_len;		/* its payload length */
+	size_t big_have;	/* payload bytes received so far */
+	int sigpipe_known;	/* 0 until the first send looked at SIGPIPE */
 	struct channel *prev;	/* registry of all open channels */
 	struct channel *next;
 
@@ -94,11 +100,19 @@ struct channel {
 	void (*on_control)(struct channel *ch, uint32_t kind);
 };
 
+/* How channel_fork links the two processes: two pipes (the lowest latency
+ * for round trips) or one socket pair (one system call and one descriptor
+ * per side fewer, and no SIGPIPE to guard against). */
+enum channel_link {
+	CHANNEL_LINK_PIPES = 0,
+	CHANNEL_LINK_SOCKET = 1,
+};
+
 /* Creates a parent/child channel pair and forks. Returns the pid in the
  * parent, 0 in the child, -1 on failure (no process, nothing leaked); *out
  * receives the channel in both processes. Flushes stdio first; the child
  * closes every other registered channel's descriptors. */
-HIDDEN pid_t channel_fork(struct channel **out);
+HIDDEN pid_t channel_fork(struct channel **out, int link);
 
 /* Wraps a connected stream socket (persistent processes). pid is -1. */
 HIDDEN struct channel *channel_from_socket(int fd);
@@ -134,12 +148,15 @@ HIDDEN int channel_push_failure(struct channel *ch, int cause, int code,
 HIDDEN int channel_reap_nohang(struct channel *ch);
 
 /* Test hooks: when set, the library calls these instead of the system
- * calls, so tests can inject EINTR, short transfers and failures. */
+ * calls, so tests can inject EINTR, short transfers and failures. pipe and
+ * socketpair replace the calls that make a channel's descriptors; whatever
+ * they return is then made close-on-exec and non-blocking. */
 struct exchange_hooks {
 	ssize_t (*read)(int fd, void *buf, size_t len);
 	ssize_t (*write)(int fd, const void *buf, size_t len);
 	pid_t (*fork)(void);
 	int (*pipe)(int fds[2]);
+	int (*socketpair)(int fds[2]);
 };
 extern HIDDEN struct exchange_hooks exchange_hooks;
 
