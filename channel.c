@@ -1,4 +1,1508 @@
 /*
  * channel.c - one two-way link to one process.
+ *
+ * Everything that touches a descriptor lives here: making the pipes or the
+ * socket pair, forking, framing, the read and write loops, closing and
+ * reaping. Raw read, write, close and waitpid are called nowhere else.
+ *
+ * A channel is two descriptors in the parent (read and write; one socket
+ * serves both) and the matching two in the child. All are close-on-exec and
+ * non-blocking: every read or write that finds nothing to do falls back to
+ * poll() with the time left before a monotonic deadline, which is how send
+ * and receive timeouts work and why EINTR never stretches them.
+ *
+ * Receiving. Bytes read from the kernel go into ibuf, as much as one read
+ * returns, so that one read usually brings a whole small frame (or several).
+ * A frame too large for ibuf is received straight into an allocation of its
+ * own size (big), so a large message is copied once, from the kernel. Stream
+ * frames are consumed piecemeal: a get copies their payload into the
+ * caller's array, reading the rest straight into it.
+ *
+ * The states of a channel's input: reading (eof false), then end of stream
+ * seen (eof true) with possibly whole frames still buffered; a malformed
+ * frame sets broken, after which every receive fails with the same errno.
+ *
+ * Every open channel is on a registry list, so that a freshly forked child
+ * can close the descriptors of all channels but its own: a stray copy of a
+ * sibling's write end would keep that sibling's parent from ever seeing end
+ * of stream.
  */
 #include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+/* Linux has made descriptors with their flags in one call for long; POSIX
+ * added these only in 2024, so _POSIX_C_SOURCE=200809L does not declare
+ * them. */
+int pipe2(int fds[2], int flags);
+#define HAVE_PIPE2 1
+#ifndef SOCK_CLOEXEC
+#define SOCK_CLOEXEC 02000000
+#endif
+#ifndef SOCK_NONBLOCK
+#define SOCK_NONBLOCK 04000
+#endif
+#define HAVE_SOCK_FLAGS 1
+#endif
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+/* ibuf starts at this size and grows up to IBUF_MAX for frames that fit;
+ * larger frames go to their own allocation. */
+#define IBUF_INITIAL (16 * 1024)
+#define IBUF_MAX (256 * 1024)
+
+struct exchange_hooks exchange_hooks;
+
+/* The registry of open channels (see the opening comment). */
+static struct channel *registry;
+
+/* ------------------------------------------------------------------------ */
+/* Time                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A deadline of -1 means "never". */
+static int64_t deadline_of(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+/* The poll timeout left before deadline: -1 for ever, else >= 0. */
+static int time_left(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - now_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* Waits for events on fd until deadline, recomputing the time left after
+ * each EINTR. Returns 1 when an event came, 0 on timeout, -1 on error. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	for (;;) {
+		r = poll(&p, 1, time_left(deadline));
+		if (r >= 0)
+			return r;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* System calls, through the test hooks                                     */
+/* ------------------------------------------------------------------------ */
+
+static ssize_t sys_read(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = exchange_hooks.read ? exchange_hooks.read(fd, buf, len)
+					: read(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* Writes what the kernel takes of the iovecs in one call. Sockets use
+ * sendmsg with MSG_NOSIGNAL, so they never raise SIGPIPE. A hooked write
+ * sees one buffer at a time. */
+static ssize_t sys_writev(struct channel *ch, const struct iovec *iov,
+			  int iovcnt)
+{
+	ssize_t n;
+
+	do {
+		if (exchange_hooks.write) {
+			n = exchange_hooks.write(ch->wfd, iov[0].iov_base,
+						 iov[0].iov_len);
+		} else if (ch->is_socket) {
+			struct msghdr mh = {
+				.msg_iov = (struct iovec *)iov,
+				.msg_iovlen = iovcnt,
+			};
+			n = sendmsg(ch->wfd, &mh, MSG_NOSIGNAL);
+		} else {
+			n = writev(ch->wfd, iov, iovcnt);
+		}
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+static pid_t sys_fork(void)
+{
+	return exchange_hooks.fork ? exchange_hooks.fork() : fork();
+}
+
+static void close_fd(int *fd)
+{
+	/* Never retried: after EINTR the descriptor may already be gone and
+	 * its number reused by another thread. */
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int set_flags(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -1;
+	return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* Makes a pipe whose ends are close-on-exec and non-blocking from birth
+ * where the system allows it. */
+static int make_pipe(int fds[2])
+{
+	if (exchange_hooks.pipe) {
+		if (exchange_hooks.pipe(fds) < 0)
+			return -1;
+	} else {
+#ifdef HAVE_PIPE2
+		return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+#else
+		if (pipe(fds) < 0)
+			return -1;
+#endif
+	}
+	if (set_flags(fds[0]) < 0 || set_flags(fds[1]) < 0) {
+		int saved = errno;
+
+		close_fd(&fds[0]);
+		close_fd(&fds[1]);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+static int make_socketpair(int fds[2])
+{
+	if (exchange_hooks.socketpair) {
+		if (exchange_hooks.socketpair(fds) < 0)
+			return -1;
+	} else {
+#ifdef HAVE_SOCK_FLAGS
+		return socketpair(AF_UNIX,
+				  SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+				  0, fds);
+#else
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+			return -1;
+#endif
+	}
+	if (set_flags(fds[0]) < 0 || set_flags(fds[1]) < 0) {
+		int saved = errno;
+
+		close_fd(&fds[0]);
+		close_fd(&fds[1]);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Frames                                                                   */
+/* ------------------------------------------------------------------------ */
+
+void frame_encode(void *out, uint32_t kind, uint64_t payload_len)
+{
+	struct frame_header h = {
+		.size = payload_len + FRAME_HEADER_SIZE,
+		.kind = kind,
+		.magic = FRAME_MAGIC,
+	};
+
+	memcpy(out, &h, FRAME_HEADER_SIZE);
+}
+
+int frame_decode(const void *buf, size_t len, size_t max,
+		 struct frame_header *h)
+{
+	if (len < FRAME_HEADER_SIZE)
+		return 0;
+	memcpy(h, buf, FRAME_HEADER_SIZE);
+	if (h->magic != FRAME_MAGIC || h->kind == 0 ||
+	    h->kind > FRAME_KIND_MAX || h->size < FRAME_HEADER_SIZE) {
+		errno = EPROTO;
+		return -1;
+	}
+	if (h->size - FRAME_HEADER_SIZE > max) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life of a channel                                                        */
+/* ------------------------------------------------------------------------ */
+
+static struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
+{
+	struct channel *ch = calloc(1, sizeof(*ch));
+
+	if (!ch)
+		return NULL;
+	ch->rfd = rfd;
+	ch->wfd = wfd;
+	ch->pid = pid;
+	ch->max = CHANNEL_MAX_DEFAULT;
+	ch->task = CHANNEL_NO_TASK;
+	ch->next = registry;
+	if (registry)
+		registry->prev = ch;
+	registry = ch;
+	return ch;
+}
+
+static void channel_unregister(struct channel *ch)
+{
+	if (ch->prev)
+		ch->prev->next = ch->next;
+	else if (registry == ch)
+		registry = ch->next;
+	if (ch->next)
+		ch->next->prev = ch->prev;
+	ch->prev = ch->next = NULL;
+}
+
+static void channel_release(struct channel *ch)
+{
+	channel_unregister(ch);
+	free(ch->ibuf);
+	free(ch->big);
+	free(ch->peek_data);
+	free(ch);
+}
+
+/* In a new child: close every descriptor of every channel but keep, and
+ * forget those channels, so that only keep remains registered. Their memory
+ * is the child's copy of the parent's and is left alone: the parent's
+ * structures (an exchange, say) still point at it. */
+static void close_others(struct channel *keep)
+{
+	struct channel *c;
+
+	for (c = registry; c; c = c->next) {
+		if (c == keep)
+			continue;
+		if (c->wfd != c->rfd)
+			close_fd(&c->wfd);
+		close_fd(&c->rfd);
+		c->wfd = -1;
+	}
+	registry = keep;
+	keep->prev = keep->next = NULL;
+}
+
+pid_t channel_fork(struct channel **out, int link)
+{
+	int down[2] = { -1, -1 }, up[2] = { -1, -1 };
+	struct channel *ch;
+	pid_t pid;
+	int saved;
+
+	*out = NULL;
+	if (link == CHANNEL_LINK_SOCKET) {
+		if (make_socketpair(down) < 0)
+			return -1;
+	} else if (make_pipe(down) < 0) {
+		return -1;
+	} else if (make_pipe(up) < 0) {
+		goto fail_fds;
+	}
+	/* The parent's end is allocated before fork, so that a failure leaves
+	 * no child behind. */
+	if (link == CHANNEL_LINK_SOCKET)
+		ch = channel_alloc(down[0], down[0], -1);
+	else
+		ch = channel_alloc(up[0], down[1], -1);
+	if (!ch)
+		goto fail_fds;
+	ch->is_socket = link == CHANNEL_LINK_SOCKET;
+
+	/* Empty the stdio buffers now, or the child would write its copy of
+	 * them a second time. */
+	fflush(NULL);
+	pid = sys_fork();
+	if (pid < 0) {
+		saved = errno;
+		channel_release(ch);
+		errno = saved;
+		goto fail_fds;
+	}
+	if (pid == 0) {
+		/* The child: its end becomes the channel's descriptors. */
+		if (link == CHANNEL_LINK_SOCKET) {
+			close_fd(&down[0]);
+			ch->rfd = ch->wfd = down[1];
+		} else {
+			close_fd(&up[0]);
+			close_fd(&down[1]);
+			ch->rfd = down[0];
+			ch->wfd = up[1];
+		}
+		ch->pid = 0;
+		close_others(ch);
+		*out = ch;
+		return 0;
+	}
+	if (link == CHANNEL_LINK_SOCKET) {
+		close_fd(&down[1]);
+	} else {
+		close_fd(&down[0]);
+		close_fd(&up[1]);
+	}
+	ch->pid = pid;
+	*out = ch;
+	return pid;
+
+fail_fds:
+	saved = errno;
+	close_fd(&down[0]);
+	close_fd(&down[1]);
+	close_fd(&up[0]);
+	close_fd(&up[1]);
+	errno = saved;
+	return -1;
+}
+
+struct channel *channel_from_socket(int fd)
+{
+	struct channel *ch;
+
+	if (set_flags(fd) < 0)
+		return NULL;
+	ch = channel_alloc(fd, fd, -1);
+	if (ch)
+		ch->is_socket = true;
+	return ch;
+}
+
+struct channel *channel_create(void)
+{
+	struct channel *ch;
+
+	if (channel_fork(&ch, CHANNEL_LINK_PIPES) < 0)
+		return NULL;
+	return ch;
+}
+
+struct channel *channel_start(channel_fn *fn, const void *arg, size_t len,
+			      void *ctx)
+{
+	struct channel *ch;
+	pid_t pid;
+
+	if (!fn) {
+		errno = EINVAL;
+		return NULL;
+	}
+	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
+	if (pid < 0)
+		return NULL;
+	if (pid == 0) {
+		fn(ch, arg, len, ctx);
+		channel_exit(ch, 0);
+	}
+	return ch;
+}
+
+pid_t channel_pid(const struct channel *ch)
+{
+	return ch ? ch->pid : -1;
+}
+
+void channel_exit(struct channel *ch, int status)
+{
+	fflush(NULL);
+	if (ch) {
+		if (ch->wfd != ch->rfd)
+			close_fd(&ch->wfd);
+		close_fd(&ch->rfd);
+	}
+	_exit(status);
+}
+
+int channel_fd(const struct channel *ch)
+{
+	return ch ? ch->rfd : -1;
+}
+
+int channel_set_max(struct channel *ch, size_t max)
+{
+	if (!ch) {
+		errno = EINVAL;
+		return -1;
+	}
+	ch->max = max ? max : CHANNEL_MAX_DEFAULT;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Processes                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* One waitpid on our own pid, EINTR retried. Returns 1 when reaped (or
+ * reaped by someone else: reaped is then -1), 0 if still running. */
+static int reap(struct channel *ch, int flags)
+{
+	pid_t r;
+	int st;
+
+	do
+		r = waitpid(ch->pid, &st, flags);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return 0;
+	if (r < 0) {
+		if (errno != ECHILD)
+			return -1;
+		/* Someone else reaped it: SIGCHLD ignored, or the caller's
+		 * own waitpid(-1). */
+		ch->reaped = -1;
+		return 1;
+	}
+	ch->status = st;
+	ch->reaped = 1;
+	return 1;
+}
+
+int channel_reap_nohang(struct channel *ch)
+{
+	if (!ch || ch->pid <= 0)
+		return -1;
+	if (ch->reaped)
+		return 1;
+	return reap(ch, WNOHANG);
+}
+
+int channel_kill(struct channel *ch, int sig)
+{
+	if (!ch || ch->pid <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ch->reaped) {
+		errno = ESRCH;
+		return -1;
+	}
+	return kill(ch->pid, sig);
+}
+
+int channel_wait(struct channel *ch, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	long pause_ns = 100000;
+	int r;
+
+	if (!ch || ch->pid <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (;;) {
+		if (ch->reaped) {
+			if (ch->reaped < 0) {
+				errno = ECHILD;
+				return -1;
+			}
+			return 0;
+		}
+		r = reap(ch, timeout_ms < 0 ? 0 : WNOHANG);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			continue;
+		if (time_left(deadline) == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		/* waitpid has no timeout: sleep a little, longer each time,
+		 * never past the deadline. */
+		{
+			int64_t left = time_left(deadline);
+			struct timespec ts;
+
+			if (pause_ns / 1000000 > left)
+				pause_ns = left * 1000000;
+			ts.tv_sec = pause_ns / 1000000000;
+			ts.tv_nsec = pause_ns % 1000000000;
+			nanosleep(&ts, NULL);
+			if (pause_ns < 50000000)
+				pause_ns *= 2;
+		}
+	}
+}
+
+int channel_status(const struct channel *ch, int *status)
+{
+	if (!ch || ch->reaped == 0)
+		return 0;
+	if (ch->reaped < 0)
+		return -1;
+	if (status)
+		*status = ch->status;
+	return 1;
+}
+
+int channel_waitall(void)
+{
+	struct channel *c;
+	int n = 0;
+
+	for (c = registry; c; c = c->next) {
+		if (c->pid <= 0 || c->reaped)
+			continue;
+		if (reap(c, 0) < 0)
+			return -1;
+		n++;
+	}
+	return n;
+}
+
+int channel_shutdown(struct channel *ch)
+{
+	if (!ch) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ch->is_socket) {
+		if (ch->wfd >= 0 && shutdown(ch->wfd, SHUT_WR) < 0)
+			return -1;
+		/* Sending is over, but wfd is also the read descriptor. */
+		ch->send_broken = true;
+		return 0;
+	}
+	close_fd(&ch->wfd);
+	return 0;
+}
+
+int channel_close(struct channel *ch)
+{
+	int rc = 0, saved = 0;
+
+	if (!ch)
+		return 0;
+	if (ch->wfd != ch->rfd)
+		close_fd(&ch->wfd);
+	close_fd(&ch->rfd);
+	ch->wfd = -1;
+	/* With its channel closed the child sees end of stream (and EPIPE on
+	 * sending), so waiting for it here is waiting for it to notice. */
+	if (ch->pid > 0 && !ch->reaped && reap(ch, 0) < 0) {
+		rc = -1;
+		saved = errno;
+	}
+	channel_release(ch);
+	if (rc)
+		errno = saved;
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Writes all of iov (modified as it goes) before deadline. */
+static int write_all(struct channel *ch, struct iovec *iov, int iovcnt,
+		     int64_t deadline)
+{
+	ssize_t n;
+	int r;
+
+	while (iovcnt > 0) {
+		if (iov[0].iov_len == 0) {
+			iov++;
+			iovcnt--;
+			continue;
+		}
+		n = sys_writev(ch, iov, iovcnt);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -1;
+			r = wait_fd(ch->wfd, POLLOUT, deadline);
+			if (r < 0)
+				return -1;
+			if (r == 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			continue;
+		}
+		while (n > 0) {
+			size_t step = (size_t)n < iov[0].iov_len ?
+				      (size_t)n : iov[0].iov_len;
+
+			iov[0].iov_base = (char *)iov[0].iov_base + step;
+			iov[0].iov_len -= step;
+			n -= step;
+			if (iov[0].iov_len == 0) {
+				iov++;
+				iovcnt--;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Decides once per channel whether writes need SIGPIPE blocked around
+ * them: not when the process ignores it, nor on a socket. */
+static void check_sigpipe(struct channel *ch)
+{
+	struct sigaction sa;
+
+	ch->sigpipe_known = 1;
+	if (ch->is_socket)
+		return;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+		return;
+	ch->sigpipe_guard = true;
+}
+
+int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
+		       size_t alen, const void *b, size_t blen, int timeout_ms)
+{
+	unsigned char hdr[FRAME_HEADER_SIZE];
+	struct iovec iov[3];
+	sigset_t pipe_set, old;
+	bool guarded = false;
+	int rc, saved;
+
+	if (!ch || (alen && !a) || (blen && !b)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ch->wfd < 0 || ch->send_broken) {
+		errno = EPIPE;
+		return -1;
+	}
+	if (alen > ch->max || blen > ch->max - alen) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	if (!ch->sigpipe_known)
+		check_sigpipe(ch);
+	frame_encode(hdr, kind, (uint64_t)alen + blen);
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)a;
+	iov[1].iov_len = alen;
+	iov[2].iov_base = (void *)b;
+	iov[2].iov_len = blen;
+
+	if (ch->sigpipe_guard) {
+		sigemptyset(&pipe_set);
+		sigaddset(&pipe_set, SIGPIPE);
+		if (pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0)
+			guarded = !sigismember(&old, SIGPIPE);
+	}
+	rc = write_all(ch, iov, 3, deadline_of(timeout_ms));
+	saved = errno;
+	if (guarded) {
+		if (rc < 0 && saved == EPIPE) {
+			/* Consume the SIGPIPE this write raised before the
+			 * mask comes off, so it is never delivered. */
+			struct timespec zero = { 0, 0 };
+
+			while (sigtimedwait(&pipe_set, NULL, &zero) < 0 &&
+			       errno == EINTR)
+				;
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (rc < 0) {
+		/* A partial frame cannot be taken back: the stream is no
+		 * longer framed, so this direction is done. */
+		if (saved != EPIPE)
+			ch->send_broken = true;
+		errno = saved;
+	}
+	return rc;
+}
+
+int channel_send(struct channel *ch, const void *buf, size_t len,
+		 int timeout_ms)
+{
+	return channel_send_frame(ch, FRAME_DATA, buf, len, NULL, 0,
+				  timeout_ms);
+}
+
+int channel_send_error(struct channel *ch, const char *text, int timeout_ms)
+{
+	if (!text) {
+		errno = EINVAL;
+		return -1;
+	}
+	return channel_send_frame(ch, FRAME_ERROR, text, strlen(text), NULL, 0,
+				  timeout_ms);
+}
+
+int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
+		int timeout_ms)
+{
+	if (!ch || size == 0 || (n && !items) || (n && size > SIZE_MAX / n)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return channel_send_frame(ch, FRAME_STREAM, items, n * size, NULL, 0,
+				  timeout_ms);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receiving                                                                */
+/* ------------------------------------------------------------------------ */
+
+static size_t buffered(const struct channel *ch)
+{
+	return ch->ilen - ch->ipos;
+}
+
+/* Makes room for at least need more bytes after ilen, moving the unread
+ * bytes to the front and growing ibuf as needed. */
+static int reserve(struct channel *ch, size_t need)
+{
+	size_t have = buffered(ch), cap;
+	unsigned char *p;
+
+	if (ch->icap - ch->ilen >= need)
+		return 0;
+	if (ch->ipos > 0) {
+		memmove(ch->ibuf, ch->ibuf + ch->ipos, have);
+		ch->ipos = 0;
+		ch->ilen = have;
+		if (ch->icap - ch->ilen >= need)
+			return 0;
+	}
+	cap = ch->icap ? ch->icap : IBUF_INITIAL;
+	while (cap - have < need)
+		cap *= 2;
+	p = realloc(ch->ibuf, cap);
+	if (!p)
+		return -1;
+	ch->ibuf = p;
+	ch->icap = cap;
+	return 0;
+}
+
+static int set_broken(struct channel *ch, int err)
+{
+	ch->broken = true;
+	ch->broken_errno = err;
+	errno = err;
+	return -1;
+}
+
+/* Looks at the frame at the head of ibuf. Returns 1 with *h when the whole
+ * frame is buffered (or, for a large frame, completely received in big), 0
+ * when more bytes are needed, -1 when malformed. A large frame whose header
+ * has arrived moves to big here, with whatever part of it is buffered. */
+static int head_frame(struct channel *ch, struct frame_header *h)
+{
+	size_t payload, have;
+	int r;
+
+	if (ch->broken) {
+		errno = ch->broken_errno;
+		return -1;
+	}
+	if (ch->big) {
+		h->kind = ch->big_kind;
+		h->size = ch->big_len + FRAME_HEADER_SIZE;
+		h->magic = FRAME_MAGIC;
+		return ch->big_have == ch->big_len;
+	}
+	r = frame_decode(ch->ibuf + ch->ipos, buffered(ch), ch->max, h);
+	if (r < 0)
+		return set_broken(ch, errno);
+	if (r == 0)
+		return 0;
+	payload = (size_t)(h->size - FRAME_HEADER_SIZE);
+	have = buffered(ch) - FRAME_HEADER_SIZE;
+	if (have >= payload)
+		return 1;
+	/* Stream frames are never gathered whole: a get consumes them as
+	 * they come, so their header alone is enough to report the kind. */
+	if (h->kind == FRAME_STREAM)
+		return 1;
+	if (h->size > IBUF_MAX) {
+		unsigned char *p = malloc(payload + 1);
+
+		if (!p)
+			return -1;
+		memcpy(p, ch->ibuf + ch->ipos + FRAME_HEADER_SIZE, have);
+		ch->big = p;
+		ch->big_kind = h->kind;
+		ch->big_len = payload;
+		ch->big_have = have;
+		ch->ipos = ch->ilen = 0;
+	}
+	return 0;
+}
+
+ssize_t channel_fill(struct channel *ch)
+{
+	ssize_t n;
+	size_t room;
+
+	if (ch->rfd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if (ch->eof)
+		return 0;
+	if (ch->big) {
+		n = sys_read(ch->rfd, ch->big + ch->big_have,
+			     ch->big_len - ch->big_have);
+		if (n > 0)
+			ch->big_have += n;
+	} else {
+		struct frame_header h;
+		size_t want = 1;
+
+		/* Room for the rest of the frame at the head when it fits
+		 * ibuf, so that one read can complete it. */
+		if (frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX,
+				 &h) == 1 && h.size <= IBUF_MAX &&
+		    h.size > buffered(ch))
+			want = h.size - buffered(ch);
+		if (reserve(ch, want) < 0)
+			return -1;
+		room = ch->icap - ch->ilen;
+		n = sys_read(ch->rfd, ch->ibuf + ch->ilen, room);
+		if (n > 0)
+			ch->ilen += n;
+	}
+	if (n == 0)
+		ch->eof = true;
+	return n;
+}
+
+/* Fills until a whole frame is at the head, end of stream, or deadline.
+ * Returns 1 with *h, 0 at a clean end of stream, -1 with ETIMEDOUT,
+ * ECONNRESET (end of stream mid-frame) or another errno. */
+static int await_frame(struct channel *ch, struct frame_header *h,
+		       int64_t deadline)
+{
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		r = head_frame(ch, h);
+		if (r != 0)
+			return r;
+		if (ch->eof) {
+			if (buffered(ch) == 0 && !ch->big)
+				return 0;
+			return set_broken(ch, ECONNRESET);
+		}
+		n = channel_fill(ch);
+		if (n >= 0)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		r = wait_fd(ch->rfd, POLLIN, deadline);
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+	}
+}
+
+/* Takes the whole frame at the head (described by h) out of the channel.
+ * *data gets a malloc'd copy of the payload with a NUL after it. */
+static int take_frame(struct channel *ch, const struct frame_header *h,
+		      void **data, size_t *len)
+{
+	size_t payload = (size_t)(h->size - FRAME_HEADER_SIZE);
+	unsigned char *p;
+
+	if (ch->big) {
+		p = ch->big;
+		ch->big = NULL;
+	} else {
+		p = malloc(payload + 1);
+		if (!p)
+			return -1;
+		memcpy(p, ch->ibuf + ch->ipos + FRAME_HEADER_SIZE, payload);
+		ch->ipos += h->size;
+		if (ch->ipos == ch->ilen)
+			ch->ipos = ch->ilen = 0;
+	}
+	p[payload] = '\0';
+	*data = p;
+	*len = payload;
+	return 0;
+}
+
+/* Drops the whole frame at the head. */
+static void drop_frame(struct channel *ch, const struct frame_header *h)
+{
+	if (ch->big) {
+		free(ch->big);
+		ch->big = NULL;
+		return;
+	}
+	ch->ipos += h->size;
+	if (ch->ipos == ch->ilen)
+		ch->ipos = ch->ilen = 0;
+}
+
+int channel_head(struct channel *ch)
+{
+	struct frame_header h;
+	int r;
+
+	for (;;) {
+		if (ch->stream_left)
+			return FRAME_STREAM;
+		r = head_frame(ch, &h);
+		if (r <= 0)
+			return r;
+		if (h.kind != FRAME_DONE)
+			return (int)h.kind;
+		drop_frame(ch, &h);
+		if (ch->on_control)
+			ch->on_control(ch, FRAME_DONE);
+	}
+}
+
+int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
+		       size_t *len, int timeout_ms)
+{
+	struct frame_header h;
+	int r;
+
+	if (!ch || !kind || !data || !len) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ch->stream_left) {
+		errno = EPROTO;
+		return -1;
+	}
+	r = await_frame(ch, &h, deadline_of(timeout_ms));
+	if (r <= 0)
+		return r;
+	if (h.kind == FRAME_STREAM) {
+		errno = EPROTO;
+		return -1;
+	}
+	if (take_frame(ch, &h, data, len) < 0)
+		return -1;
+	*kind = h.kind;
+	return 1;
+}
+
+/* Turns a FAILURE frame's payload (cause, code, text) into msg fields,
+ * moving the text to the front of the same allocation. */
+static void decode_failure(struct channel_msg *msg)
+{
+	int32_t cc[2] = { CHANNEL_PROTOCOL, EPROTO };
+	unsigned char *p = msg->data;
+
+	if (msg->len >= sizeof(cc)) {
+		memcpy(cc, p, sizeof(cc));
+		memmove(p, p + sizeof(cc), msg->len - sizeof(cc) + 1);
+		msg->len -= sizeof(cc);
+	} else {
+		p[0] = '\0';
+		msg->len = 0;
+	}
+	msg->cause = cc[0];
+	msg->code = cc[1];
+}
+
+/* Waits for the next user frame: DONE frames are handed to on_control on
+ * the way; stream data or reuse control frames at the head are EPROTO. */
+static int await_user_frame(struct channel *ch, struct frame_header *h,
+			    int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	int r;
+
+	if (!ch) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (;;) {
+		if (ch->stream_left) {
+			errno = EPROTO;
+			return -1;
+		}
+		r = await_frame(ch, h, deadline);
+		if (r <= 0)
+			return r;
+		if (h->kind == FRAME_DONE) {
+			drop_frame(ch, h);
+			if (ch->on_control)
+				ch->on_control(ch, FRAME_DONE);
+			continue;
+		}
+		if (h->kind > FRAME_FAILURE) {
+			errno = EPROTO;
+			return -1;
+		}
+		return 1;
+	}
+}
+
+int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms)
+{
+	struct frame_header h;
+	int r;
+
+	if (!msg) {
+		errno = EINVAL;
+		return -1;
+	}
+	r = await_user_frame(ch, &h, timeout_ms);
+	if (r <= 0)
+		return r;
+	/* A message lent by peek is either this one (in big, handed over
+	 * below) or a copy that is no longer needed. */
+	free(ch->peek_data);
+	ch->peek_data = NULL;
+	memset(msg, 0, sizeof(*msg));
+	if (take_frame(ch, &h, &msg->data, &msg->len) < 0)
+		return -1;
+	msg->kind = (int)h.kind;
+	msg->task = ch->task;
+	if (h.kind == FRAME_FAILURE) {
+		decode_failure(msg);
+	} else {
+		msg->cause = h.kind == FRAME_ERROR ? CHANNEL_SENT_ERROR
+						   : CHANNEL_OK;
+		ch->delivered++;
+	}
+	return 1;
+}
+
+int channel_peek(struct channel *ch, struct channel_msg *msg, int timeout_ms)
+{
+	struct frame_header h;
+	size_t payload;
+	int r;
+
+	if (!msg) {
+		errno = EINVAL;
+		return -1;
+	}
+	r = await_user_frame(ch, &h, timeout_ms);
+	if (r <= 0)
+		return r;
+	free(ch->peek_data);
+	ch->peek_data = NULL;
+	memset(msg, 0, sizeof(*msg));
+	payload = (size_t)(h.size - FRAME_HEADER_SIZE);
+	if (ch->big) {
+		/* The frame already has its own allocation: lend it. */
+		ch->big[payload] = '\0';
+		msg->data = ch->big;
+	} else {
+		unsigned char *p = malloc(payload + 1);
+
+		if (!p)
+			return -1;
+		memcpy(p, ch->ibuf + ch->ipos + FRAME_HEADER_SIZE, payload);
+		p[payload] = '\0';
+		ch->peek_data = p;
+		msg->data = p;
+	}
+	msg->len = payload;
+	msg->kind = (int)h.kind;
+	msg->task = ch->task;
+	if (h.kind == FRAME_FAILURE) {
+		/* Decode from a copy of the header fields: the lent payload
+		 * keeps its encoded form. */
+		int32_t cc[2] = { CHANNEL_PROTOCOL, EPROTO };
+
+		if (payload >= sizeof(cc)) {
+			memcpy(cc, msg->data, sizeof(cc));
+			msg->data = (unsigned char *)msg->data + sizeof(cc);
+			msg->len -= sizeof(cc);
+		}
+		msg->cause = cc[0];
+		msg->code = cc[1];
+	} else if (h.kind == FRAME_ERROR) {
+		msg->cause = CHANNEL_SENT_ERROR;
+	}
+	return 1;
+}
+
+void channel_msg_free(struct channel_msg *msg)
+{
+	if (!msg)
+		return;
+	free(msg->data);
+	msg->data = NULL;
+	msg->len = 0;
+}
+
+int channel_ready(struct channel *ch, int timeout_ms)
+{
+	struct frame_header h;
+	int r;
+
+	r = await_user_frame(ch, &h, timeout_ms);
+	if (r >= 0)
+		return 1;
+	if (errno == ETIMEDOUT)
+		return 0;
+	return -1;
+}
+
+int channel_active(const struct channel *ch)
+{
+	if (!ch)
+		return 0;
+	return !ch->eof || buffered(ch) > 0 || ch->big != NULL ||
+	       ch->stream_left > 0;
+}
+
+ssize_t channel_size(const struct channel *ch)
+{
+	size_t n;
+
+	if (!ch) {
+		errno = EINVAL;
+		return -1;
+	}
+	n = buffered(ch) + (ch->big ? ch->big_have : 0);
+#ifdef FIONREAD
+	{
+		int k = 0;
+
+		if (ch->rfd >= 0 && ioctl(ch->rfd, FIONREAD, &k) == 0 && k > 0)
+			n += (size_t)k;
+	}
+#endif
+	return (ssize_t)n;
+}
+
+int channel_push_failure(struct channel *ch, int cause, int code,
+			 const char *text)
+{
+	size_t tlen = text ? strlen(text) : 0;
+	size_t size = FRAME_HEADER_SIZE + 8 + tlen;
+	int32_t cc[2] = { cause, code };
+	unsigned char *p;
+
+	if (!ch) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ch->big || ch->broken || ch->stream_left) {
+		/* What is half received (or malformed) will never be a whole
+		 * frame now: drop it, and read nothing more after it. */
+		free(ch->big);
+		ch->big = NULL;
+		ch->ipos = ch->ilen = 0;
+		ch->stream_left = 0;
+		ch->broken = false;
+		ch->eof = true;
+	}
+	if (reserve(ch, size) < 0)
+		return -1;
+	p = ch->ibuf + ch->ilen;
+	frame_encode(p, FRAME_FAILURE, 8 + tlen);
+	memcpy(p + FRAME_HEADER_SIZE, cc, 8);
+	if (tlen)
+		memcpy(p + FRAME_HEADER_SIZE + 8, text, tlen);
+	ch->ilen += size;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Flush and preload                                                        */
+/* ------------------------------------------------------------------------ */
+
+ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
+		      int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	unsigned char *out = NULL, *p;
+	size_t used = 0, cap = 0;
+	ssize_t count = 0;
+	struct frame_header h;
+	void *data;
+	size_t dlen;
+	int r, saved;
+
+	if (!ch || !frames || !len) {
+		errno = EINVAL;
+		return -1;
+	}
+	*frames = NULL;
+	*len = 0;
+	if (ch->stream_left) {
+		errno = EPROTO;
+		return -1;
+	}
+	free(ch->peek_data);
+	ch->peek_data = NULL;
+	for (;;) {
+		r = await_frame(ch, &h, deadline);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			if (errno == ETIMEDOUT)
+				break;
+			goto fail;
+		}
+		if (h.kind == FRAME_STREAM) {
+			errno = EPROTO;
+			goto fail;
+		}
+		if (take_frame(ch, &h, &data, &dlen) < 0)
+			goto fail;
+		if (cap - used < h.size) {
+			size_t ncap = cap ? cap : 4096;
+
+			while (ncap - used < h.size)
+				ncap *= 2;
+			p = realloc(out, ncap);
+			if (!p) {
+				free(data);
+				goto fail;
+			}
+			out = p;
+			cap = ncap;
+		}
+		frame_encode(out + used, h.kind, dlen);
+		memcpy(out + used + FRAME_HEADER_SIZE, data, dlen);
+		used += h.size;
+		free(data);
+		count++;
+	}
+	*frames = out;
+	*len = used;
+	return count;
+
+fail:
+	/* What was taken cannot be put back into the kernel; hand it to the
+	 * buffer's front again so nothing is lost. */
+	saved = errno;
+	if (used && channel_preload(ch, out, used) == 0)
+		used = 0;
+	free(out);
+	errno = saved;
+	return -1;
+}
+
+int channel_preload(struct channel *ch, const void *frames, size_t len)
+{
+	const unsigned char *p = frames;
+	struct frame_header h;
+	size_t off = 0, have;
+	unsigned char *nb;
+
+	if (!ch || (len && !frames)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ch->big || ch->stream_left) {
+		/* A frame is half received: nothing can go in front of it. */
+		errno = EBUSY;
+		return -1;
+	}
+	while (off < len) {
+		if (frame_decode(p + off, len - off, ch->max, &h) <= 0) {
+			if (errno != EMSGSIZE)
+				errno = EPROTO;
+			return -1;
+		}
+		if (h.size > len - off) {
+			errno = EPROTO;
+			return -1;
+		}
+		off += h.size;
+	}
+	if (len == 0)
+		return 0;
+	have = buffered(ch);
+	nb = malloc(len + have + IBUF_INITIAL);
+	if (!nb)
+		return -1;
+	memcpy(nb, p, len);
+	if (have)
+		memcpy(nb + len, ch->ibuf + ch->ipos, have);
+	free(ch->ibuf);
+	free(ch->peek_data);
+	ch->peek_data = NULL;
+	ch->ibuf = nb;
+	ch->icap = len + have + IBUF_INITIAL;
+	ch->ipos = 0;
+	ch->ilen = len + have;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Item streams                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Puts k stream bytes back at the front of the buffer, in the middle of
+ * the stream frame they came from. */
+static void unread(struct channel *ch, const unsigned char *bytes, size_t k)
+{
+	if (ch->ipos < k) {
+		size_t have = buffered(ch);
+
+		if (reserve(ch, k) < 0)
+			return;
+		memmove(ch->ibuf + k, ch->ibuf + ch->ipos, have);
+		ch->ipos = k;
+		ch->ilen = k + have;
+	}
+	ch->ipos -= k;
+	memcpy(ch->ibuf + ch->ipos, bytes, k);
+	ch->stream_left += k;
+}
+
+int channel_get(struct channel *ch, void *items, size_t m, size_t size,
+		size_t *got, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	unsigned char *dst = items;
+	size_t need, done = 0, take;
+	struct frame_header h;
+	ssize_t n;
+	int r, err = 0;
+
+	if (got)
+		*got = 0;
+	if (!ch || size == 0 || (m && !items) || (m && size > SIZE_MAX / m)) {
+		errno = EINVAL;
+		return -1;
+	}
+	need = m * size;
+	while (done < need) {
+		if (ch->stream_left == 0) {
+			/* The next frame must be a stream frame; only its
+			 * header needs to be here. */
+			r = head_frame(ch, &h);
+			if (r < 0) {
+				err = errno;
+				break;
+			}
+			if (buffered(ch) >= FRAME_HEADER_SIZE && !ch->big &&
+			    frame_decode(ch->ibuf + ch->ipos, buffered(ch),
+					 ch->max, &h) == 1) {
+				if (h.kind != FRAME_STREAM) {
+					err = EPROTO;
+					break;
+				}
+				ch->ipos += FRAME_HEADER_SIZE;
+				ch->stream_left = h.size - FRAME_HEADER_SIZE;
+				continue;
+			}
+			if (ch->big) {
+				err = EPROTO;
+				break;
+			}
+		} else if (buffered(ch) > 0) {
+			take = buffered(ch);
+			if (take > ch->stream_left)
+				take = (size_t)ch->stream_left;
+			if (take > need - done)
+				take = need - done;
+			memcpy(dst + done, ch->ibuf + ch->ipos, take);
+			ch->ipos += take;
+			if (ch->ipos == ch->ilen)
+				ch->ipos = ch->ilen = 0;
+			ch->stream_left -= take;
+			done += take;
+			continue;
+		} else if (!ch->eof) {
+			/* Nothing buffered in the middle of a stream frame:
+			 * read straight into the caller's array. */
+			take = need - done;
+			if (take > ch->stream_left)
+				take = (size_t)ch->stream_left;
+			n = sys_read(ch->rfd, dst + done, take);
+			if (n > 0) {
+				ch->stream_left -= n;
+				done += n;
+				continue;
+			}
+			if (n == 0) {
+				ch->eof = true;
+				continue;
+			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				err = errno;
+				break;
+			}
+			goto wait;
+		}
+		if (ch->eof) {
+			err = EPIPE;
+			break;
+		}
+		n = channel_fill(ch);
+		if (n >= 0)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			err = errno;
+			break;
+		}
+wait:
+		r = wait_fd(ch->rfd, POLLIN, deadline);
+		if (r < 0) {
+			err = errno;
+			break;
+		}
+		if (r == 0) {
+			err = ETIMEDOUT;
+			break;
+		}
+	}
+	/* Whole items are reported. The bytes of an item cut short by a
+	 * timeout go back in front of the buffer for the next get; those of
+	 * one cut short by end of stream are dropped with it. */
+	if (err == ETIMEDOUT && done % size)
+		unread(ch, dst + done - done % size, done % size);
+	if (got)
+		*got = done / size;
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
