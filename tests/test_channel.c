@@ -1,0 +1,908 @@
+/*
+ * test_channel.c - one channel between the test and one forked process.
+ *
+ * Children report only through their channel or their exit status; every
+ * assertion stays in the test body. Each test that waits on a child has a
+ * timeout, and most check that the descriptors open before are the ones
+ * open after and that the child was reaped.
+ */
+#include "exchange.h"
+#include "internal.h"
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Children of these tests block on their channel rather than sleeping:
+ * the parent's close or a message wakes them. */
+static void wait_for_parent(struct channel *ch)
+{
+	struct channel_msg m;
+
+	while (channel_recv(ch, &m, -1) == 1)
+		channel_msg_free(&m);
+}
+
+static void echo_fn(struct channel *ch, const void *arg, size_t len, void *ctx)
+{
+	struct channel_msg m;
+
+	(void)ctx;
+	channel_send(ch, arg, len, -1);
+	while (channel_recv(ch, &m, -1) == 1) {
+		channel_send(ch, m.data, m.len, -1);
+		channel_msg_free(&m);
+	}
+}
+
+static void silent_fn(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
+{
+	(void)ch, (void)arg, (void)len, (void)ctx;
+}
+
+Test(channel, create_runs_child_with_pid_zero, .timeout = 10)
+{
+	int fds = count_fds();
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+	pid_t pid;
+	int st;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		/* The child tells the parent what it sees. */
+		pid_t mine = getpid();
+
+		channel_send(ch, &mine, sizeof(mine), -1);
+		channel_exit(ch, 7);
+	}
+	pid = channel_pid(ch);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.kind, CHANNEL_DATA);
+	cr_assert_eq(m.len, sizeof(pid_t));
+	cr_assert_eq(*(pid_t *)m.data, pid);
+	cr_assert_eq(m.task, CHANNEL_NO_TASK);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0, "end of stream");
+	cr_assert_eq(channel_wait(ch, 5000), 0);
+	cr_assert_eq(channel_status(ch, &st), 1);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 7);
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert(reaped(pid));
+	cr_assert_eq(count_fds(), fds);
+}
+
+Test(channel, start_echoes_in_both_directions, .timeout = 10)
+{
+	int fds = count_fds();
+	struct channel *ch = channel_start(echo_fn, "hello", 5, NULL);
+	struct channel_msg m;
+	char buf[32];
+	pid_t pid;
+	int i;
+
+	cr_assert_not_null(ch);
+	pid = channel_pid(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.len, 5);
+	cr_assert_str_eq(m.data, "hello", "payloads are NUL-terminated");
+	channel_msg_free(&m);
+	for (i = 0; i < 100; i++) {
+		snprintf(buf, sizeof(buf), "ping %d", i);
+		cr_assert_eq(channel_send(ch, buf, strlen(buf), 5000), 0);
+		cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+		cr_assert_str_eq(m.data, buf);
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert(reaped(pid));
+	cr_assert_eq(count_fds(), fds);
+}
+
+Test(channel, function_without_result_is_end_of_stream, .timeout = 10)
+{
+	struct channel *ch = channel_start(silent_fn, NULL, 0, NULL);
+	struct channel_msg m;
+	int st;
+
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	cr_assert_eq(channel_active(ch), 0);
+	cr_assert_eq(channel_wait(ch, 5000), 0);
+	cr_assert_eq(channel_status(ch, &st), 1);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	channel_close(ch);
+}
+
+Test(channel, child_exit_status_and_signal_are_kept, .timeout = 10)
+{
+	struct channel *a = channel_create(), *b;
+	struct channel_msg m;
+	int st;
+
+	cr_assert_not_null(a);
+	if (channel_pid(a) == 0)
+		channel_exit(a, 3);
+	b = channel_create();
+	cr_assert_not_null(b);
+	if (channel_pid(b) == 0) {
+		kill(getpid(), SIGKILL);
+		channel_exit(b, 0);
+	}
+	cr_assert_eq(channel_recv(a, &m, 5000), 0);
+	cr_assert_eq(channel_recv(b, &m, 5000), 0);
+	cr_assert_eq(channel_wait(a, 5000), 0);
+	cr_assert_eq(channel_wait(b, 5000), 0);
+	cr_assert_eq(channel_status(a, &st), 1);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+	cr_assert_eq(channel_status(b, &st), 1);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	channel_close(a);
+	channel_close(b);
+	cr_assert(no_children());
+}
+
+Test(channel, error_frame_is_not_data, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		channel_send_error(ch, "disk on fire", -1);
+		channel_exit(ch, 1);
+	}
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.kind, CHANNEL_ERROR);
+	cr_assert_eq(m.cause, CHANNEL_SENT_ERROR);
+	cr_assert_str_eq(m.data, "disk on fire");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	channel_close(ch);
+}
+
+/* A child that sends and leaves at once still has everything delivered:
+ * the parent reads to end of stream, with no acknowledgement. */
+Test(channel, send_and_exit_loses_nothing, .timeout = 20)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+	int i, n = 0;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		for (i = 0; i < 5000; i++)
+			channel_send(ch, &i, sizeof(i), -1);
+		_exit(0);
+	}
+	while (channel_recv(ch, &m, 5000) == 1) {
+		cr_assert_eq(*(int *)m.data, n);
+		n++;
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(n, 5000);
+	channel_close(ch);
+}
+
+static void sizes_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	const size_t *sizes = arg;
+	size_t i, j;
+
+	(void)ctx;
+	for (i = 0; i < len / sizeof(size_t); i++) {
+		unsigned char *p = malloc(sizes[i] ? sizes[i] : 1);
+
+		if (!p)
+			channel_exit(ch, 99);
+		for (j = 0; j < sizes[i]; j++)
+			p[j] = (unsigned char)(j * 31 + i);
+		if (channel_send(ch, p, sizes[i], -1) < 0)
+			channel_exit(ch, 98);
+		free(p);
+	}
+}
+
+Test(channel, messages_of_every_size, .timeout = 60)
+{
+	static const size_t sizes[] = {
+		0, 1, 15, 16, 4095, 65535, 65536, 65537, 262143, 262144,
+		1 << 20, (1 << 20) + 3, 256u << 20,
+	};
+	int fds = count_fds();
+	struct channel *ch = channel_start(sizes_fn, sizes, sizeof(sizes),
+					   NULL);
+	struct channel_msg m;
+	size_t i, j;
+	int st;
+
+	cr_assert_not_null(ch);
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		const unsigned char *p;
+
+		cr_assert_eq(channel_recv(ch, &m, 30000), 1, "message %zu", i);
+		cr_assert_eq(m.len, sizes[i]);
+		p = m.data;
+		for (j = 0; j < m.len; j++)
+			if (p[j] != (unsigned char)(j * 31 + i))
+				break;
+		cr_assert_eq(j, m.len, "payload %zu intact", i);
+		cr_assert_eq(p[m.len], 0);
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	cr_assert_eq(channel_wait(ch, 5000), 0);
+	cr_assert_eq(channel_status(ch, &st), 1);
+	cr_assert_eq(WEXITSTATUS(st), 0);
+	channel_close(ch);
+	cr_assert_eq(count_fds(), fds);
+}
+
+Test(channel, large_messages_parent_to_child, .timeout = 30)
+{
+	size_t len = 16u << 20, i;
+	unsigned char *p = malloc(len);
+	struct channel *ch = channel_start(echo_fn, "x", 1, NULL);
+	struct channel_msg m;
+
+	cr_assert_not_null(p);
+	cr_assert_not_null(ch);
+	for (i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 7);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	channel_msg_free(&m);
+	/* The child echoes while the parent still sends: the parent must
+	 * not block sending while the child blocks sending back. So send
+	 * and then receive one message at a time, each smaller than what
+	 * the two pipes buffer together is not required: the child reads
+	 * the whole message before answering. */
+	cr_assert_eq(channel_send(ch, p, len, 10000), 0);
+	cr_assert_eq(channel_recv(ch, &m, 10000), 1);
+	cr_assert_eq(m.len, len);
+	cr_assert_eq(memcmp(m.data, p, len), 0);
+	channel_msg_free(&m);
+	free(p);
+	channel_close(ch);
+}
+
+Test(channel, maximum_is_enforced_before_allocation, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+	char big[100] = { 0 };
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		channel_send(ch, big, 10, -1);
+		channel_send(ch, big, 100, -1);
+		wait_for_parent(ch);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_set_max(ch, 50), 0);
+	cr_assert_eq(channel_send(ch, big, 51, 1000), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.len, 10);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	/* The channel stays failed rather than reading a payload as a
+	 * header. */
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	channel_close(ch);
+}
+
+/* Writes raw bytes on the child's side of a channel, as a broken peer
+ * would, and leaves. */
+static struct channel *raw_child(const void *bytes, size_t len)
+{
+	struct channel *ch = channel_create();
+
+	if (ch && channel_pid(ch) == 0) {
+		const char *p = bytes;
+
+		while (len > 0) {
+			ssize_t n = write(ch->wfd, p, len);
+
+			if (n <= 0)
+				_exit(1);
+			p += n;
+			len -= (size_t)n;
+		}
+		_exit(0);
+	}
+	return ch;
+}
+
+static void expect_bad_frame(const void *bytes, size_t len, int err)
+{
+	struct channel *ch = raw_child(bytes, len);
+	struct channel_msg m = { 0 };
+
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), -1);
+	cr_assert_eq(errno, err, "errno %d, expected %d", errno, err);
+	cr_assert_null(m.data);
+	cr_assert_eq(channel_close(ch), 0);
+}
+
+Test(channel, bad_frames_fail_cleanly, .timeout = 20)
+{
+	unsigned char h[FRAME_HEADER_SIZE + 4];
+	struct frame_header fh;
+	int fds = count_fds();
+
+	/* A header that claims an absurd length. */
+	frame_encode(h, FRAME_DATA, (uint64_t)1 << 60);
+	expect_bad_frame(h, FRAME_HEADER_SIZE, EMSGSIZE);
+	/* A length below the header. */
+	fh = (struct frame_header){ .size = 3, .kind = FRAME_DATA,
+				    .magic = FRAME_MAGIC };
+	memcpy(h, &fh, sizeof(fh));
+	expect_bad_frame(h, FRAME_HEADER_SIZE, EPROTO);
+	/* An unknown kind. */
+	fh = (struct frame_header){ .size = 16, .kind = 99,
+				    .magic = FRAME_MAGIC };
+	memcpy(h, &fh, sizeof(fh));
+	expect_bad_frame(h, FRAME_HEADER_SIZE, EPROTO);
+	/* Not a frame at all. */
+	expect_bad_frame("GET / HTTP/1.0\r\n\r\n", 18, EPROTO);
+	/* A header cut short by end of stream. */
+	frame_encode(h, FRAME_DATA, 4);
+	expect_bad_frame(h, 9, ECONNRESET);
+	/* A payload cut short. */
+	memcpy(h + FRAME_HEADER_SIZE, "ab", 2);
+	expect_bad_frame(h, FRAME_HEADER_SIZE + 2, ECONNRESET);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(channel, writing_to_a_gone_reader_is_epipe, .timeout = 10)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL }, old;
+	struct channel *ch;
+	struct channel_msg m;
+	char buf[4096] = { 0 };
+	int i, rc = 0;
+
+	/* The default disposition would kill the test on SIGPIPE. */
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGPIPE, &dfl, &old);
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0)
+		channel_exit(ch, 0);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	for (i = 0; i < 100 && rc == 0; i++)
+		rc = channel_send(ch, buf, sizeof(buf), 1000);
+	cr_assert_eq(rc, -1);
+	cr_assert_eq(errno, EPIPE);
+	{
+		sigset_t pending;
+
+		sigpending(&pending);
+		cr_assert_not(sigismember(&pending, SIGPIPE),
+			      "the SIGPIPE was consumed");
+	}
+	channel_close(ch);
+	sigaction(SIGPIPE, &old, NULL);
+}
+
+Test(channel, socket_link_behaves_the_same, .timeout = 10)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL }, old;
+	struct channel *ch;
+	struct channel_msg m;
+	int fds = count_fds(), i, rc = 0;
+	pid_t pid;
+
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGPIPE, &dfl, &old);
+	pid = channel_fork(&ch, CHANNEL_LINK_SOCKET);
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (channel_recv(ch, &m, -1) == 1)
+			channel_send(ch, m.data, m.len, -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_send(ch, "over a socket", 13, 1000), 0);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_str_eq(m.data, "over a socket");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	for (i = 0; i < 1000 && rc == 0; i++)
+		rc = channel_send(ch, "x", 1, 1000);
+	cr_assert_eq(rc, -1);
+	cr_assert(errno == EPIPE || errno == ECONNRESET);
+	channel_close(ch);
+	sigaction(SIGPIPE, &old, NULL);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(reaped(pid));
+}
+
+Test(channel, receive_times_out_distinctly_from_eof, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+	struct timespec t0, t1;
+	long ms;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		wait_for_parent(ch);
+		channel_exit(ch, 0);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(channel_recv(ch, &m, 50), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_assert_geq(ms, 49, "waited %ld ms", ms);
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	cr_assert_eq(channel_ready(ch, 0), 0);
+	cr_assert_eq(channel_active(ch), 1);
+	channel_close(ch);
+}
+
+Test(channel, send_into_a_full_channel_times_out, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	size_t len = 8u << 20;
+	char *p = calloc(1, len);
+
+	cr_assert_not_null(ch);
+	cr_assert_not_null(p);
+	if (channel_pid(ch) == 0) {
+		/* Never reads: waits for its parent to close. */
+		struct pollfd pf = { .fd = ch->rfd, .events = 0 };
+
+		poll(&pf, 1, -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_send(ch, p, len, 100), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	/* Part of a frame went out: this direction can no longer send. */
+	cr_assert_eq(channel_send(ch, "x", 1, 0), -1);
+	free(p);
+	channel_close(ch);
+}
+
+Test(channel, ready_active_and_size, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		channel_send(ch, "0123456789", 10, -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_ready(ch, 5000), 1);
+	cr_assert_geq(channel_size(ch), (ssize_t)(FRAME_HEADER_SIZE + 10));
+	cr_assert_eq(channel_active(ch), 1);
+	cr_assert_eq(channel_recv(ch, &m, 0), 1);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	cr_assert_eq(channel_active(ch), 0);
+	cr_assert_eq(channel_size(ch), 0);
+	cr_assert_eq(channel_ready(ch, 0), 1, "a receive returns at once");
+	channel_close(ch);
+}
+
+Test(channel, peek_then_receive_the_same_message, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg p, m;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		channel_send(ch, "first", 5, -1);
+		channel_send(ch, "second", 6, -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_peek(ch, &p, 5000), 1);
+	cr_assert_str_eq(p.data, "first");
+	cr_assert_eq(channel_peek(ch, &p, 5000), 1);
+	cr_assert_str_eq(p.data, "first");
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_str_eq(m.data, "first");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_str_eq(m.data, "second");
+	channel_msg_free(&m);
+	channel_close(ch);
+}
+
+Test(channel, flush_and_preload_move_messages, .timeout = 10)
+{
+	struct channel *a = channel_create(), *b;
+	struct channel_msg m;
+	void *frames;
+	size_t len;
+	int i;
+
+	cr_assert_not_null(a);
+	if (channel_pid(a) == 0) {
+		for (i = 0; i < 5; i++)
+			channel_send(a, &i, sizeof(i), -1);
+		channel_send_error(a, "and an error", -1);
+		channel_exit(a, 0);
+	}
+	b = channel_create();
+	cr_assert_not_null(b);
+	if (channel_pid(b) == 0) {
+		i = 100;
+		channel_send(b, &i, sizeof(i), -1);
+		channel_exit(b, 0);
+	}
+	/* Drain a (waiting for its end of stream) into one buffer. */
+	cr_assert_eq(channel_flush(a, &frames, &len, 5000), 6);
+	cr_assert_eq(channel_recv(a, &m, 0), 0);
+	/* Wait for b's message to be there, then put a's in front of it. */
+	cr_assert_eq(channel_ready(b, 5000), 1);
+	cr_assert_eq(channel_preload(b, frames, len), 0);
+	for (i = 0; i < 5; i++) {
+		cr_assert_eq(channel_recv(b, &m, 5000), 1);
+		cr_assert_eq(*(int *)m.data, i);
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(channel_recv(b, &m, 5000), 1);
+	cr_assert_eq(m.kind, CHANNEL_ERROR);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(b, &m, 5000), 1);
+	cr_assert_eq(*(int *)m.data, 100);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(b, &m, 5000), 0);
+	/* Bytes that are not whole frames are refused, and nothing moves. */
+	cr_assert_eq(channel_preload(b, frames, len - 1), -1);
+	cr_assert_eq(errno, EPROTO);
+	cr_assert_eq(channel_preload(b, "garbage garbage!", 16), -1);
+	cr_assert_eq(errno, EPROTO);
+	cr_assert_eq(channel_recv(b, &m, 0), 0);
+	free(frames);
+	channel_close(a);
+	channel_close(b);
+}
+
+Test(channel, streams_keep_order_across_put_and_get_sizes, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	int out[64];
+	size_t got;
+	int i, next = 0;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		int items[10];
+
+		for (int k = 0; k < 3; k++) {
+			for (i = 0; i < 10; i++)
+				items[i] = k * 10 + i;
+			channel_put(ch, items, 10, sizeof(int), -1);
+		}
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_get(ch, out, 7, sizeof(int), &got, 5000), 0);
+	cr_assert_eq(got, 7);
+	for (i = 0; i < 7; i++)
+		cr_assert_eq(out[i], next++);
+	cr_assert_eq(channel_get(ch, out, 16, sizeof(int), &got, 5000), 0);
+	cr_assert_eq(got, 16);
+	for (i = 0; i < 16; i++)
+		cr_assert_eq(out[i], next++);
+	/* Only 7 remain and the writer has gone: what is there, and a
+	 * distinct "closed" error. */
+	cr_assert_eq(channel_get(ch, out, 20, sizeof(int), &got, 5000), -1);
+	cr_assert_eq(errno, EPIPE);
+	cr_assert_eq(got, 7);
+	for (i = 0; i < 7; i++)
+		cr_assert_eq(out[i], next++);
+	channel_close(ch);
+}
+
+Test(channel, stream_get_times_out_and_resumes, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	int out[8];
+	size_t got;
+	int i;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		struct channel_msg m;
+		int items[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+
+		channel_put(ch, items, 3, sizeof(int), -1);
+		/* The rest once the parent asks for it. */
+		if (channel_recv(ch, &m, -1) == 1)
+			channel_msg_free(&m);
+		channel_put(ch, items + 3, 5, sizeof(int), -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_get(ch, out, 8, sizeof(int), &got, 100), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	cr_assert_eq(got, 3);
+	cr_assert_eq(channel_send(ch, "more", 4, 1000), 0);
+	cr_assert_eq(channel_get(ch, out + 3, 5, sizeof(int), &got, 5000), 0);
+	cr_assert_eq(got, 5);
+	for (i = 0; i < 8; i++)
+		cr_assert_eq(out[i], i);
+	channel_close(ch);
+}
+
+Test(channel, large_arrays_stream_whole, .timeout = 30)
+{
+	size_t n = 4u << 20, i, got;
+	uint32_t *out = malloc(n * sizeof(uint32_t));
+	struct channel *ch = channel_create();
+
+	cr_assert_not_null(out);
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		for (i = 0; i < n; i++)
+			out[i] = (uint32_t)(i * 2654435761u);
+		channel_put(ch, out, n, sizeof(uint32_t), -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_get(ch, out, n, sizeof(uint32_t), &got, 20000), 0);
+	cr_assert_eq(got, n);
+	for (i = 0; i < n; i++)
+		if (out[i] != (uint32_t)(i * 2654435761u))
+			break;
+	cr_assert_eq(i, n);
+	free(out);
+	channel_close(ch);
+}
+
+/* A child created while others are alive holds none of their descriptors:
+ * each one's end of stream arrives while the others still run. */
+Test(channel, siblings_do_not_hold_each_others_pipes, .timeout = 20)
+{
+	struct channel *waiting[3], *quick;
+	struct channel_msg m;
+	int fds = count_fds(), i;
+
+	for (i = 0; i < 3; i++) {
+		waiting[i] = channel_create();
+		cr_assert_not_null(waiting[i]);
+		if (channel_pid(waiting[i]) == 0) {
+			wait_for_parent(waiting[i]);
+			channel_exit(waiting[i], 0);
+		}
+	}
+	quick = channel_create();
+	cr_assert_not_null(quick);
+	if (channel_pid(quick) == 0) {
+		channel_send(quick, "done", 4, -1);
+		channel_exit(quick, 0);
+	}
+	cr_assert_eq(channel_recv(quick, &m, 5000), 1);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(quick, &m, 5000), 0,
+		     "end of stream while siblings are alive");
+	channel_close(quick);
+	/* And the first-born, closed last, still ends. */
+	for (i = 2; i >= 0; i--) {
+		pid_t pid = channel_pid(waiting[i]);
+
+		cr_assert_eq(channel_close(waiting[i]), 0);
+		cr_assert(reaped(pid));
+	}
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(channel, kill_wait_and_waitall, .timeout = 10)
+{
+	struct channel *a = channel_create(), *b;
+	int st;
+
+	cr_assert_not_null(a);
+	if (channel_pid(a) == 0) {
+		wait_for_parent(a);
+		channel_exit(a, 0);
+	}
+	cr_assert_eq(channel_wait(a, 30), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	cr_assert_eq(channel_status(a, &st), 0);
+	cr_assert_eq(channel_kill(a, SIGTERM), 0);
+	cr_assert_eq(channel_wait(a, 5000), 0);
+	cr_assert_eq(channel_status(a, &st), 1);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+	cr_assert_eq(channel_kill(a, SIGTERM), -1);
+	cr_assert_eq(errno, ESRCH);
+
+	b = channel_create();
+	cr_assert_not_null(b);
+	if (channel_pid(b) == 0)
+		channel_exit(b, 5);
+	cr_assert_eq(channel_waitall(), 1, "only b is left to reap");
+	cr_assert_eq(channel_status(b, &st), 1);
+	cr_assert_eq(WEXITSTATUS(st), 5);
+	channel_close(a);
+	channel_close(b);
+	cr_assert(no_children());
+}
+
+Test(channel, stdio_is_not_written_twice, .timeout = 10)
+{
+	FILE *f = tmpfile();
+	struct channel *ch;
+	struct channel_msg m;
+	char buf[64] = { 0 };
+
+	cr_assert_not_null(f);
+	fputs("before fork", f);	/* still in f's buffer */
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0)
+		channel_exit(ch, 0);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	channel_close(ch);
+	fflush(f);
+	rewind(f);
+	cr_assert_eq(fread(buf, 1, sizeof(buf) - 1, f), 11);
+	cr_assert_str_eq(buf, "before fork");
+	fclose(f);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* A signal every 300 microseconds interrupts the transfer's system calls;
+ * every byte still arrives, and timeouts still end on time. */
+Test(channel, signals_during_a_large_transfer, .timeout = 30)
+{
+	struct sigaction sa = { .sa_handler = on_alarm }, old;
+	struct itimerval it = { { 0, 300 }, { 0, 300 } }, off = { 0 };
+	size_t len = 64u << 20, i;
+	struct channel *ch;
+	struct channel_msg m;
+	struct timespec t0, t1;
+	long ms;
+
+	sigemptyset(&sa.sa_mask);	/* no SA_RESTART: EINTR everywhere */
+	sigaction(SIGALRM, &sa, &old);
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		unsigned char *p = malloc(len);
+
+		setitimer(ITIMER_REAL, &it, NULL);
+		for (i = 0; p && i < len; i++)
+			p[i] = (unsigned char)(i % 251);
+		channel_send(ch, p, len, -1);
+		wait_for_parent(ch);
+		channel_exit(ch, 0);
+	}
+	setitimer(ITIMER_REAL, &it, NULL);
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	cr_assert_eq(m.len, len);
+	for (i = 0; i < len; i++)
+		if (((unsigned char *)m.data)[i] != (unsigned char)(i % 251))
+			break;
+	cr_assert_eq(i, len);
+	channel_msg_free(&m);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(channel_recv(ch, &m, 200), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_assert(ms >= 199 && ms < 5000, "the 200 ms timeout took %ld ms", ms);
+	channel_close(ch);
+}
+
+/* Hooks that make every other read and write fail with EINTR and move at
+ * most 3 bytes otherwise. */
+static int hook_calls;
+
+static ssize_t short_read(int fd, void *buf, size_t len)
+{
+	if (hook_calls++ % 2 == 0) {
+		errno = EINTR;
+		return -1;
+	}
+	return read(fd, buf, len < 3 ? len : 3);
+}
+
+static ssize_t short_write(int fd, const void *buf, size_t len)
+{
+	if (hook_calls++ % 2 == 0) {
+		errno = EINTR;
+		return -1;
+	}
+	return write(fd, buf, len < 3 ? len : 3);
+}
+
+Test(channel, interrupted_and_short_transfers_complete, .timeout = 20)
+{
+	struct channel *ch;
+	struct channel_msg m;
+	char text[1000];
+	int i;
+
+	for (i = 0; i < 999; i++)
+		text[i] = (char)('a' + i % 26);
+	text[999] = '\0';
+	exchange_hooks.read = short_read;
+	exchange_hooks.write = short_write;
+	ch = channel_start(echo_fn, text, sizeof(text), NULL);
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 10000), 1);
+	cr_assert_eq(m.len, sizeof(text));
+	cr_assert_str_eq(m.data, text);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_send(ch, "short and slow", 14, 10000), 0);
+	cr_assert_eq(channel_recv(ch, &m, 10000), 1);
+	cr_assert_str_eq(m.data, "short and slow");
+	channel_msg_free(&m);
+	memset(&exchange_hooks, 0, sizeof(exchange_hooks));
+	cr_assert_gt(hook_calls, 100);
+	channel_close(ch);
+}
+
+static pid_t failing_fork(void)
+{
+	errno = EAGAIN;
+	return -1;
+}
+
+static int failing_pipe(int fds[2])
+{
+	(void)fds;
+	errno = EMFILE;
+	return -1;
+}
+
+Test(channel, fork_and_pipe_failures_leak_nothing, .timeout = 10)
+{
+	int fds = count_fds();
+
+	exchange_hooks.fork = failing_fork;
+	cr_assert_null(channel_create());
+	cr_assert_eq(errno, EAGAIN);
+	cr_assert_null(channel_start(silent_fn, NULL, 0, NULL));
+	cr_assert_eq(errno, EAGAIN);
+	exchange_hooks.fork = NULL;
+	exchange_hooks.pipe = failing_pipe;
+	cr_assert_null(channel_create());
+	cr_assert_eq(errno, EMFILE);
+	exchange_hooks.pipe = NULL;
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(channel, bad_arguments, .timeout = 5)
+{
+	struct channel_msg m;
+
+	cr_assert_null(channel_start(NULL, NULL, 0, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(channel_send(NULL, "x", 1, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(channel_recv(NULL, &m, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(channel_kill(NULL, SIGTERM), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(channel_close(NULL), 0);
+	channel_msg_free(NULL);
+	cr_assert_str_eq(exchange_version(), EXCHANGE_VERSION);
+}
