@@ -59,6 +59,15 @@ int pipe2(int fds[2], int flags);
 #define HAVE_SOCK_FLAGS 1
 #endif
 
+#if defined(__linux__) && !defined(F_SETPIPE_SZ)
+#define F_SETPIPE_SZ 1031
+#endif
+
+/* Frames above this size enlarge a pipe to PIPE_BIG, where the system
+ * allows it: fewer, longer copies for large messages. */
+#define PIPE_BIG_FRAME (64 * 1024)
+#define PIPE_BIG (1024 * 1024)
+
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
 #endif
@@ -717,6 +726,15 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 	}
 	if (!ch->sigpipe_known)
 		check_sigpipe(ch);
+#ifdef F_SETPIPE_SZ
+	if (!ch->is_socket && !ch->pipe_grown &&
+	    alen + blen >= PIPE_BIG_FRAME) {
+		/* Best effort: past the per-user pipe limit the kernel says
+		 * no, and the default size still works. */
+		ch->pipe_grown = true;
+		fcntl(ch->wfd, F_SETPIPE_SZ, PIPE_BIG);
+	}
+#endif
 	frame_encode(hdr, kind, (uint64_t)alen + blen);
 	iov[0].iov_base = hdr;
 	iov[0].iov_len = sizeof(hdr);
@@ -886,8 +904,8 @@ ssize_t channel_fill(struct channel *ch)
 	if (ch->eof)
 		return 0;
 	if (ch->big) {
-		n = sys_read(ch->rfd, ch->big + ch->big_have,
-			     ch->big_len - ch->big_have);
+		room = ch->big_len - ch->big_have;
+		n = sys_read(ch->rfd, ch->big + ch->big_have, room);
 		if (n > 0)
 			ch->big_have += n;
 	} else {
@@ -909,6 +927,8 @@ ssize_t channel_fill(struct channel *ch)
 	}
 	if (n == 0)
 		ch->eof = true;
+	/* A read that did not fill the room emptied the kernel's buffer. */
+	ch->drained = n < 0 || (size_t)n < room;
 	return n;
 }
 
@@ -929,6 +949,18 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 			if (buffered(ch) == 0 && !ch->big)
 				return 0;
 			return set_broken(ch, ECONNRESET);
+		}
+		if (ch->drained) {
+			/* The last read emptied the kernel's buffer: a read
+			 * now would most likely find nothing, so wait for
+			 * data first. */
+			r = wait_fd(ch->rfd, POLLIN, deadline);
+			if (r < 0)
+				return -1;
+			if (r == 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
 		}
 		n = channel_fill(ch);
 		if (n >= 0)

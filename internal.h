@@ -87,6 +87,10 @@ struct channel {
 	size_t big_len;		/* its payload length */
 	size_t big_have;	/* payload bytes received so far */
 	int sigpipe_known;	/* 0 until the first send looked at SIGPIPE */
+	bool drained;		/* the last read left the kernel buffer empty,
+				   so the next wait polls before reading; an
+				   owner whose own poll saw POLLIN clears it */
+	bool pipe_grown;	/* the write pipe was enlarged for big frames */
 	struct channel *prev;	/* registry of all open channels */
 	struct channel *next;
 
