@@ -50,6 +50,25 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: only what this header
+ * declares, between this push and the pop at its end, is exported from the
+ * shared library (make check-exports verifies it). */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility push(default)
+#endif
+
+/* Marks a function that never returns, in C11, C++11 and older dialects. */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define EXCHANGE_NORETURN [[noreturn]]
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && \
+	__STDC_VERSION__ >= 201112L
+#define EXCHANGE_NORETURN _Noreturn
+#elif defined(__GNUC__) || defined(__clang__)
+#define EXCHANGE_NORETURN __attribute__((__noreturn__))
+#else
+#define EXCHANGE_NORETURN
+#endif
+
 #define EXCHANGE_VERSION_MAJOR 0
 #define EXCHANGE_VERSION_MINOR 1
 #define EXCHANGE_VERSION_PATCH 0
@@ -141,7 +160,7 @@ pid_t channel_pid(const struct channel *ch);
 /* In a child: closes the channel (the parent then sees end-of-stream once it
  * has read everything sent), flushes stdio and ends the process with
  * _exit(status). Never returns. */
-_Noreturn void channel_exit(struct channel *ch, int status);
+EXCHANGE_NORETURN void channel_exit(struct channel *ch, int status);
 
 /* Sends one message of len bytes (0 is allowed) within timeout_ms. Returns 0,
  * or -1 with errno: ETIMEDOUT (the channel stayed full; nothing or part of
@@ -444,6 +463,10 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 /* The number of processor cores this process may run on (its CPU affinity
  * where the system tells it), at least 1. */
 int exchange_cores(void);
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
