@@ -57,6 +57,11 @@ int pipe2(int fds[2], int flags);
 #define SOCK_NONBLOCK 04000
 #endif
 #define HAVE_SOCK_FLAGS 1
+/* Closes every descriptor from first to last in one call (glibc 2.34,
+ * Linux 5.9); on older systems it fails and descriptors are closed one by
+ * one. */
+int close_range(unsigned int first, unsigned int last, int flags);
+#define HAVE_CLOSE_RANGE 1
 #endif
 
 #if defined(__linux__) && !defined(F_SETPIPE_SZ)
@@ -323,17 +328,60 @@ static void channel_release(struct channel *ch)
  * forget those channels, so that only keep remains registered. Their memory
  * is the child's copy of the parent's and is left alone: the parent's
  * structures (an exchange, say) still point at it. */
+static void close_run(int first, int last)
+{
+	int fd;
+
+#ifdef HAVE_CLOSE_RANGE
+	if (close_range((unsigned int)first, (unsigned int)last, 0) == 0)
+		return;
+#endif
+	for (fd = first; fd <= last; fd++)
+		close(fd);
+}
+
+/* Descriptors below this are gathered in a bitmap and closed in runs; the
+ * rare ones above are closed one by one. */
+#define RUN_FDS 32768
+
 static void close_others(struct channel *keep)
 {
+	unsigned char bits[RUN_FDS / 8];
 	struct channel *c;
+	int top = -1, fd, start, k;
 
+	/* Descriptors are handed out lowest first, so the channels' ones
+	 * mostly sit next to each other: a handful of close_range calls
+	 * instead of one close per descriptor in each new child. Nothing is
+	 * allocated here: the parent may have threads, and malloc after fork
+	 * is best avoided. */
+	for (c = registry; c; c = c->next)
+		for (k = 0; c != keep && k < 2; k++) {
+			fd = k ? c->wfd : c->rfd;
+			if (fd > top && fd < RUN_FDS)
+				top = fd;
+		}
+	if (top >= 0)
+		memset(bits, 0, (size_t)top / 8 + 1);
 	for (c = registry; c; c = c->next) {
 		if (c == keep)
 			continue;
-		if (c->wfd != c->rfd)
-			close_fd(&c->wfd);
-		close_fd(&c->rfd);
-		c->wfd = -1;
+		for (k = 0; k < 2; k++) {
+			fd = k ? c->wfd : c->rfd;
+			if (fd >= RUN_FDS)
+				close(fd);
+			else if (fd >= 0)
+				bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
+		}
+		c->rfd = c->wfd = -1;
+	}
+	for (fd = 0; fd <= top; fd++) {
+		if (!(bits[fd / 8] & (1u << (fd % 8))))
+			continue;
+		start = fd;
+		while (fd + 1 <= top && (bits[(fd + 1) / 8] & (1u << ((fd + 1) % 8))))
+			fd++;
+		close_run(start, fd);
 	}
 	registry = keep;
 	keep->prev = keep->next = NULL;
