@@ -1,0 +1,187 @@
+# Installing libexchange, and the checks that keep it a well-kept C library.
+#
+#   make install       the libraries, exchange.h, exchange.pc and the man
+#                      pages under $(DESTDIR)$(PREFIX)
+#   make uninstall     removes exactly what install put there
+#   make check-exports the shared library exports only what exchange.h
+#                      declares, under the right soname
+#   make check-header  exchange.h compiles alone as C11 and C++ with gcc,
+#                      clang, g++ and clang++, warnings as errors
+#   make check-install install into a temporary DESTDIR, build a program
+#                      against it with pkg-config, run it, uninstall
+#   make lint          cppcheck and clang-tidy on the library sources
+#   make man-check     the man pages render without a warning
+#
+# PREFIX, LIBDIR, INCLUDEDIR, MANDIR and PKGCONFIGDIR may be given on the
+# command line or in the environment; DESTDIR is put in front of each at
+# install time only, so the installed exchange.pc names the final place.
+
+# The fragments are included before the Makefile's first rule: keep "all"
+# the goal of a bare "make".
+.DEFAULT_GOAL := all
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+
+# In exchange.pc, directories under the prefix are written relative to
+# ${prefix}, so that pkg-config --define-variable=prefix=... relocates them.
+pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(patsubst $(PREFIX),$${prefix},$(1)))
+
+MAN_PAGES = $(sort $(wildcard man/*.3))
+
+# Each name a page documents in its NAME section ("a, b, c \\- what") gets a
+# one-line page that sources it, so that "man channel_send" works. The shell
+# loop prints "page name" pairs.
+MAN_NAMES = for p in $(MAN_PAGES); do \
+	    b=$${p\#\#*/}; \
+	    for n in $$(sed -n '/^\.SH NAME/{n;s/ *\\-.*//;s/,/ /g;p;q;}' $$p); do \
+		[ "$$n.3" = "$$b" ] || echo "$$b $$n"; \
+	    done; \
+	done
+
+.PHONY: install uninstall check-exports check-header check-install lint \
+	man-check
+
+install: $(STATIC) $(SHARED) exchange.h exchange.pc.in $(MAN_PAGES)
+	$(INSTALL) -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' \
+	    '$(DESTDIR)$(PKGCONFIGDIR)' '$(DESTDIR)$(MANDIR)/man3'
+	$(INSTALL) -m 644 $(STATIC) '$(DESTDIR)$(LIBDIR)/libexchange.a'
+	$(INSTALL) -m 755 $(SHARED) '$(DESTDIR)$(LIBDIR)/libexchange.so.$(VERSION)'
+	ln -sf libexchange.so.$(VERSION) '$(DESTDIR)$(LIBDIR)/$(SONAME)'
+	ln -sf $(SONAME) '$(DESTDIR)$(LIBDIR)/libexchange.so'
+	$(INSTALL) -m 644 exchange.h '$(DESTDIR)$(INCLUDEDIR)/exchange.h'
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@LIBDIR@|$(call pc_rel,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' \
+	    exchange.pc.in > '$(DESTDIR)$(PKGCONFIGDIR)/exchange.pc'
+	chmod 644 '$(DESTDIR)$(PKGCONFIGDIR)/exchange.pc'
+	for p in $(MAN_PAGES); do \
+	    $(INSTALL) -m 644 $$p '$(DESTDIR)$(MANDIR)/man3/' || exit 1; \
+	done
+	$(MAN_NAMES) | while read b n; do \
+	    printf '.so man3/%s\n' "$$b" > '$(DESTDIR)$(MANDIR)/man3/'"$$n.3" \
+	    || exit 1; \
+	done
+
+uninstall:
+	rm -f '$(DESTDIR)$(LIBDIR)/libexchange.a' \
+	    '$(DESTDIR)$(LIBDIR)/libexchange.so.$(VERSION)' \
+	    '$(DESTDIR)$(LIBDIR)/$(SONAME)' '$(DESTDIR)$(LIBDIR)/libexchange.so' \
+	    '$(DESTDIR)$(INCLUDEDIR)/exchange.h' \
+	    '$(DESTDIR)$(PKGCONFIGDIR)/exchange.pc'
+	$(MAN_NAMES) | while read b n; do \
+	    rm -f '$(DESTDIR)$(MANDIR)/man3/'"$$n.3"; \
+	done
+	for p in $(MAN_PAGES); do \
+	    rm -f '$(DESTDIR)$(MANDIR)/man3/'"$${p##*/}"; \
+	done
+
+# The shared library exports exactly what exchange.h declares, and nothing
+# else: a name the header does not declare fails the check (it would become
+# ABI by accident). Functions declared but not yet defined are listed.
+check-exports: $(SHARED) | $(BUILD)/check
+	@soname=$$(readelf -d $(SHARED) | \
+	    sed -n 's/.*Library soname: \[\(.*\)\]/\1/p'); \
+	if [ "$$soname" != "$(SONAME)" ]; then \
+	    echo "check-exports: soname is '$$soname', not $(SONAME)"; exit 1; \
+	fi
+	@$(CC) $(STD) -E -P exchange.h | tr -s ' \t\n' '   ' > $(BUILD)/check/header.i
+	@grep -oE 'typedef[^;(]*\(' $(BUILD)/check/header.i | \
+	    grep -oE '[A-Za-z_][A-Za-z0-9_]* *\($$' | tr -d ' (' | \
+	    sort -u > $(BUILD)/check/typedefs.txt
+	@grep -oE '[A-Za-z_][A-Za-z0-9_]* *\(' $(BUILD)/check/header.i | \
+	    tr -d ' (' | grep -E '^(exchange|channel)_' | sort -u | \
+	    comm -23 - $(BUILD)/check/typedefs.txt > $(BUILD)/check/declared.txt
+	@nm -D --defined-only $(SHARED) | awk 'NF >= 3 { print $$3 }' | \
+	    sed 's/@.*//' | sort -u > $(BUILD)/check/exported.txt
+	@extra=$$(comm -23 $(BUILD)/check/exported.txt $(BUILD)/check/declared.txt); \
+	missing=$$(comm -13 $(BUILD)/check/exported.txt $(BUILD)/check/declared.txt); \
+	echo "check-exports: $(SONAME) exports" \
+	    "$$(wc -l < $(BUILD)/check/exported.txt) names;" \
+	    "exchange.h declares $$(wc -l < $(BUILD)/check/declared.txt) functions"; \
+	if [ -n "$$missing" ]; then \
+	    echo "check-exports: declared but not defined yet:" $$missing; \
+	fi; \
+	if [ -n "$$extra" ]; then \
+	    echo "check-exports: exported but not declared in exchange.h:" $$extra; \
+	    exit 1; \
+	fi
+
+# exchange.h stands alone (it is included first) and compiles without a
+# warning as C11, with and without the POSIX feature macro, and as C++11 and
+# C++17; the C++ program is linked to the library and run, which proves the
+# extern "C" guard. Every compiler in the lists must be present.
+HEADER_CC ?= gcc clang
+HEADER_CXX ?= g++ clang++
+HEADER_WARN = -Wall -Wextra -Wpedantic -Werror
+
+check-header: $(STATIC) tests/install_prog.c exchange.h | $(BUILD)/check
+	@for cc in $(HEADER_CC); do \
+	    for std in "-std=c11" "-std=c11 -D_POSIX_C_SOURCE=200809L" \
+		"-std=c17 -D_POSIX_C_SOURCE=200809L"; do \
+		echo "check-header: $$cc $$std"; \
+		$$cc $$std $(HEADER_WARN) -Wshadow -Wstrict-prototypes \
+		    -Wmissing-prototypes -I. -c tests/install_prog.c \
+		    -o $(BUILD)/check/header-c.o || exit 1; \
+	    done; \
+	done
+	@for cxx in $(HEADER_CXX); do \
+	    for std in -std=c++11 -std=c++17; do \
+		echo "check-header: $$cxx $$std (compiled, linked and run)"; \
+		$$cxx $$std $(HEADER_WARN) -Wshadow -I. -x c++ \
+		    tests/install_prog.c -x none $(STATIC) $(SAN) \
+		    -o $(BUILD)/check/header-cxx || exit 1; \
+		$(BUILD)/check/header-cxx > /dev/null || exit 1; \
+	    done; \
+	done
+
+# Static analysis of the library sources. Each remaining report is either
+# fixed in the source or explained next to the line it concerns.
+CPPCHECK ?= cppcheck
+CLANG_TIDY ?= clang-tidy
+TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,cert-*,misc-*,performance-*,portability-*,-bugprone-easily-swappable-parameters,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,-misc-unused-parameters
+
+lint:
+	$(CPPCHECK) --quiet --error-exitcode=1 --inline-suppr \
+	    --enable=warning,style,performance,portability --std=c11 \
+	    -D_POSIX_C_SOURCE=200809L -D__GNUC__ -I. \
+	    --suppress=missingIncludeSystem $(SRCS)
+	$(CLANG_TIDY) --quiet --warnings-as-errors='*' \
+	    --checks='$(TIDY_CHECKS)' $(SRCS) -- $(STD) -I.
+
+# Every page renders with no warning from groff, and through man(1).
+man-check: $(MAN_PAGES)
+	@for p in $(MAN_PAGES); do \
+	    echo "man-check: $$p"; \
+	    out=$$(groff -man -ww -z $$p 2>&1); \
+	    if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
+	    out=$$(MANWIDTH=80 man --warnings -l $$p 2>&1 >/dev/null); \
+	    if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
+	done
+
+# The install, pkg-config and link path, end to end, outside Criterion: the
+# test tests/test_install.c runs the same script inside make check.
+check-install: $(STATIC) $(SHARED)
+	sh tests/install.sh '$(CURDIR)' '$(abspath $(BUILD))' '$(MAKE)' \
+	    '$(CC)' '$(SAN) $(LDFLAGS)'
+
+# The install test knows where the sources and this build are, and checks
+# that the Makefile's version is the header's.
+$(BUILD)/tests/test_install: tests/test_install.c tests/install.sh \
+		tests/install_prog.c $(STATIC) $(SHARED) $(HDRS) mk/install.mk \
+		| $(BUILD)/tests
+	$(CC) $(APP_CFLAGS) $(CRITERION_CFLAGS) \
+	    -DINSTALL_SRCDIR='"$(CURDIR)"' \
+	    -DINSTALL_BUILD='"$(abspath $(BUILD))"' \
+	    -DINSTALL_MAKE='"$(MAKE)"' -DINSTALL_CC='"$(CC)"' \
+	    -DINSTALL_LDFLAGS='"$(SAN) $(LDFLAGS)"' \
+	    -DINSTALL_VERSION='"$(VERSION)"' \
+	    $< -o $@ $(STATIC) $(APP_LDFLAGS) $(CRITERION_LIBS)
+
+$(BUILD)/check:
+	mkdir -p $@
