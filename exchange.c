@@ -1,9 +1,1436 @@
 /*
  * exchange.c - many channels in one poll loop.
+ *
+ * An exchange monitors a set of channels, each with a slot: the slots and
+ * the pollfd array are parallel arrays kept in step (a removal moves the
+ * last entry into the hole), so the poll array is never rebuilt. Work that
+ * cannot start because of the limit waits in a FIFO queue with a copy of its
+ * argument bytes.
+ *
+ * The life of a slot: running (its descriptor is polled), then end of
+ * stream with nothing left buffered; its process is reaped without waiting
+ * (while it has not finished exiting the slot is "awaiting", its descriptor
+ * leaves the poll set and the loop retries shortly); then, if the task gave
+ * no result, a FAILURE message is appended to the channel so store_data sees
+ * the task's one outcome ("final"); once that is consumed the slot is
+ * removed and the channel closed.
+ *
+ * Reuse mode: a slot is a worker process taking TASK frames. Its DONE frame
+ * reaches worker_control through the channel layer; the worker then takes
+ * the next queued task of the same function, or STOP. A task that delivered
+ * nothing gets a FAILURE first, and the worker is handed new work only once
+ * that FAILURE has been consumed, so that the message is stamped with its own
+ * task number.
+ *
+ * store_data may add or remove channels and start work: the loop holds no
+ * pointer into the slot array across the call, and checks afterwards that
+ * the channel is still registered (a removal counter makes that check cheap
+ * when nothing was removed). Each scan starts one place further round than
+ * the last, so a busy channel cannot starve the others.
+ *
+ * Map and Queue are exchanges whose store_data is an internal collector.
  */
 #include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+/* Waits between two attempts to reap a child that closed its channel but
+ * has not finished exiting: from the first to the last, doubling. */
+#define REAP_PAUSE_FIRST_NS 20000L
+#define REAP_PAUSE_LAST_NS 2000000L
+
+/* Refills of one channel's buffer per pass, so that one busy channel
+ * cannot hold the loop. */
+#define REFILLS_PER_PASS 4
+
+/* Ready channels handled per exchange_store call. */
+#define STORE_BATCH 64
+
+/* Work waiting for a free place under the limit. */
+struct work {
+	struct work *next;	/* the next in start order */
+	channel_fn *fn;		/* the function, or NULL for pfn */
+	exchange_plain_fn *pfn;	/* the plain function, or NULL */
+	void *ctx;		/* given to the function */
+	void *arg;		/* malloc'd copy of the argument, or NULL */
+	size_t len;		/* its length */
+	size_t task;		/* its task number */
+	int attempts;		/* runs so far (EXCHANGE_RETRY) */
+};
+
+/* The exchange's record of one channel. */
+struct slot {
+	struct channel *ch;	/* the channel, owned by the exchange */
+	size_t index;		/* position in slots[] and pfds[] */
+	struct work *cur;	/* the running work, kept for a retry, or NULL */
+	channel_fn *fn;		/* reuse: the function the worker runs */
+	exchange_plain_fn *pfn;	/* reuse: or the plain function */
+	void *ctx;		/* reuse: and its context */
+	bool worker;		/* a reuse worker taking TASK frames */
+	bool done;		/* worker: its current task sent DONE */
+	bool failure_pending;	/* worker: a FAILURE for the task it ran is
+				   buffered; new work waits until consumed */
+	bool stopping;		/* worker: STOP was sent */
+	bool awaiting;		/* at end of stream, waiting to be reaped */
+	bool final;		/* its outcome is settled; remove once empty */
+	bool remove;		/* to be removed at the end of the scan */
+	bool user;		/* added by the caller (exchange_add) */
+	bool timed_out;		/* killed for exceeding the time limit */
+	int64_t deadline;	/* time limit of the running task, or 0 */
+	int64_t kill_at;	/* when SIGKILL follows SIGTERM, or 0 */
+};
+
+/* What a built-in collector keeps. */
+enum collector_kind {
+	COLLECT_MAP = 1,
+	COLLECT_QUEUE = 2,
+};
+
+/* One message in a Queue. */
+struct qitem {
+	struct qitem *next;	/* the next in arrival order */
+	struct channel_msg msg;	/* the message, owned by the queue */
+};
+
+struct collector {
+	int kind;		/* enum collector_kind */
+	struct channel_msg *msgs; /* map: outcome of each task, by number */
+	bool *have;		/* map: whether msgs[i] arrived */
+	size_t cap;		/* map: entries allocated */
+	size_t next;		/* map: the iterator's next task */
+	struct qitem *head;	/* queue: oldest message */
+	struct qitem *tail;	/* queue: newest message */
+	size_t count;		/* queue: messages waiting */
+};
+
+struct exchange {
+	struct exchange_options opts; /* copied from the caller */
+	struct slot **slots;	/* monitored channels */
+	struct pollfd *pfds;	/* slots[i]'s descriptor is pfds[i] */
+	size_t nslots;		/* channels monitored */
+	size_t cap;		/* entries allocated in both arrays */
+	size_t scan;		/* where the next scan starts */
+	unsigned long removals;	/* counts removals, to revalidate channels */
+	size_t nawait;		/* slots waiting to be reaped */
+	long reap_pause_ns;	/* current pause between reap attempts */
+	size_t next_task;	/* the number the next task gets */
+	struct work *qhead;	/* queued work, oldest first */
+	struct work *qtail;	/* newest queued work */
+	size_t nqueued;		/* queued work items */
+	bool stopped;		/* EXCHANGE_STOP: a task failed */
+	struct collector *col;	/* Map or Queue state, or NULL */
+	struct exchange_managed *managed; /* handles, freed with the exchange */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Time                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t deadline_of(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+static int time_left(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - now_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Creating and freeing                                                     */
+/* ------------------------------------------------------------------------ */
 
 const char *exchange_version(void)
 {
 	return EXCHANGE_VERSION;
+}
+
+struct exchange *exchange_new(const struct exchange_options *opts)
+{
+	struct exchange *ex;
+
+	if (opts && (opts->limit < 0 || opts->time_limit_ms < 0 ||
+		     opts->grace_ms < 0 || opts->retries < 0 ||
+		     opts->policy < EXCHANGE_KEEP_GOING ||
+		     opts->policy > EXCHANGE_RETRY)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ex = calloc(1, sizeof(*ex));
+	if (!ex)
+		return NULL;
+	if (opts)
+		ex->opts = *opts;
+	ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
+	return ex;
+}
+
+struct exchange_managed **exchange_managed_list(struct exchange *ex)
+{
+	return &ex->managed;
+}
+
+static void work_free(struct work *w)
+{
+	if (w) {
+		free(w->arg);
+		free(w);
+	}
+}
+
+static void collector_free(struct collector *col)
+{
+	struct qitem *q, *next;
+	size_t i;
+
+	if (!col)
+		return;
+	for (i = 0; i < col->cap; i++)
+		if (col->have[i])
+			free(col->msgs[i].data);
+	free(col->msgs);
+	free(col->have);
+	for (q = col->head; q; q = next) {
+		next = q->next;
+		free(q->msg.data);
+		free(q);
+	}
+	free(col);
+}
+
+void exchange_free(struct exchange *ex)
+{
+	struct work *w, *next;
+	size_t i;
+
+	if (!ex)
+		return;
+	/* Closing a channel makes its child see end of stream (a reuse
+	 * worker leaves, a running task gets EPIPE when it sends), so the
+	 * reap that follows does not wait for ever. */
+	for (i = 0; i < ex->nslots; i++) {
+		struct channel *ch = ex->slots[i]->ch;
+
+		ch->owner = NULL;
+		ch->slot = NULL;
+		ch->on_control = NULL;
+		channel_close(ch);
+		work_free(ex->slots[i]->cur);
+		free(ex->slots[i]);
+	}
+	for (w = ex->qhead; w; w = next) {
+		next = w->next;
+		work_free(w);
+	}
+	collector_free(ex->col);
+	manage_free_list(ex->managed);
+	free(ex->slots);
+	free(ex->pfds);
+	free(ex);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Slots                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Registers ch in a new slot. The caller has set ch->task. NULL on ENOMEM
+ * (ch is left alone). */
+static struct slot *slot_add(struct exchange *ex, struct channel *ch)
+{
+	struct slot *s;
+
+	if (ex->nslots == ex->cap) {
+		size_t ncap = ex->cap ? ex->cap * 2 : 8;
+		struct slot **ns;
+		struct pollfd *np;
+
+		ns = realloc(ex->slots, ncap * sizeof(*ns));
+		if (!ns)
+			return NULL;
+		ex->slots = ns;
+		np = realloc(ex->pfds, ncap * sizeof(*np));
+		if (!np)
+			return NULL;
+		ex->pfds = np;
+		ex->cap = ncap;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->ch = ch;
+	s->index = ex->nslots;
+	ex->slots[s->index] = s;
+	ex->pfds[s->index].fd = ch->rfd;
+	ex->pfds[s->index].events = POLLIN;
+	ex->pfds[s->index].revents = 0;
+	ex->nslots++;
+	ch->owner = ex;
+	ch->slot = s;
+	ch->delivered = 0;
+	if (ex->opts.max_message)
+		channel_set_max(ch, ex->opts.max_message);
+	return s;
+}
+
+/* Takes slot s out of the arrays and frees it; the channel is closed when
+ * close_it is true. */
+static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
+{
+	struct channel *ch = s->ch;
+	size_t i = s->index, last = ex->nslots - 1;
+
+	if (i != last) {
+		ex->slots[i] = ex->slots[last];
+		ex->pfds[i] = ex->pfds[last];
+		ex->slots[i]->index = i;
+	}
+	ex->nslots--;
+	ex->removals++;
+	if (s->awaiting)
+		ex->nawait--;
+	ch->owner = NULL;
+	ch->slot = NULL;
+	ch->on_control = NULL;
+	work_free(s->cur);
+	free(s);
+	if (close_it)
+		channel_close(ch);
+}
+
+/* Whether ch is still monitored after a callback, given the removal count
+ * before it. */
+static bool still_registered(const struct exchange *ex,
+			     const struct channel *ch, unsigned long removals)
+{
+	size_t i;
+
+	if (ex->removals == removals)
+		return true;
+	for (i = 0; i < ex->nslots; i++)
+		if (ex->slots[i]->ch == ch)
+			return true;
+	return false;
+}
+
+static void start_clock(struct exchange *ex, struct slot *s)
+{
+	s->deadline = ex->opts.time_limit_ms > 0 ?
+		      now_ms() + ex->opts.time_limit_ms : 0;
+	s->kill_at = 0;
+	s->timed_out = false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Outcomes without a process                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A task that could not start still has one outcome: a channel with no
+ * process and no descriptor, holding one FAILURE message, is registered
+ * like any other, so store_data (or a collector) sees it the same way. */
+static int add_not_started(struct exchange *ex, size_t task, int err)
+{
+	struct channel *ch = calloc(1, sizeof(*ch));
+	struct slot *s;
+	char text[128];
+
+	if (!ch)
+		return -1;
+	ch->rfd = ch->wfd = -1;
+	ch->pid = -1;
+	ch->max = CHANNEL_MAX_DEFAULT;
+	ch->eof = true;
+	ch->task = task;
+	snprintf(text, sizeof(text), "could not be started: %s",
+		 err == ECANCELED ? "cancelled after a failure"
+				  : strerror(err));
+	if (channel_push_failure(ch, CHANNEL_NOT_STARTED, err, text) < 0 ||
+	    !(s = slot_add(ex, ch))) {
+		channel_close(ch);
+		return -1;
+	}
+	s->final = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Starting work                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void worker_control(struct channel *ch, uint32_t kind);
+
+bool exchange_busy(const struct exchange *ex)
+{
+	return ex && ex->opts.limit > 0 && ex->nslots >= (size_t)ex->opts.limit;
+}
+
+bool exchange_unfinished(const struct exchange *ex)
+{
+	return ex && (ex->nslots > 0 || ex->qhead);
+}
+
+/* Forks a process for the task (a worker in reuse mode) and registers it.
+ * w, if given, is the work record (kept for a retry, else freed). A fork
+ * failure becomes the task's NOT_STARTED outcome. -1 only on ENOMEM. */
+static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
+		  void *ctx, const void *arg, size_t len, size_t task,
+		  struct work *w)
+{
+	bool worker = ex->opts.reuse;
+	struct channel *ch;
+	struct slot *s;
+	pid_t pid;
+
+	pid = manage_fork(&ch, fn, pfn, ctx, arg, len, worker);
+	if (pid < 0) {
+		int err = errno;
+
+		work_free(w);
+		return add_not_started(ex, task, err);
+	}
+	ch->task = task;
+	s = slot_add(ex, ch);
+	if (!s) {
+		/* The child runs to its end; its outcome is lost with the
+		 * memory to record it. */
+		work_free(w);
+		channel_close(ch);
+		errno = ENOMEM;
+		return -1;
+	}
+	if (worker) {
+		s->worker = true;
+		s->fn = fn;
+		s->pfn = pfn;
+		s->ctx = ctx;
+		ch->on_control = worker_control;
+	}
+	if (w && ex->opts.policy == EXCHANGE_RETRY) {
+		w->attempts++;
+		s->cur = w;
+	} else {
+		work_free(w);
+	}
+	start_clock(ex, s);
+	return 0;
+}
+
+static struct work *work_new(channel_fn *fn, exchange_plain_fn *pfn,
+			     void *ctx, const void *arg, size_t len,
+			     size_t task)
+{
+	struct work *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	if (len) {
+		w->arg = malloc(len);
+		if (!w->arg) {
+			free(w);
+			return NULL;
+		}
+		memcpy(w->arg, arg, len);
+	}
+	w->fn = fn;
+	w->pfn = pfn;
+	w->ctx = ctx;
+	w->len = len;
+	w->task = task;
+	return w;
+}
+
+static void queue_push(struct exchange *ex, struct work *w, bool front)
+{
+	if (front) {
+		w->next = ex->qhead;
+		ex->qhead = w;
+		if (!ex->qtail)
+			ex->qtail = w;
+	} else {
+		w->next = NULL;
+		if (ex->qtail)
+			ex->qtail->next = w;
+		else
+			ex->qhead = w;
+		ex->qtail = w;
+	}
+	ex->nqueued++;
+}
+
+/* Takes the first queued work matching the function (any when match is
+ * false). */
+static struct work *queue_take(struct exchange *ex, bool match,
+			       channel_fn *fn, exchange_plain_fn *pfn,
+			       void *ctx)
+{
+	struct work *w, *prev = NULL;
+
+	for (w = ex->qhead; w; prev = w, w = w->next) {
+		if (match && (w->fn != fn || w->pfn != pfn || w->ctx != ctx))
+			continue;
+		if (prev)
+			prev->next = w->next;
+		else
+			ex->qhead = w->next;
+		if (ex->qtail == w)
+			ex->qtail = prev;
+		w->next = NULL;
+		ex->nqueued--;
+		return w;
+	}
+	return NULL;
+}
+
+/* Gives an idle worker its next task, or STOP. Called from the channel
+ * layer's control hook, possibly inside store_data: it touches only this
+ * slot and the queue. */
+static void worker_next(struct exchange *ex, struct slot *s)
+{
+	struct channel *ch = s->ch;
+	struct work *w = NULL;
+
+	if (s->stopping)
+		return;
+	if (!ex->stopped)
+		w = queue_take(ex, true, s->fn, s->pfn, s->ctx);
+	if (w) {
+		if (channel_send_frame(ch, FRAME_TASK, w->arg, w->len, NULL,
+				       0, -1) == 0) {
+			ch->task = w->task;
+			ch->delivered = 0;
+			s->done = false;
+			start_clock(ex, s);
+			if (ex->opts.policy == EXCHANGE_RETRY) {
+				w->attempts++;
+				work_free(s->cur);
+				s->cur = w;
+			} else {
+				work_free(w);
+			}
+			return;
+		}
+		/* The worker has gone: the task waits for another one, and
+		 * this worker's end of stream will follow. */
+		queue_push(ex, w, true);
+	}
+	s->stopping = true;
+	ch->task = CHANNEL_NO_TASK;
+	s->deadline = s->kill_at = 0;
+	work_free(s->cur);
+	s->cur = NULL;
+	channel_send_frame(ch, FRAME_STOP, NULL, 0, NULL, 0, -1);
+}
+
+static void note_failure(struct exchange *ex)
+{
+	if (ex->opts.policy == EXCHANGE_STOP)
+		ex->stopped = true;
+}
+
+/* The channel layer calls this when a worker's DONE frame is consumed. */
+static void worker_control(struct channel *ch, uint32_t kind)
+{
+	struct exchange *ex = ch->owner;
+	struct slot *s = ch->slot;
+
+	if (kind != FRAME_DONE || !ex || !s || s->done)
+		return;
+	s->done = true;
+	s->deadline = s->kill_at = 0;
+	if (ch->delivered == 0) {
+		/* The outcome must be stamped with this task's number, so
+		 * the worker gets nothing new until it has been consumed. */
+		if (channel_push_failure(ch, CHANNEL_EXITED, 0,
+					 "returned without a result") == 0) {
+			s->failure_pending = true;
+			note_failure(ex);
+			return;
+		}
+	}
+	worker_next(ex, s);
+}
+
+/* Starts queued work while under the limit (idle workers take theirs from
+ * worker_next). Once EXCHANGE_STOP has taken effect, queued work is given
+ * a NOT_STARTED outcome instead. */
+static int start_queued(struct exchange *ex)
+{
+	struct work *w;
+
+	while (ex->qhead && !exchange_busy(ex)) {
+		w = queue_take(ex, false, NULL, NULL, NULL);
+		if (ex->stopped) {
+			int rc = add_not_started(ex, w->task, ECANCELED);
+
+			work_free(w);
+			if (rc < 0)
+				return -1;
+			continue;
+		}
+		if (launch(ex, w->fn, w->pfn, w->ctx, w->arg, w->len, w->task,
+			   w) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
+			exchange_plain_fn *pfn, const void *arg, size_t len,
+			void *ctx)
+{
+	struct work *w = NULL;
+	size_t task;
+	size_t i;
+
+	if (!ex || (!fn == !pfn) || (len && !arg)) {
+		errno = EINVAL;
+		return -1;
+	}
+	task = ex->next_task++;
+	if (ex->stopped) {
+		if (add_not_started(ex, task, ECANCELED) < 0)
+			return -1;
+		return (ssize_t)task;
+	}
+	if (ex->opts.reuse && !ex->qhead) {
+		/* An idle worker of the same function takes it at once. */
+		for (i = 0; i < ex->nslots; i++) {
+			struct slot *s = ex->slots[i];
+
+			if (s->worker && s->done && !s->stopping &&
+			    !s->failure_pending && s->fn == fn &&
+			    s->pfn == pfn && s->ctx == ctx)
+				break;
+		}
+		if (i < ex->nslots) {
+			w = work_new(fn, pfn, ctx, arg, len, task);
+			if (!w)
+				return -1;
+			queue_push(ex, w, false);
+			worker_next(ex, ex->slots[i]);
+			return (ssize_t)task;
+		}
+	}
+	if (exchange_busy(ex) || ex->qhead) {
+		/* Queued work starts in start order, so nothing overtakes
+		 * what is already waiting. */
+		w = work_new(fn, pfn, ctx, arg, len, task);
+		if (!w)
+			return -1;
+		queue_push(ex, w, false);
+		return (ssize_t)task;
+	}
+	if (ex->opts.policy == EXCHANGE_RETRY && ex->opts.retries > 0) {
+		/* A retry needs the argument as it was at the start. */
+		w = work_new(fn, pfn, ctx, arg, len, task);
+		if (!w)
+			return -1;
+	}
+	if (launch(ex, fn, pfn, ctx, arg, len, task, w) < 0)
+		return -1;
+	return (ssize_t)task;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adding and removing channels                                             */
+/* ------------------------------------------------------------------------ */
+
+int exchange_add(struct exchange *ex, struct channel *ch)
+{
+	struct slot *s;
+
+	if (!ex || !ch) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ch->owner) {
+		errno = EEXIST;
+		return -1;
+	}
+	ch->task = ex->next_task++;
+	s = slot_add(ex, ch);
+	if (!s) {
+		channel_close(ch);
+		errno = ENOMEM;
+		return -1;
+	}
+	s->user = true;
+	start_clock(ex, s);
+	return 0;
+}
+
+int exchange_remove(struct exchange *ex, struct channel *ch)
+{
+	if (!ex || !ch || ch->owner != ex || !ch->slot) {
+		errno = ENOENT;
+		return -1;
+	}
+	slot_remove(ex, ch->slot, !ex->opts.no_autoclose);
+	return 0;
+}
+
+size_t exchange_active(const struct exchange *ex, struct channel **chs,
+		       size_t cap)
+{
+	size_t i;
+
+	if (!ex)
+		return 0;
+	for (i = 0; i < ex->nslots && i < cap && chs; i++)
+		chs[i] = ex->slots[i]->ch;
+	return ex->nslots;
+}
+
+int exchange_add_wait(struct exchange *ex, struct channel *ch)
+{
+	if (!ex || !ch) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (exchange_busy(ex)) {
+		if (exchange_store(ex, -1) < 0) {
+			int saved = errno;
+
+			channel_close(ch);
+			errno = saved;
+			return -1;
+		}
+	}
+	return exchange_add(ex, ch);
+}
+
+int exchange_wait(struct exchange *ex)
+{
+	if (!ex) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (exchange_busy(ex))
+		if (exchange_store(ex, -1) < 0)
+			return -1;
+	return 0;
+}
+
+int exchange_finish(struct exchange *ex)
+{
+	if (!ex) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (exchange_unfinished(ex))
+		if (exchange_store(ex, -1) < 0)
+			return -1;
+	return 0;
+}
+
+int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
+		       int timeout_ms)
+{
+	size_t i;
+	int n = 0;
+
+	if (!ex || (len && !buf)) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (i = 0; i < ex->nslots; i++) {
+		struct channel *ch = ex->slots[i]->ch;
+
+		if (ch->wfd < 0 || ex->slots[i]->worker)
+			continue;
+		if (channel_send(ch, buf, len, timeout_ms) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ends of tasks                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* The failure a finished process leaves, from its wait status. */
+static void describe_exit(const struct channel *ch, bool timed_out, int limit,
+			  int *cause, int *code, char *text, size_t size)
+{
+	int st;
+
+	if (timed_out) {
+		*cause = CHANNEL_TIMED_OUT;
+		*code = limit;
+		snprintf(text, size, "exceeded its time limit of %d ms", limit);
+	} else if (channel_status(ch, &st) != 1) {
+		*cause = CHANNEL_EXITED;
+		*code = -1;
+		snprintf(text, size, "ended without a result (status unknown)");
+	} else if (WIFSIGNALED(st)) {
+		*cause = CHANNEL_SIGNALED;
+		*code = WTERMSIG(st);
+		snprintf(text, size, "killed by signal %d", *code);
+	} else {
+		*cause = CHANNEL_EXITED;
+		*code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		snprintf(text, size, "exited with status %d without a result",
+			 *code);
+	}
+}
+
+/* Called when the channel has no whole message buffered. At end of stream
+ * it reaps the process without waiting and settles the task's outcome.
+ * Returns 1 when a FAILURE message was appended (the channel is ready
+ * again), 0 otherwise; a finished slot gets its remove mark. */
+static int settle(struct exchange *ex, struct slot *s)
+{
+	struct channel *ch = s->ch;
+	char text[128];
+	int cause = CHANNEL_OK, code = 0, r;
+
+	if (!ch->eof)
+		return 0;
+	if (ch->ilen > ch->ipos || ch->big) {
+		/* End of stream in the middle of a frame: that frame is
+		 * lost. push_failure drops a broken buffer. */
+		ch->broken = true;
+		ch->broken_errno = ECONNRESET;
+	} else if (s->final) {
+		s->remove = true;
+		return 0;
+	}
+	if (ch->pid > 0 && !ch->reaped) {
+		r = channel_reap_nohang(ch);
+		if (r == 0) {
+			if (!s->awaiting) {
+				s->awaiting = true;
+				ex->nawait++;
+				ex->pfds[s->index].fd = -1;
+			}
+			return 0;
+		}
+	}
+	if (s->awaiting) {
+		s->awaiting = false;
+		ex->nawait--;
+	}
+	s->final = true;
+	if (ch->broken) {
+		cause = CHANNEL_PROTOCOL;
+		code = ECONNRESET;
+		snprintf(text, sizeof(text), "end of stream inside a message");
+	} else if (ch->task == CHANNEL_NO_TASK || ch->pid <= 0) {
+		/* No task on it (an idle or stopped worker) or no process. */
+	} else if (s->worker) {
+		if (!s->done) {
+			int c2, code2;
+
+			describe_exit(ch, s->timed_out, ex->opts.time_limit_ms,
+				      &c2, &code2, text, sizeof(text));
+			if (c2 == CHANNEL_TIMED_OUT) {
+				cause = c2;
+				code = code2;
+			} else {
+				cause = CHANNEL_LOST;
+				code = c2 == CHANNEL_SIGNALED ? code2
+							       : code2 + 256;
+				snprintf(text, sizeof(text),
+					 "its worker was lost (%s)",
+					 c2 == CHANNEL_SIGNALED ?
+					 "killed by a signal" : "exited");
+			}
+		}
+	} else if (ch->delivered == 0) {
+		describe_exit(ch, s->timed_out, ex->opts.time_limit_ms,
+			      &cause, &code, text, sizeof(text));
+	}
+	if (cause == CHANNEL_OK) {
+		s->remove = true;
+		return 0;
+	}
+	if (ex->opts.policy == EXCHANGE_RETRY && s->cur &&
+	    s->cur->attempts <= ex->opts.retries && !ex->stopped) {
+		/* Run it again, ahead of the work still waiting. */
+		queue_push(ex, s->cur, true);
+		s->cur = NULL;
+		s->remove = true;
+		return 0;
+	}
+	if (channel_push_failure(ch, cause, code, text) < 0) {
+		s->remove = true;
+		return 0;
+	}
+	note_failure(ex);
+	return 1;
+}
+
+/* A frame the exchange cannot hand to store_data (malformed, or a reuse
+ * control frame coming the wrong way): the channel reads nothing more, the
+ * process is killed, and the task gets a PROTOCOL failure unless it already
+ * has an outcome. */
+static void protocol_failure(struct exchange *ex, struct slot *s)
+{
+	struct channel *ch = s->ch;
+	int err = ch->broken ? ch->broken_errno : EPROTO;
+
+	ch->broken = true;
+	if (ch->pid > 0 && !ch->reaped)
+		kill(ch->pid, SIGKILL);
+	if (!s->final && ch->task != CHANNEL_NO_TASK &&
+	    (ch->delivered == 0 || (s->worker && !s->done))) {
+		s->final = true;
+		if (channel_push_failure(ch, CHANNEL_PROTOCOL, err,
+					 "the channel carried a bad frame") ==
+		    0) {
+			note_failure(ex);
+			return;
+		}
+	}
+	/* Drop the buffer and stop reading. */
+	channel_push_failure(ch, CHANNEL_PROTOCOL, err, "");
+	ch->ipos = ch->ilen = 0;
+	s->final = true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Sends SIGTERM, then SIGKILL, to tasks over their time limit. Returns the
+ * earliest deadline still ahead (0 if none). */
+static int64_t enforce_limits(struct exchange *ex)
+{
+	int64_t now, next = 0, t;
+	size_t i;
+
+	if (ex->opts.time_limit_ms <= 0)
+		return 0;
+	now = now_ms();
+	for (i = 0; i < ex->nslots; i++) {
+		struct slot *s = ex->slots[i];
+
+		if (s->kill_at) {
+			if (now >= s->kill_at) {
+				channel_kill(s->ch, SIGKILL);
+				s->kill_at = 0;
+				continue;
+			}
+			t = s->kill_at;
+		} else if (s->deadline) {
+			if (now >= s->deadline) {
+				s->timed_out = true;
+				s->deadline = 0;
+				channel_kill(s->ch, SIGTERM);
+				s->kill_at = now + (ex->opts.grace_ms > 0 ?
+						    ex->opts.grace_ms : 1000);
+				t = s->kill_at;
+			} else {
+				t = s->deadline;
+			}
+		} else {
+			continue;
+		}
+		if (!next || t < next)
+			next = t;
+	}
+	return next;
+}
+
+/* Looks at every slot, starting one further round each time, for
+ * channels with a whole message buffered (or a recorded failure), and
+ * settles the finished ones. Stores up to cap ready channels in chs. */
+static size_t scan_ready(struct exchange *ex, struct channel **chs,
+			 size_t cap)
+{
+	size_t n = 0, k, i, count = ex->nslots, start;
+	bool removing = false;
+	int h;
+
+	if (!count)
+		return 0;
+	start = ex->scan % count;
+	for (k = 0; k < count; k++) {
+		struct slot *s;
+		struct channel *ch;
+
+		i = (start + k) % count;
+		s = ex->slots[i];
+		ch = s->ch;
+		if (s->remove) {
+			removing = true;
+			continue;
+		}
+		h = channel_head(ch);
+		if (h < 0 || (h > FRAME_FAILURE && h != FRAME_STREAM)) {
+			protocol_failure(ex, s);
+			h = channel_head(ch);
+		}
+		if (h == 0) {
+			if (s->failure_pending) {
+				s->failure_pending = false;
+				worker_next(ex, s);
+			}
+			h = settle(ex, s);
+		}
+		if (s->remove)
+			removing = true;
+		if (h > 0 && n < cap) {
+			chs[n++] = ch;
+			ex->scan = i + 1;
+		}
+	}
+	if (removing) {
+		for (i = ex->nslots; i-- > 0;) {
+			struct slot *s = ex->slots[i];
+
+			if (s->remove)
+				slot_remove(ex, s, !(s->user &&
+						     ex->opts.no_autoclose));
+		}
+	}
+	return n;
+}
+
+/* Tries to reap the slots waiting for their process. */
+static void retry_reaps(struct exchange *ex)
+{
+	size_t i;
+
+	for (i = 0; i < ex->nslots && ex->nawait; i++) {
+		struct slot *s = ex->slots[i];
+
+		if (s->awaiting && channel_reap_nohang(s->ch) != 0) {
+			s->awaiting = false;
+			ex->nawait--;
+			ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
+		}
+	}
+}
+
+/* The common wait of exchange_ready and exchange_store: up to timeout_ms
+ * for ready channels. Returns how many were stored in chs, -1 on error. */
+static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
+		  size_t cap)
+{
+	int64_t deadline = deadline_of(timeout_ms), next;
+	bool last = false;
+	size_t n, i;
+	int r, t;
+
+	for (;;) {
+		next = enforce_limits(ex);
+		if (ex->nawait)
+			retry_reaps(ex);
+		n = scan_ready(ex, chs, cap);
+		if (n > 0)
+			return (int)n;
+		if (last || ex->nslots == 0)
+			return 0;
+		t = time_left(deadline);
+		if (next) {
+			int64_t d = next - now_ms();
+
+			if (d < 0)
+				d = 0;
+			if (t < 0 || d < t)
+				t = (int)d;
+		}
+		if (ex->nawait)
+			t = 0;
+		r = poll(ex->pfds, ex->nslots, t);
+		if (r < 0) {
+			if (errno != EINTR)
+				return -1;
+			continue;
+		}
+		for (i = 0; r > 0 && i < ex->nslots; i++) {
+			struct pollfd *p = &ex->pfds[i];
+			struct channel *ch;
+
+			if (!p->revents)
+				continue;
+			r--;
+			ch = ex->slots[i]->ch;
+			if (p->revents & POLLNVAL) {
+				/* Our bookkeeping is wrong. */
+				p->revents = 0;
+				errno = EBADF;
+				return -1;
+			}
+			p->revents = 0;
+			/* Our own poll saw data: read without polling again. */
+			ch->drained = false;
+			if (channel_fill(ch) < 0 && errno != EAGAIN &&
+			    errno != EWOULDBLOCK) {
+				ch->broken = true;
+				ch->broken_errno = errno;
+			}
+		}
+		if (ex->nawait && r == 0) {
+			/* Nothing to read, and a child has closed its channel
+			 * but not yet finished exiting: let it run. */
+			int left = time_left(deadline);
+			struct timespec ts;
+			long ns = ex->reap_pause_ns;
+
+			if (left >= 0 && (int64_t)ns > (int64_t)left * 1000000)
+				ns = (long)left * 1000000;
+			ts.tv_sec = 0;
+			ts.tv_nsec = ns;
+			if (ns > 0)
+				nanosleep(&ts, NULL);
+			if (ex->reap_pause_ns < REAP_PAUSE_LAST_NS)
+				ex->reap_pause_ns *= 2;
+		}
+		if (time_left(deadline) == 0)
+			last = true;
+	}
+}
+
+int exchange_ready(struct exchange *ex, int timeout_ms, struct channel **chs,
+		   size_t cap)
+{
+	struct channel *local[STORE_BATCH];
+
+	if (!ex || (cap && !chs)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (start_queued(ex) < 0)
+		return -1;
+	if (!chs || !cap) {
+		/* The caller wants the count only: look at a batch. */
+		return gather(ex, timeout_ms, local, STORE_BATCH);
+	}
+	return gather(ex, timeout_ms, chs, cap);
+}
+
+/* Calls store_data for each message buffered on ch. Returns the number of
+ * calls, -1 when store_data failed. */
+static int deliver(struct exchange *ex, struct channel *ch)
+{
+	struct channel_msg m;
+	int calls = 0, refills = 0, h, rc;
+
+	for (;;) {
+		struct slot *s = ch->slot;
+		unsigned long removals;
+		unsigned delivered;
+		size_t ipos, ilen;
+		void *big, *ibuf;
+
+		h = channel_head(ch);
+		if (h < 0 || (h > FRAME_FAILURE && h != FRAME_STREAM)) {
+			protocol_failure(ex, s);
+			continue;
+		}
+		if (h == 0) {
+			if (s->failure_pending) {
+				s->failure_pending = false;
+				worker_next(ex, s);
+			}
+			if (!ch->eof && !ch->drained && ch->rfd >= 0 &&
+			    refills < REFILLS_PER_PASS) {
+				refills++;
+				if (channel_fill(ch) >= 0)
+					continue;
+			}
+			if (settle(ex, s) > 0)
+				continue;
+			if (s->remove)
+				slot_remove(ex, s, !(s->user &&
+						     ex->opts.no_autoclose));
+			return calls;
+		}
+		if (h == FRAME_ERROR)
+			note_failure(ex);
+		removals = ex->removals;
+		delivered = ch->delivered;
+		ipos = ch->ipos;
+		ilen = ch->ilen;
+		big = ch->big;
+		ibuf = ch->ibuf;
+		rc = 0;
+		if (ex->opts.store_data)
+			rc = ex->opts.store_data(ex, ch, ex->opts.udata);
+		calls++;
+		if (rc < 0) {
+			int saved = errno;
+
+			/* Nothing about the message changes: the next store
+			 * offers it again. */
+			errno = saved ? saved : EIO;
+			return -1;
+		}
+		if (!still_registered(ex, ch, removals))
+			return calls;
+		if (h == FRAME_STREAM)
+			return calls;
+		if (ch->delivered == delivered && ch->ipos == ipos &&
+		    ch->ilen == ilen && ch->big == big && ch->ibuf == ibuf) {
+			/* store_data left it there: drop it, so that the
+			 * loop cannot spin on it. */
+			if (channel_recv(ch, &m, 0) == 1)
+				channel_msg_free(&m);
+		}
+	}
+}
+
+int exchange_store(struct exchange *ex, int timeout_ms)
+{
+	struct channel *ready[STORE_BATCH];
+	unsigned long removals;
+	int n, i, calls = 0, r;
+
+	if (!ex) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (start_queued(ex) < 0)
+		return -1;
+	n = gather(ex, timeout_ms, ready, STORE_BATCH);
+	if (n < 0)
+		return -1;
+	removals = ex->removals;
+	for (i = 0; i < n; i++) {
+		struct channel *ch = ready[i];
+
+		/* An earlier store_data may have removed it. */
+		if (!still_registered(ex, ch, removals))
+			continue;
+		r = deliver(ex, ch);
+		if (r < 0)
+			return -1;
+		calls += r;
+	}
+	if (start_queued(ex) < 0)
+		return -1;
+	return calls;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Map and Queue: collectors behind store_data                              */
+/* ------------------------------------------------------------------------ */
+
+/* Makes room in the map for task numbers up to task. */
+static int map_reserve(struct collector *col, size_t task)
+{
+	size_t ncap = col->cap ? col->cap : 64;
+	struct channel_msg *nm;
+	bool *nh;
+
+	if (task < col->cap)
+		return 0;
+	while (ncap <= task)
+		ncap *= 2;
+	nm = realloc(col->msgs, ncap * sizeof(*nm));
+	if (!nm)
+		return -1;
+	col->msgs = nm;
+	nh = realloc(col->have, ncap * sizeof(*nh));
+	if (!nh)
+		return -1;
+	memset(nh + col->cap, 0, (ncap - col->cap) * sizeof(*nh));
+	col->have = nh;
+	col->cap = ncap;
+	return 0;
+}
+
+/* The collectors' store_data: receives the message at the head of ch.
+ * A map keeps the first message of each task; a queue keeps them all. */
+static int collect(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct collector *col = udata;
+	struct channel_msg m;
+	int r;
+
+	(void)ex;
+	r = channel_recv(ch, &m, 0);
+	if (r <= 0)
+		return r < 0 && errno != ETIMEDOUT ? -1 : 0;
+	if (col->kind == COLLECT_MAP) {
+		if (m.task == CHANNEL_NO_TASK || map_reserve(col, m.task) < 0 ||
+		    col->have[m.task]) {
+			channel_msg_free(&m);
+			return 0;
+		}
+		col->msgs[m.task] = m;
+		col->have[m.task] = true;
+	} else {
+		struct qitem *q = malloc(sizeof(*q));
+
+		if (!q) {
+			channel_msg_free(&m);
+			return -1;
+		}
+		q->next = NULL;
+		q->msg = m;
+		if (col->tail)
+			col->tail->next = q;
+		else
+			col->head = q;
+		col->tail = q;
+		col->count++;
+	}
+	return 0;
+}
+
+static struct exchange *collector_new(const struct exchange_options *opts,
+				      int kind)
+{
+	struct exchange_options o;
+	struct exchange *ex;
+	struct collector *col;
+
+	if (opts && opts->store_data) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (opts)
+		o = *opts;
+	else
+		memset(&o, 0, sizeof(o));
+	col = calloc(1, sizeof(*col));
+	if (!col)
+		return NULL;
+	col->kind = kind;
+	o.store_data = collect;
+	o.udata = col;
+	ex = exchange_new(&o);
+	if (!ex) {
+		int saved = errno;
+
+		free(col);
+		errno = saved;
+		return NULL;
+	}
+	ex->col = col;
+	return ex;
+}
+
+struct exchange *exchange_new_map(const struct exchange_options *opts)
+{
+	return collector_new(opts, COLLECT_MAP);
+}
+
+struct exchange *exchange_new_queue(const struct exchange_options *opts)
+{
+	return collector_new(opts, COLLECT_QUEUE);
+}
+
+int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
+		     int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct collector *col;
+
+	if (!ex || !msg || !ex->col || ex->col->kind != COLLECT_MAP) {
+		errno = EINVAL;
+		return -1;
+	}
+	col = ex->col;
+	if (i >= ex->next_task) {
+		errno = ERANGE;
+		return -1;
+	}
+	while (i >= col->cap || !col->have[i]) {
+		if (!exchange_unfinished(ex)) {
+			/* Every task has settled and this one left nothing
+			 * (its outcome could not be recorded). */
+			errno = EIO;
+			return -1;
+		}
+		if (timeout_ms >= 0 && time_left(deadline) == 0) {
+			/* One last look without waiting. */
+			if (exchange_store(ex, 0) < 0)
+				return -1;
+			if (i < col->cap && col->have[i])
+				break;
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (exchange_store(ex, time_left(deadline)) < 0)
+			return -1;
+	}
+	*msg = col->msgs[i];
+	return 1;
+}
+
+int exchange_map_next(struct exchange *ex, struct channel_msg *msg)
+{
+	int r;
+
+	if (!ex || !msg || !ex->col || ex->col->kind != COLLECT_MAP) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ex->col->next >= ex->next_task)
+		return 0;
+	r = exchange_map_get(ex, ex->col->next, msg, -1);
+	if (r == 1)
+		ex->col->next++;
+	return r;
+}
+
+int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
+			int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct collector *col;
+	struct qitem *q;
+
+	if (!ex || !msg || !ex->col || ex->col->kind != COLLECT_QUEUE) {
+		errno = EINVAL;
+		return -1;
+	}
+	col = ex->col;
+	while (!col->head) {
+		if (!exchange_unfinished(ex))
+			return 0;
+		if (timeout_ms >= 0 && time_left(deadline) == 0) {
+			if (exchange_store(ex, 0) < 0)
+				return -1;
+			if (col->head)
+				break;
+			if (!exchange_unfinished(ex))
+				return 0;
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (exchange_store(ex, time_left(deadline)) < 0)
+			return -1;
+	}
+	q = col->head;
+	col->head = q->next;
+	if (!col->head)
+		col->tail = NULL;
+	col->count--;
+	*msg = q->msg;
+	free(q);
+	return 1;
+}
+
+size_t exchange_queue_len(const struct exchange *ex)
+{
+	if (!ex || !ex->col || ex->col->kind != COLLECT_QUEUE)
+		return 0;
+	return ex->col->count;
 }

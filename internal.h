@@ -151,6 +151,28 @@ HIDDEN int channel_push_failure(struct channel *ch, int cause, int code,
  * by others), 0 still running, -1 no process. */
 HIDDEN int channel_reap_nohang(struct channel *ch);
 
+/* Between exchange.c and manage.c. */
+
+/* Forks a process that runs one task: fn(ch, arg, len, ctx), or the plain
+ * function pfn whose result it sends back. When worker is true the process
+ * then answers the task with a DONE frame and keeps taking TASK frames
+ * until STOP or end of stream (reuse mode). Returns as channel_fork; the
+ * child never returns. */
+HIDDEN pid_t manage_fork(struct channel **out, channel_fn *fn,
+			 exchange_plain_fn *pfn, void *ctx, const void *arg,
+			 size_t len, bool worker);
+
+/* Starts or queues one task on the exchange (exchange_start and
+ * exchange_start_plain; give fn or pfn). Returns its task number. */
+HIDDEN ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
+			       exchange_plain_fn *pfn, const void *arg,
+			       size_t len, void *ctx);
+
+/* The head of the exchange's list of managed handles (manage.c keeps it;
+ * exchange_free calls manage_free_list on it). */
+HIDDEN struct exchange_managed **exchange_managed_list(struct exchange *ex);
+HIDDEN void manage_free_list(struct exchange_managed *m);
+
 /* Test hooks: when set, the library calls these instead of the system
  * calls, so tests can inject EINTR, short transfers and failures. pipe and
  * socketpair replace the calls that make a channel's descriptors; whatever

@@ -1,4 +1,670 @@
 /*
  * manage.c - work started on the caller's behalf.
+ *
+ * A callable in a new process: fork (through channel_fork, which closes
+ * every other channel's descriptors in the child), call, report, leave with
+ * _exit. A fork-per-task child runs one task and leaves. A reuse worker
+ * runs its first task from its copy of the parent's memory, answers DONE,
+ * then takes TASK frames (the argument bytes) until STOP or end of stream.
+ * A plain function's result travels as the task's one DATA frame, its
+ * failure as an ERROR frame with strerror(errno).
+ *
+ * pmap has a loop of its own: workers are forked once and receive batches
+ * of indices; each answers a batch with one frame holding a status byte per
+ * element followed by the outputs. Batches shrink as the work runs out
+ * (guided scheduling), so an uneven load still balances. When a worker dies
+ * mid-batch, that batch's elements run again one at a time on a fresh
+ * worker, so that only the element that kills its worker is reported.
  */
 #include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A handle made by exchange_manage. */
+struct exchange_managed {
+	struct exchange_managed *next;	/* the exchange's list */
+	struct exchange *ex;		/* where calls start their work */
+	channel_fn *fn;			/* the function, or NULL */
+	exchange_plain_fn *pfn;		/* or the plain function */
+	void *ctx;			/* given to it */
+};
+
+/* ------------------------------------------------------------------------ */
+/* In the child                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Runs one task in the child. */
+static void run_one(struct channel *ch, channel_fn *fn, exchange_plain_fn *pfn,
+		    void *ctx, const void *arg, size_t len)
+{
+	size_t rlen = 0;
+	void *r;
+
+	if (fn) {
+		fn(ch, arg, len, ctx);
+		return;
+	}
+	errno = 0;
+	r = pfn(arg, len, &rlen, ctx);
+	if (r) {
+		channel_send(ch, r, rlen, -1);
+		free(r);
+	} else {
+		channel_send_error(ch, strerror(errno ? errno : EIO), -1);
+	}
+}
+
+pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
+		  void *ctx, const void *arg, size_t len, bool worker)
+{
+	struct channel *ch;
+	uint32_t kind;
+	void *data;
+	size_t dlen;
+	pid_t pid;
+
+	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
+	if (pid != 0) {
+		*out = ch;
+		return pid;
+	}
+	run_one(ch, fn, pfn, ctx, arg, len);
+	if (worker) {
+		for (;;) {
+			if (channel_send_frame(ch, FRAME_DONE, NULL, 0, NULL,
+					       0, -1) < 0)
+				break;
+			if (channel_recv_frame(ch, &kind, &data, &dlen, -1) <= 0)
+				break;
+			if (kind != FRAME_TASK) {
+				free(data);
+				break;
+			}
+			run_one(ch, fn, pfn, ctx, data, dlen);
+			free(data);
+		}
+	}
+	channel_exit(ch, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Starting work                                                            */
+/* ------------------------------------------------------------------------ */
+
+ssize_t exchange_start(struct exchange *ex, channel_fn *fn, const void *arg,
+		       size_t len, void *ctx)
+{
+	if (!fn) {
+		errno = EINVAL;
+		return -1;
+	}
+	return exchange_submit(ex, fn, NULL, arg, len, ctx);
+}
+
+ssize_t exchange_start_plain(struct exchange *ex, exchange_plain_fn *fn,
+			     const void *arg, size_t len, void *ctx)
+{
+	if (!fn) {
+		errno = EINVAL;
+		return -1;
+	}
+	return exchange_submit(ex, NULL, fn, arg, len, ctx);
+}
+
+pid_t exchange_create(struct exchange *ex, struct channel **child)
+{
+	struct channel *ch;
+	pid_t pid;
+
+	if (!ex || !child) {
+		errno = EINVAL;
+		return -1;
+	}
+	*child = NULL;
+	if (exchange_wait(ex) < 0)
+		return -1;
+	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		*child = ch;
+		return 0;
+	}
+	if (exchange_add(ex, ch) < 0)
+		return -1;
+	return pid;
+}
+
+struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
+					 exchange_plain_fn *pfn, void *ctx)
+{
+	struct exchange_managed *m, **list;
+
+	if (!ex || !fn == !pfn) {
+		errno = EINVAL;
+		return NULL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->ex = ex;
+	m->fn = fn;
+	m->pfn = pfn;
+	m->ctx = ctx;
+	list = exchange_managed_list(ex);
+	m->next = *list;
+	*list = m;
+	return m;
+}
+
+ssize_t exchange_call(struct exchange_managed *m, const void *arg, size_t len)
+{
+	if (!m) {
+		errno = EINVAL;
+		return -1;
+	}
+	return exchange_submit(m->ex, m->fn, m->pfn, arg, len, m->ctx);
+}
+
+void manage_free_list(struct exchange_managed *m)
+{
+	struct exchange_managed *next;
+
+	for (; m; m = next) {
+		next = m->next;
+		free(m);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cores                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#ifdef __linux__
+/* Counts the CPUs in a list such as "0-3,6,8-9". 0 if it cannot. */
+static int count_cpu_list(const char *s)
+{
+	long a, b;
+	char *end;
+	int n = 0;
+
+	while (*s && *s != '\n') {
+		a = strtol(s, &end, 10);
+		if (end == s || a < 0)
+			return 0;
+		b = a;
+		s = end;
+		if (*s == '-') {
+			b = strtol(s + 1, &end, 10);
+			if (end == s + 1 || b < a)
+				return 0;
+			s = end;
+		}
+		n += (int)(b - a + 1);
+		if (*s == ',')
+			s++;
+		else if (*s && *s != '\n')
+			return 0;
+	}
+	return n;
+}
+
+/* The CPUs this process may run on, from its affinity as the kernel shows
+ * it (sched_getaffinity is not POSIX). 0 if unknown. */
+static int affinity_cores(void)
+{
+	static const char key[] = "Cpus_allowed_list:";
+	char line[4096];
+	FILE *f = fopen("/proc/self/status", "re");
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, sizeof(key) - 1) == 0) {
+			const char *p = line + sizeof(key) - 1;
+
+			while (*p == ' ' || *p == '\t')
+				p++;
+			n = count_cpu_list(p);
+			break;
+		}
+	}
+	fclose(f);
+	return n;
+}
+#endif
+
+int exchange_cores(void)
+{
+	long n;
+
+#ifdef __linux__
+	int a = affinity_cores();
+
+	if (a > 0)
+		return a;
+#endif
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		return 1;
+	return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* pmap                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The largest batch reply, so that one frame stays a reasonable copy. */
+#define PMAP_MAX_REPLY ((size_t)8 << 20)
+
+/* A batch: elements [start, start + count). */
+struct pmap_batch {
+	uint64_t start;		/* first element */
+	uint64_t count;		/* number of elements */
+};
+
+/* One pmap worker as the parent sees it. */
+struct pmap_worker {
+	struct channel *ch;	/* NULL when no process is running here */
+	bool busy;		/* a batch is out */
+	bool single;		/* the batch is one element run alone */
+	bool timed_out;		/* killed for its time limit */
+	struct pmap_batch b;	/* the batch out */
+	int64_t deadline;	/* time limit of the batch, or 0 */
+};
+
+/* Everything the loop of one pmap call needs. */
+struct pmap {
+	exchange_map_fn *fn;	/* the element function */
+	const unsigned char *in;/* input array */
+	unsigned char *out;	/* output array */
+	size_t n;		/* elements */
+	size_t in_size;		/* bytes per input element */
+	size_t out_size;	/* bytes per output element */
+	void *ctx;		/* given to fn */
+	struct exchange_outcome *outcomes; /* per element, or NULL */
+	size_t next;		/* the first element not yet handed out */
+	size_t *redo;		/* elements to run again one at a time */
+	size_t nredo;		/* how many are in redo */
+	size_t fixed;		/* the caller's batch size, or 0 */
+	size_t max_batch;	/* cap from PMAP_MAX_REPLY */
+	int nworkers;		/* slots in w */
+	struct pmap_worker *w;	/* the workers */
+	ssize_t ok;		/* elements computed */
+	int time_limit_ms;	/* per batch, or 0 */
+};
+
+static int64_t pmap_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The worker's loop, in the child: batches in, statuses and outputs out
+ * in one frame per batch. The output goes into the child's own copy of the
+ * output array, which is then sent from where it lies. */
+static _Noreturn void pmap_child(struct channel *ch, struct pmap *pm)
+{
+	unsigned char *status = NULL;
+	size_t scap = 0, i;
+	struct pmap_batch b;
+	uint32_t kind;
+	void *data;
+	size_t dlen;
+
+	for (;;) {
+		if (channel_recv_frame(ch, &kind, &data, &dlen, -1) <= 0)
+			break;
+		if (kind != FRAME_TASK || dlen != sizeof(b)) {
+			free(data);
+			break;
+		}
+		memcpy(&b, data, sizeof(b));
+		free(data);
+		if (b.count > scap) {
+			free(status);
+			status = malloc(b.count);
+			if (!status)
+				break;
+			scap = b.count;
+		}
+		for (i = 0; i < b.count; i++) {
+			size_t k = b.start + i;
+
+			status[i] = pm->fn(pm->in + k * pm->in_size,
+					   pm->out + k * pm->out_size,
+					   pm->ctx) == 0 ? 0 : 1;
+		}
+		if (channel_send_frame(ch, FRAME_DATA, status, b.count,
+				       pm->out + b.start * pm->out_size,
+				       b.count * pm->out_size, -1) < 0)
+			break;
+	}
+	channel_exit(ch, 0);
+}
+
+static void pmap_outcome(struct pmap *pm, size_t i, int cause, int code)
+{
+	if (pm->outcomes) {
+		pm->outcomes[i].cause = cause;
+		pm->outcomes[i].code = code;
+	}
+	if (cause == CHANNEL_OK)
+		pm->ok++;
+}
+
+/* Forks the worker for slot k. 0, or -1 with errno of the fork. */
+static int pmap_spawn(struct pmap *pm, int k)
+{
+	struct channel *ch;
+	pid_t pid;
+
+	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
+	if (pid < 0)
+		return -1;
+	if (pid == 0)
+		pmap_child(ch, pm);
+	memset(&pm->w[k], 0, sizeof(pm->w[k]));
+	pm->w[k].ch = ch;
+	return 0;
+}
+
+/* Chooses the next batch: elements to redo go one at a time; then guided
+ * sizes, half the remaining work's fair share, never below one. Returns 0
+ * when nothing is left to hand out. */
+static int pmap_next_batch(struct pmap *pm, struct pmap_batch *b, bool *single)
+{
+	size_t left, size;
+
+	if (pm->nredo) {
+		b->start = pm->redo[--pm->nredo];
+		b->count = 1;
+		*single = true;
+		return 1;
+	}
+	if (pm->next >= pm->n)
+		return 0;
+	left = pm->n - pm->next;
+	if (pm->fixed)
+		size = pm->fixed;
+	else
+		size = left / (2 * (size_t)pm->nworkers);
+	if (size < 1)
+		size = 1;
+	if (size > pm->max_batch)
+		size = pm->max_batch;
+	if (size > left)
+		size = left;
+	b->start = pm->next;
+	b->count = size;
+	*single = size == 1;
+	pm->next += size;
+	return 1;
+}
+
+static int pmap_send(struct pmap *pm, int k)
+{
+	struct pmap_worker *w = &pm->w[k];
+
+	if (!pmap_next_batch(pm, &w->b, &w->single))
+		return 0;
+	w->busy = true;
+	w->timed_out = false;
+	w->deadline = pm->time_limit_ms > 0 ?
+		      pmap_now() + pm->time_limit_ms : 0;
+	if (channel_send_frame(w->ch, FRAME_TASK, &w->b, sizeof(w->b), NULL,
+			       0, -1) < 0) {
+		/* The worker has gone; its end of stream says how. */
+		return 0;
+	}
+	return 1;
+}
+
+/* A batch came back: copy the outputs and record each element. */
+static int pmap_reply(struct pmap *pm, struct pmap_worker *w, const void *data,
+		      size_t len)
+{
+	const unsigned char *p = data;
+	size_t i, count = (size_t)w->b.count;
+
+	if (len != count + count * pm->out_size) {
+		errno = EPROTO;
+		return -1;
+	}
+	memcpy(pm->out + w->b.start * pm->out_size, p + count,
+	       count * pm->out_size);
+	for (i = 0; i < count; i++)
+		pmap_outcome(pm, (size_t)w->b.start + i,
+			     p[i] ? CHANNEL_SENT_ERROR : CHANNEL_OK, 0);
+	w->busy = false;
+	return 0;
+}
+
+/* The worker in slot k died (or broke the protocol): reap it, settle or
+ * re-queue its batch, free the slot. */
+static void pmap_lost(struct pmap *pm, int k)
+{
+	struct pmap_worker *w = &pm->w[k];
+	int st = 0, cause, code;
+	size_t i;
+
+	channel_kill(w->ch, SIGKILL);
+	if (channel_wait(w->ch, -1) < 0 || channel_status(w->ch, &st) != 1)
+		st = -1;
+	if (w->busy) {
+		if (w->single) {
+			if (w->timed_out) {
+				cause = CHANNEL_TIMED_OUT;
+				code = pm->time_limit_ms;
+			} else if (st != -1 && WIFSIGNALED(st)) {
+				cause = CHANNEL_SIGNALED;
+				code = WTERMSIG(st);
+			} else {
+				cause = CHANNEL_EXITED;
+				code = st != -1 && WIFEXITED(st) ?
+				       WEXITSTATUS(st) : -1;
+			}
+			pmap_outcome(pm, (size_t)w->b.start, cause, code);
+		} else {
+			/* Highest index pushed first, so they are taken in
+			 * ascending order. */
+			for (i = (size_t)w->b.count; i-- > 0;)
+				pm->redo[pm->nredo++] = (size_t)w->b.start + i;
+		}
+	}
+	channel_close(w->ch);
+	memset(w, 0, sizeof(*w));
+}
+
+/* Handles what arrived on worker k. */
+static int pmap_read(struct pmap *pm, int k)
+{
+	struct pmap_worker *w = &pm->w[k];
+	uint32_t kind;
+	void *data;
+	size_t len;
+	int r;
+
+	w->ch->drained = false;
+	for (;;) {
+		r = channel_recv_frame(w->ch, &kind, &data, &len, 0);
+		if (r < 0 && errno == ETIMEDOUT)
+			return 0;
+		if (r <= 0 || kind != FRAME_DATA || !w->busy) {
+			if (r > 0)
+				free(data);
+			pmap_lost(pm, k);
+			return 0;
+		}
+		r = pmap_reply(pm, w, data, len);
+		free(data);
+		if (r < 0) {
+			pmap_lost(pm, k);
+			return 0;
+		}
+		if (!pmap_send(pm, k))
+			return 0;
+	}
+}
+
+ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
+		      size_t in_size, void *out, size_t out_size,
+		      const struct exchange_pmap_options *opts)
+{
+	struct pmap pm;
+	struct pollfd *pfds = NULL;
+	int *who = NULL;
+	int k, alive, err = 0, nw;
+	bool started = false;
+	size_t i;
+
+	if (!fn || (n && ((in_size && !in) || (out_size && !out))) ||
+	    (opts && (opts->workers < 0 || opts->time_limit_ms < 0)) ||
+	    (out_size && n > SIZE_MAX / out_size) ||
+	    (in_size && n > SIZE_MAX / in_size)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	memset(&pm, 0, sizeof(pm));
+	pm.fn = fn;
+	pm.in = in;
+	pm.out = out;
+	pm.n = n;
+	pm.in_size = in_size;
+	pm.out_size = out_size;
+	pm.ctx = opts ? opts->ctx : NULL;
+	pm.outcomes = opts ? opts->outcomes : NULL;
+	pm.fixed = opts ? opts->batch : 0;
+	pm.time_limit_ms = opts ? opts->time_limit_ms : 0;
+	pm.max_batch = PMAP_MAX_REPLY / (out_size + 1);
+	if (pm.max_batch < 1)
+		pm.max_batch = 1;
+	nw = opts && opts->workers ? opts->workers : exchange_cores();
+	if ((size_t)nw > n)
+		nw = (int)n;
+	pm.nworkers = nw;
+	for (i = 0; pm.outcomes && i < n; i++) {
+		pm.outcomes[i].cause = CHANNEL_NOT_STARTED;
+		pm.outcomes[i].code = 0;
+	}
+
+	pm.w = calloc((size_t)nw, sizeof(*pm.w));
+	pfds = calloc((size_t)nw, sizeof(*pfds));
+	who = calloc((size_t)nw, sizeof(*who));
+	/* A batch lost with its worker is re-run element by element; at
+	 * most one batch per worker is out at a time, so n entries do. */
+	pm.redo = malloc(n * sizeof(*pm.redo));
+	if (!pm.w || !pfds || !who || !pm.redo) {
+		err = ENOMEM;
+		goto out;
+	}
+	for (k = 0; k < nw; k++) {
+		if (pmap_spawn(&pm, k) < 0) {
+			err = errno;
+			break;
+		}
+	}
+	if (k == 0)
+		goto out;
+	started = true;
+	err = 0;
+	for (k = 0; k < nw; k++)
+		if (pm.w[k].ch)
+			pmap_send(&pm, k);
+
+	for (;;) {
+		int64_t next = 0, now;
+		int np = 0, t = -1, r;
+		bool work_left = pm.nredo || pm.next < pm.n;
+
+		/* Give idle workers work, fork fresh ones for lost ones. */
+		alive = 0;
+		for (k = 0; k < nw; k++) {
+			struct pmap_worker *w = &pm.w[k];
+
+			if (!w->ch && work_left) {
+				if (pmap_spawn(&pm, k) < 0)
+					continue;
+			}
+			if (!w->ch)
+				continue;
+			if (!w->busy && !pmap_send(&pm, k) && !w->busy)
+				continue;
+			alive++;
+			pfds[np].fd = channel_fd(w->ch);
+			pfds[np].events = POLLIN;
+			pfds[np].revents = 0;
+			who[np++] = k;
+			if (w->deadline && (!next || w->deadline < next))
+				next = w->deadline;
+			work_left = pm.nredo || pm.next < pm.n;
+		}
+		if (np == 0) {
+			if (!work_left)
+				break;
+			/* No worker can be forked: the rest never starts. */
+			err = errno;
+			break;
+		}
+		if (next) {
+			now = pmap_now();
+			t = next > now ? (int)(next - now) : 0;
+		}
+		r = poll(pfds, (nfds_t)np, t);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			err = errno;
+			break;
+		}
+		for (i = 0; i < (size_t)np; i++) {
+			k = who[i];
+			if (pfds[i].revents)
+				pmap_read(&pm, k);
+		}
+		if (next) {
+			now = pmap_now();
+			for (k = 0; k < nw; k++) {
+				struct pmap_worker *w = &pm.w[k];
+
+				if (w->ch && w->busy && w->deadline &&
+				    now >= w->deadline) {
+					w->timed_out = true;
+					pmap_lost(&pm, k);
+				}
+			}
+		}
+	}
+	(void)alive;
+
+out:
+	for (k = 0; pm.w && k < nw; k++) {
+		if (pm.w[k].ch)
+			channel_close(pm.w[k].ch);
+	}
+	free(pm.w);
+	free(pfds);
+	free(who);
+	free(pm.redo);
+	if (!started) {
+		errno = err ? err : EAGAIN;
+		return -1;
+	}
+	/* Elements left when no worker could be forked any more keep their
+	 * NOT_STARTED outcome and are not counted. */
+	return pm.ok;
+}
