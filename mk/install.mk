@@ -38,7 +38,8 @@ MAN_PAGES = $(sort $(wildcard man/*.3))
 # loop prints "page name" pairs.
 MAN_NAMES = for p in $(MAN_PAGES); do \
 	    b=$${p\#\#*/}; \
-	    for n in $$(sed -n '/^\.SH NAME/{n;s/ *\\-.*//;s/,/ /g;p;q;}' $$p); do \
+	    for n in $$(sed -n '/^\.SH NAME/,/\\-/{/^\.SH/d;p;}' $$p | \
+		tr '\n' ' ' | sed 's/ *\\-.*//;s/,/ /g'); do \
 		[ "$$n.3" = "$$b" ] || echo "$$b $$n"; \
 	    done; \
 	done
@@ -154,14 +155,21 @@ lint:
 	$(CLANG_TIDY) --quiet --warnings-as-errors='*' \
 	    --checks='$(TIDY_CHECKS)' $(SRCS) -- $(STD) -I.
 
-# Every page renders with no warning from groff, and through man(1).
-man-check: $(MAN_PAGES)
+# Every page renders with no warning from groff and man(1), and the program
+# in its EXAMPLE section compiles without a warning (roff escapes undone).
+man-check: $(MAN_PAGES) | $(BUILD)/check
 	@for p in $(MAN_PAGES); do \
 	    echo "man-check: $$p"; \
 	    out=$$(groff -man -ww -z $$p 2>&1); \
 	    if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
 	    out=$$(MANWIDTH=80 man --warnings -l $$p 2>&1 >/dev/null); \
 	    if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
+	    ex=$(BUILD)/check/example-$${p##*/}.c; \
+	    sed -n '/^\.SH EXAMPLE/,/^\.SH/{/^\.nf/,/^\.fi/p;}' $$p | \
+		sed -e '/^\.[a-z][a-z]/d' -e 's/\\-/-/g' -e 's/\\e/\\/g' \
+		    -e 's/\\(aq/'"'"'/g' -e 's/\\&//g' > $$ex; \
+	    if [ ! -s $$ex ]; then echo "$$p: no EXAMPLE program"; exit 1; fi; \
+	    $(CC) $(STD) $(WARN) -Werror -I. -c $$ex -o $$ex.o || exit 1; \
 	done
 
 # The install, pkg-config and link path, end to end, outside Criterion: the
