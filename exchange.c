@@ -335,6 +335,18 @@ static bool still_registered(const struct exchange *ex,
 	return false;
 }
 
+/* Appends a FAILURE for the running task. Its text must pass the channel's
+ * maximum on the way out, even when the caller set a tiny one. */
+static int push_failure(struct channel *ch, int cause, int code,
+			const char *text)
+{
+	size_t need = 8 + strlen(text);
+
+	if (ch->max < need)
+		ch->max = need;
+	return channel_push_failure(ch, cause, code, text);
+}
+
 static void start_clock(struct exchange *ex, struct slot *s)
 {
 	s->deadline = ex->opts.time_limit_ms > 0 ?
@@ -366,7 +378,7 @@ static int add_not_started(struct exchange *ex, size_t task, int err)
 	snprintf(text, sizeof(text), "could not be started: %s",
 		 err == ECANCELED ? "cancelled after a failure"
 				  : strerror(err));
-	if (channel_push_failure(ch, CHANNEL_NOT_STARTED, err, text) < 0 ||
+	if (push_failure(ch, CHANNEL_NOT_STARTED, err, text) < 0 ||
 	    !(s = slot_add(ex, ch))) {
 		channel_close(ch);
 		return -1;
@@ -562,7 +574,7 @@ static void worker_control(struct channel *ch, uint32_t kind)
 	if (ch->delivered == 0) {
 		/* The outcome must be stamped with this task's number, so
 		 * the worker gets nothing new until it has been consumed. */
-		if (channel_push_failure(ch, CHANNEL_EXITED, 0,
+		if (push_failure(ch, CHANNEL_EXITED, 0,
 					 "returned without a result") == 0) {
 			s->failure_pending = true;
 			note_failure(ex);
@@ -874,7 +886,7 @@ static int settle(struct exchange *ex, struct slot *s)
 		s->remove = true;
 		return 0;
 	}
-	if (channel_push_failure(ch, cause, code, text) < 0) {
+	if (push_failure(ch, cause, code, text) < 0) {
 		s->remove = true;
 		return 0;
 	}
@@ -897,7 +909,7 @@ static void protocol_failure(struct exchange *ex, struct slot *s)
 	if (!s->final && ch->task != CHANNEL_NO_TASK &&
 	    (ch->delivered == 0 || (s->worker && !s->done))) {
 		s->final = true;
-		if (channel_push_failure(ch, CHANNEL_PROTOCOL, err,
+		if (push_failure(ch, CHANNEL_PROTOCOL, err,
 					 "the channel carried a bad frame") ==
 		    0) {
 			note_failure(ex);
@@ -905,7 +917,7 @@ static void protocol_failure(struct exchange *ex, struct slot *s)
 		}
 	}
 	/* Drop the buffer and stop reading. */
-	channel_push_failure(ch, CHANNEL_PROTOCOL, err, "");
+	push_failure(ch, CHANNEL_PROTOCOL, err, "");
 	ch->ipos = ch->ilen = 0;
 	s->final = true;
 }

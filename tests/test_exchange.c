@@ -1,0 +1,1111 @@
+/*
+ * test_exchange.c - many channels in one poll loop: add, remove, ready,
+ * store, limits, continuous mode, store_data that talks back or starts
+ * work, broadcast, Map and Queue.
+ *
+ * Children report only through their channel or exit status; assertions
+ * stay in the test body. Where a test must know how many children run at
+ * once, the children count themselves in a page of shared memory (mapped
+ * from /dev/zero), which only ever undercounts: a child leaves the count
+ * just before it exits.
+ */
+#include "exchange.h"
+#include "internal.h"
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Counters shared between the test and its children. */
+struct shared {
+	atomic_int running;	/* children inside their function */
+	atomic_int most;	/* the highest value running reached */
+	atomic_int calls;	/* function calls so far */
+};
+
+static struct shared *shared_new(void)
+{
+	int fd = open("/dev/zero", O_RDWR);
+	void *p;
+
+	cr_assert_geq(fd, 0);
+	p = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
+		 MAP_SHARED, fd, 0);
+	close(fd);
+	cr_assert_neq(p, MAP_FAILED);
+	return p;
+}
+
+static void shared_free(struct shared *sh)
+{
+	munmap(sh, sizeof(*sh));
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Sends back the size_t argument squared. */
+static void square_fn(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
+{
+	size_t v = *(const size_t *)arg;
+
+	(void)len, (void)ctx;
+	v *= v;
+	channel_send(ch, &v, sizeof(v), -1);
+}
+
+/* Counts itself in the shared page while it runs for a moment, then sends
+ * its argument back. */
+static void counted_fn(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
+{
+	struct shared *sh = ctx;
+	int now = atomic_fetch_add(&sh->running, 1) + 1;
+	int most = atomic_load(&sh->most);
+
+	while (now > most && !atomic_compare_exchange_weak(&sh->most, &most,
+							     now))
+		;
+	atomic_fetch_add(&sh->calls, 1);
+	pause_ms(1);
+	atomic_fetch_sub(&sh->running, 1);
+	channel_send(ch, arg, len, -1);
+}
+
+/* store_data that receives one message and counts it. */
+struct tally {
+	int messages;		/* DATA messages */
+	int errors;		/* ERROR messages */
+	int failures;		/* FAILURE messages */
+	size_t most_active;	/* most channels seen active at a call */
+	size_t sum;		/* sum of size_t payloads */
+	struct channel_msg last; /* the last FAILURE or ERROR, kept */
+};
+
+static int tally_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct tally *t = udata;
+	struct channel_msg m;
+	size_t active = exchange_active(ex, NULL, 0);
+
+	if (active > t->most_active)
+		t->most_active = active;
+	if (channel_recv(ch, &m, 0) != 1)
+		return 0;
+	if (m.kind == CHANNEL_DATA) {
+		t->messages++;
+		if (m.len == sizeof(size_t))
+			t->sum += *(size_t *)m.data;
+		channel_msg_free(&m);
+		return 0;
+	}
+	if (m.kind == CHANNEL_ERROR)
+		t->errors++;
+	else
+		t->failures++;
+	channel_msg_free(&t->last);
+	t->last = m;
+	return 0;
+}
+
+Test(exchange, options_are_checked)
+{
+	struct exchange_options o = { .limit = -1 };
+
+	errno = 0;
+	cr_assert_null(exchange_new(&o));
+	cr_assert_eq(errno, EINVAL);
+	o.limit = 0;
+	o.time_limit_ms = -5;
+	cr_assert_null(exchange_new(&o));
+	cr_assert_eq(errno, EINVAL);
+	o.time_limit_ms = 0;
+	o.store_data = tally_store;
+	cr_assert_null(exchange_new_map(&o));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_null(exchange_new_queue(&o));
+	cr_assert_eq(errno, EINVAL);
+	exchange_free(NULL);
+}
+
+Test(exchange, empty_exchange_is_finished)
+{
+	struct exchange *ex = exchange_new(NULL);
+
+	cr_assert_not_null(ex);
+	cr_assert_not(exchange_unfinished(ex));
+	cr_assert_not(exchange_busy(ex));
+	cr_assert_eq(exchange_active(ex, NULL, 0), 0);
+	cr_assert_eq(exchange_store(ex, 0), 0);
+	cr_assert_eq(exchange_store(ex, -1), 0, "nothing to wait for");
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(exchange_wait(ex), 0);
+	exchange_free(ex);
+}
+
+Test(exchange, add_remove_active_and_errors, .timeout = 10)
+{
+	int fds = count_fds();
+	struct exchange *ex = exchange_new(NULL);
+	struct channel *a = channel_start(square_fn, &(size_t){ 3 },
+					  sizeof(size_t), NULL);
+	struct channel *b = channel_start(square_fn, &(size_t){ 4 },
+					  sizeof(size_t), NULL);
+	struct channel *list[4];
+	pid_t pa = channel_pid(a), pb = channel_pid(b);
+
+	cr_assert_not_null(a);
+	cr_assert_not_null(b);
+	cr_assert_eq(exchange_add(ex, a), 0);
+	cr_assert_eq(exchange_add(ex, a), -1);
+	cr_assert_eq(errno, EEXIST);
+	cr_assert_eq(exchange_add(ex, b), 0);
+	cr_assert_eq(exchange_active(ex, list, 4), 2);
+	cr_assert((list[0] == a && list[1] == b) ||
+		  (list[0] == b && list[1] == a));
+	cr_assert(exchange_unfinished(ex));
+	cr_assert_eq(exchange_remove(ex, b), 0);
+	cr_assert(reaped(pb), "remove closes and reaps");
+	cr_assert_eq(exchange_remove(ex, b == a ? a : (struct channel *)ex), -1);
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_eq(exchange_active(ex, list, 4), 1);
+	cr_assert_eq(list[0], a);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(exchange_active(ex, NULL, 0), 0);
+	cr_assert(reaped(pa), "a finished channel is removed and reaped");
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(exchange, store_calls_store_data_with_task_numbers, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t i, expect = 0;
+
+	for (i = 0; i < 20; i++) {
+		cr_assert_eq(exchange_start(ex, square_fn, &i, sizeof(i), NULL),
+			     (ssize_t)i);
+		expect += i * i;
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 20);
+	cr_assert_eq(t.sum, expect);
+	cr_assert_eq(t.failures, 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* The parent's view of limits: never more channels than the limit; the
+ * children's view: never more of them running at once. */
+static void run_limit(int limit, int tasks)
+{
+	int fds = count_fds();
+	struct shared *sh = shared_new();
+	struct tally t = { 0 };
+	struct exchange_options o = { .limit = limit,
+				      .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t i, expect = 0;
+
+	cr_assert_not_null(ex);
+	for (i = 0; i < (size_t)tasks; i++) {
+		cr_assert_eq(exchange_start(ex, counted_fn, &i, sizeof(i), sh),
+			     (ssize_t)i);
+		cr_assert_leq(exchange_active(ex, NULL, 0), (size_t)limit);
+		expect += i;
+	}
+	cr_assert(exchange_busy(ex));
+	cr_assert_eq(exchange_wait(ex), 0);
+	cr_assert_not(exchange_busy(ex));
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, tasks);
+	cr_assert_eq(t.failures, 0);
+	cr_assert_eq(t.sum, expect, "every task's argument came back once");
+	cr_assert_leq(t.most_active, (size_t)limit);
+	cr_assert_leq(atomic_load(&sh->most), limit);
+	cr_assert_geq(atomic_load(&sh->most), 1);
+	cr_assert_eq(atomic_load(&sh->calls), tasks);
+	exchange_free(ex);
+	shared_free(sh);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(exchange, limit_1_with_500_tasks, .timeout = 120)
+{
+	run_limit(1, 500);
+}
+
+Test(exchange, limit_2_with_500_tasks, .timeout = 120)
+{
+	run_limit(2, 500);
+}
+
+Test(exchange, limit_64_with_500_tasks, .timeout = 120)
+{
+	run_limit(64, 500);
+}
+
+/* Records the order in which store_data saw the size_t payloads. */
+struct order {
+	size_t seen[64];	/* payloads in arrival order */
+	size_t n;		/* how many */
+};
+
+static int order_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct order *o = udata;
+	struct channel_msg m;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) == 1) {
+		if (m.kind == CHANNEL_DATA && o->n < 64)
+			o->seen[o->n++] = *(size_t *)m.data;
+		channel_msg_free(&m);
+	}
+	return 0;
+}
+
+static void echo_size_fn(struct channel *ch, const void *arg, size_t len,
+			 void *ctx)
+{
+	(void)ctx;
+	channel_send(ch, arg, len, -1);
+}
+
+Test(exchange, queued_work_starts_in_start_order, .timeout = 20)
+{
+	struct order ord = { .n = 0 };
+	struct exchange_options o = { .limit = 1, .store_data = order_store,
+				      .udata = &ord };
+	struct exchange *ex = exchange_new(&o);
+	size_t i;
+
+	for (i = 0; i < 30; i++) {
+		size_t v = i * 10;
+
+		cr_assert_geq(exchange_start(ex, echo_size_fn, &v, sizeof(v),
+					     NULL), 0);
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(ord.n, 30);
+	for (i = 0; i < 30; i++)
+		cr_assert_eq(ord.seen[i], i * 10,
+			     "the argument was copied when queued");
+	exchange_free(ex);
+}
+
+/* A continuous child sends many messages; its channel stays. */
+static void burst_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	size_t n = *(const size_t *)arg, i;
+
+	(void)len, (void)ctx;
+	for (i = 0; i < n; i++)
+		channel_send(ch, &i, sizeof(i), -1);
+}
+
+Test(exchange, continuous_child_sends_many, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .continuous = true,
+				      .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t n = 5000;
+
+	cr_assert_eq(exchange_start(ex, burst_fn, &n, sizeof(n), NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 5000);
+	cr_assert_eq(t.sum, n * (n - 1) / 2);
+	cr_assert_eq(t.failures, 0, "a task with results has no failure");
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* pprocess's two_way test: the parent and the child count down in turn. */
+static void countdown_fn(struct channel *ch, const void *arg, size_t len,
+			 void *ctx)
+{
+	struct channel_msg m;
+	int v = 20;
+
+	(void)arg, (void)len, (void)ctx;
+	channel_send(ch, &v, sizeof(v), -1);
+	while (channel_recv(ch, &m, -1) == 1) {
+		v = *(int *)m.data - 1;
+		channel_msg_free(&m);
+		channel_send(ch, &v, sizeof(v), -1);
+		if (v == 0)
+			break;
+	}
+}
+
+struct countdown {
+	int seen[32];		/* values the parent received */
+	int n;			/* how many */
+};
+
+static int countdown_store(struct exchange *ex, struct channel *ch,
+			   void *udata)
+{
+	struct countdown *c = udata;
+	struct channel_msg m;
+	int v;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) != 1)
+		return 0;
+	v = *(int *)m.data;
+	channel_msg_free(&m);
+	if (c->n < 32)
+		c->seen[c->n++] = v;
+	if (v > 0) {
+		v--;
+		if (channel_send(ch, &v, sizeof(v), 1000) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+Test(exchange, two_way_conversation_in_store_data, .timeout = 20)
+{
+	struct countdown c = { .n = 0 };
+	struct exchange_options o = { .continuous = true,
+				      .store_data = countdown_store,
+				      .udata = &c };
+	struct exchange *ex = exchange_new(&o);
+	int i;
+
+	cr_assert_eq(exchange_start(ex, countdown_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(c.n, 11);
+	for (i = 0; i < 11; i++)
+		cr_assert_eq(c.seen[i], 20 - 2 * i);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* store_data that starts more work: each result below 10 starts a task
+ * for the next number. */
+static int chain_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct order *o = udata;
+	struct channel_msg m;
+	size_t v;
+
+	if (channel_recv(ch, &m, 0) != 1)
+		return 0;
+	v = *(size_t *)m.data;
+	channel_msg_free(&m);
+	if (o->n < 64)
+		o->seen[o->n++] = v;
+	if (v < 10) {
+		v++;
+		if (exchange_start(ex, echo_size_fn, &v, sizeof(v), NULL) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+Test(exchange, store_data_starts_new_work, .timeout = 20)
+{
+	struct order ord = { .n = 0 };
+	struct exchange_options o = { .limit = 1, .store_data = chain_store,
+				      .udata = &ord };
+	struct exchange *ex = exchange_new(&o);
+	size_t v = 0, i;
+
+	cr_assert_eq(exchange_start(ex, echo_size_fn, &v, sizeof(v), NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(ord.n, 11);
+	for (i = 0; i <= 10; i++)
+		cr_assert_eq(ord.seen[i], i);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* store_data that removes the channel it was given. */
+static int remove_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	int *n = udata;
+
+	(*n)++;
+	return exchange_remove(ex, ch);
+}
+
+Test(exchange, store_data_may_remove_its_channel, .timeout = 20)
+{
+	int calls = 0, fds = count_fds();
+	struct exchange_options o = { .store_data = remove_store,
+				      .udata = &calls };
+	struct exchange *ex = exchange_new(&o);
+	size_t n = 100;
+
+	cr_assert_eq(exchange_start(ex, burst_fn, &n, sizeof(n), NULL), 0);
+	cr_assert_eq(exchange_start(ex, burst_fn, &n, sizeof(n), NULL), 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(calls, 2, "one call each, then the channel is gone");
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* store_data that leaves the message where it is. */
+static int lazy_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	int *n = udata;
+
+	(void)ex, (void)ch;
+	(*n)++;
+	return 0;
+}
+
+Test(exchange, unconsumed_messages_are_dropped_not_repeated, .timeout = 20)
+{
+	int calls = 0;
+	struct exchange_options o = { .store_data = lazy_store,
+				      .udata = &calls };
+	struct exchange *ex = exchange_new(&o);
+	size_t n = 50;
+
+	cr_assert_eq(exchange_start(ex, burst_fn, &n, sizeof(n), NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(calls, 50);
+	exchange_free(ex);
+}
+
+static int failing_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	(void)ex, (void)ch, (void)udata;
+	errno = ENOSPC;
+	return -1;
+}
+
+Test(exchange, store_data_error_stops_store, .timeout = 20)
+{
+	struct exchange_options o = { .store_data = failing_store };
+	struct exchange *ex = exchange_new(&o);
+	size_t v = 2;
+
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 0);
+	errno = 0;
+	cr_assert_eq(exchange_store(ex, 5000), -1);
+	cr_assert_eq(errno, ENOSPC);
+	cr_assert(exchange_unfinished(ex), "the message is still there");
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+Test(exchange, no_store_data_drops_messages, .timeout = 20)
+{
+	struct exchange *ex = exchange_new(NULL);
+	size_t n = 10;
+
+	cr_assert_eq(exchange_start(ex, burst_fn, &n, sizeof(n), NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_not(exchange_unfinished(ex));
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+Test(exchange, ready_lists_channels_with_messages, .timeout = 20)
+{
+	struct exchange *ex = exchange_new(NULL);
+	struct channel *chs[4];
+	struct channel_msg m;
+	size_t v = 7;
+	int n, got = 0;
+
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 0);
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 1);
+	while (got < 2) {
+		n = exchange_ready(ex, 5000, chs, 4);
+		cr_assert_gt(n, 0);
+		while (n-- > 0) {
+			cr_assert_eq(channel_recv(chs[n], &m, 0), 1);
+			cr_assert_eq(*(size_t *)m.data, 49);
+			cr_assert_lt(m.task, 2);
+			channel_msg_free(&m);
+			got++;
+		}
+	}
+	/* Finished channels are removed once drained. */
+	while (exchange_unfinished(ex))
+		cr_assert_geq(exchange_ready(ex, 5000, chs, 4), 0);
+	cr_assert_eq(exchange_ready(ex, 0, chs, 4), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+Test(exchange, store_times_out_with_zero, .timeout = 20)
+{
+	struct exchange *ex = exchange_new(NULL);
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+	struct timespec a, b;
+	long ms;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		/* Waits for the parent to close, sending nothing. */
+		while (channel_recv(ch, &m, -1) == 1)
+			channel_msg_free(&m);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(exchange_add(ex, ch), 0);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	cr_assert_eq(exchange_store(ex, 50), 0);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	cr_assert_geq(ms, 45);
+	cr_assert_eq(exchange_store(ex, 0), 0);
+	cr_assert(exchange_unfinished(ex));
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* Echoes every message it receives, until end of stream. */
+static void echo_all_fn(struct channel *ch, const void *arg, size_t len,
+			void *ctx)
+{
+	struct channel_msg m;
+
+	(void)arg, (void)len, (void)ctx;
+	while (channel_recv(ch, &m, -1) == 1) {
+		channel_send(ch, m.data, m.len, -1);
+		channel_msg_free(&m);
+		break;
+	}
+}
+
+Test(exchange, broadcast_reaches_every_channel, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t v = 5, i;
+
+	for (i = 0; i < 3; i++)
+		cr_assert_geq(exchange_start(ex, echo_all_fn, NULL, 0, NULL),
+			      0);
+	cr_assert_eq(exchange_broadcast(ex, &v, sizeof(v), 1000), 3);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 3);
+	cr_assert_eq(t.sum, 15);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+Test(exchange, add_wait_waits_below_the_limit, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .limit = 2, .store_data = tally_store,
+				      .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t v = 3;
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		struct channel *ch = channel_start(square_fn, &v, sizeof(v),
+						   NULL);
+
+		cr_assert_not_null(ch);
+		cr_assert_eq(exchange_add_wait(ex, ch), 0);
+		cr_assert_leq(exchange_active(ex, NULL, 0), 2);
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 6);
+	cr_assert_eq(t.sum, 54);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+Test(exchange, no_autoclose_returns_the_channel, .timeout = 20)
+{
+	struct exchange_options o = { .no_autoclose = true };
+	struct exchange *ex = exchange_new(&o);
+	struct channel *ch = channel_start(square_fn, &(size_t){ 9 },
+					  sizeof(size_t), NULL);
+	struct channel_msg m;
+
+	cr_assert_not_null(ch);
+	cr_assert_eq(exchange_add(ex, ch), 0);
+	cr_assert_eq(exchange_remove(ex, ch), 0);
+	/* Still open and ours: the result can be read. */
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(*(size_t *)m.data, 81);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_close(ch), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+Test(exchange, free_closes_running_children, .timeout = 20)
+{
+	int fds = count_fds();
+	struct exchange *ex = exchange_new(NULL);
+	int i;
+
+	for (i = 0; i < 4; i++)
+		cr_assert_geq(exchange_start(ex, echo_all_fn, NULL, 0, NULL),
+			      0);
+	cr_assert_eq(exchange_active(ex, NULL, 0), 4);
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* ------------------------------------------------------------------------ */
+/* Outcomes                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void exit3_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	(void)arg, (void)len, (void)ctx;
+	channel_exit(ch, 3);
+}
+
+static void kill_self_fn(struct channel *ch, const void *arg, size_t len,
+			 void *ctx)
+{
+	(void)ch, (void)arg, (void)len, (void)ctx;
+	kill(getpid(), SIGKILL);
+	pause();
+}
+
+static void abort_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	(void)ch, (void)arg, (void)len, (void)ctx;
+	abort();
+}
+
+static void error_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	(void)arg, (void)len, (void)ctx;
+	channel_send_error(ch, "no such thing", -1);
+}
+
+static void silent_fn(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
+{
+	(void)ch, (void)arg, (void)len, (void)ctx;
+}
+
+/* Runs fn as the one task of a fresh exchange; returns its one outcome. */
+static struct tally one_outcome(channel_fn *fn)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+
+	cr_assert_eq(exchange_start(ex, fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+	cr_assert_eq(t.messages + t.errors + t.failures, 1,
+		     "exactly one outcome");
+	return t;
+}
+
+Test(exchange, exit_without_result_is_a_failure, .timeout = 20)
+{
+	struct tally t = one_outcome(exit3_fn);
+
+	cr_assert_eq(t.failures, 1);
+	cr_assert_eq(t.last.kind, CHANNEL_FAILURE);
+	cr_assert_eq(t.last.cause, CHANNEL_EXITED);
+	cr_assert_eq(t.last.code, 3);
+	cr_assert_eq(t.last.task, 0);
+	cr_assert_str_eq(t.last.data, "exited with status 3 without a result");
+	channel_msg_free(&t.last);
+}
+
+Test(exchange, returning_without_result_is_a_failure, .timeout = 20)
+{
+	struct tally t = one_outcome(silent_fn);
+
+	cr_assert_eq(t.last.cause, CHANNEL_EXITED);
+	cr_assert_eq(t.last.code, 0);
+	channel_msg_free(&t.last);
+}
+
+Test(exchange, sigkill_is_a_failure, .timeout = 20)
+{
+	struct tally t = one_outcome(kill_self_fn);
+
+	cr_assert_eq(t.last.cause, CHANNEL_SIGNALED);
+	cr_assert_eq(t.last.code, SIGKILL);
+	cr_assert_str_eq(t.last.data, "killed by signal 9");
+	channel_msg_free(&t.last);
+}
+
+Test(exchange, abort_is_a_failure, .timeout = 20)
+{
+	struct tally t = one_outcome(abort_fn);
+
+	cr_assert_eq(t.last.cause, CHANNEL_SIGNALED);
+	cr_assert_eq(t.last.code, SIGABRT);
+	channel_msg_free(&t.last);
+}
+
+Test(exchange, sent_error_is_the_outcome, .timeout = 20)
+{
+	struct tally t = one_outcome(error_fn);
+
+	cr_assert_eq(t.errors, 1);
+	cr_assert_eq(t.last.kind, CHANNEL_ERROR);
+	cr_assert_eq(t.last.cause, CHANNEL_SENT_ERROR);
+	cr_assert_str_eq(t.last.data, "no such thing");
+	channel_msg_free(&t.last);
+}
+
+/* Sends a frame the channel layer refuses: larger than the maximum. */
+static void big_fn(struct channel *ch, const void *arg, size_t len, void *ctx)
+{
+	char buf[100] = { 0 };
+
+	(void)arg, (void)len, (void)ctx;
+	channel_send(ch, buf, sizeof(buf), -1);
+}
+
+Test(exchange, oversized_message_is_a_protocol_failure, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .max_message = 16,
+				      .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+
+	cr_assert_eq(exchange_start(ex, big_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.failures, 1);
+	cr_assert_eq(t.last.cause, CHANNEL_PROTOCOL);
+	cr_assert_eq(t.last.code, EMSGSIZE);
+	channel_msg_free(&t.last);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* Waits for ever; only a signal ends it. */
+static void hang_fn(struct channel *ch, const void *arg, size_t len, void *ctx)
+{
+	(void)ch, (void)arg, (void)len, (void)ctx;
+	for (;;)
+		pause();
+}
+
+Test(exchange, time_limit_ends_a_task, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .time_limit_ms = 100, .grace_ms = 100,
+				      .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t v = 4;
+
+	cr_assert_eq(exchange_start(ex, hang_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 1);
+	cr_assert_eq(t.failures, 1);
+	cr_assert_eq(t.last.cause, CHANNEL_TIMED_OUT);
+	cr_assert_eq(t.last.code, 100);
+	cr_assert_eq(t.last.task, 0);
+	channel_msg_free(&t.last);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* A child that closes its channel and then keeps running a little: the
+ * exchange must neither block on it nor lose its outcome. */
+static void linger_fn(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
+{
+	size_t v = 1;
+
+	(void)arg, (void)len, (void)ctx;
+	channel_send(ch, &v, sizeof(v), -1);
+	if (ch->wfd != ch->rfd)
+		close(ch->wfd);
+	close(ch->rfd);
+	ch->rfd = ch->wfd = -1;
+	pause_ms(200);
+}
+
+Test(exchange, child_lingering_after_close_is_reaped_later, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t v = 6;
+	int stores = 0, r;
+
+	cr_assert_eq(exchange_start(ex, linger_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 1);
+	/* The result of the quick task comes while the other lingers. */
+	while (t.messages < 2) {
+		r = exchange_store(ex, 5000);
+		cr_assert_geq(r, 0);
+		stores++;
+	}
+	cr_assert_eq(t.sum, 37);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.failures, 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+static pid_t failing_fork(void)
+{
+	errno = EAGAIN;
+	return -1;
+}
+
+Test(exchange, fork_failure_is_a_not_started_outcome, .timeout = 20)
+{
+	int fds = count_fds();
+	struct tally t = { 0 };
+	struct exchange_options o = { .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	size_t v = 2;
+
+	exchange_hooks.fork = failing_fork;
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 0,
+		     "a fork failure is not an error of the start");
+	exchange_hooks.fork = NULL;
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 1);
+	cr_assert_eq(t.failures, 1);
+	cr_assert_eq(t.last.cause, CHANNEL_NOT_STARTED);
+	cr_assert_eq(t.last.code, EAGAIN);
+	cr_assert_eq(t.last.task, 0);
+	channel_msg_free(&t.last);
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* ------------------------------------------------------------------------ */
+/* Map and Queue                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Pipes that make tasks finish in reverse order: task i waits for a byte
+ * on gate[i], sends its result, then opens gate[i - 1]. */
+#define GATES 8
+static int gate[GATES][2];
+
+static void gated_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	size_t i = *(const size_t *)arg, r = i * 100;
+	char c;
+
+	(void)len, (void)ctx;
+	if (read(gate[i][0], &c, 1) != 1)
+		channel_exit(ch, 9);
+	channel_send(ch, &r, sizeof(r), -1);
+	if (i > 0 && write(gate[i - 1][1], &c, 1) != 1)
+		channel_exit(ch, 9);
+}
+
+Test(map, results_in_start_order_when_finished_in_reverse, .timeout = 20)
+{
+	struct exchange *ex = exchange_new_map(NULL);
+	struct channel_msg m;
+	size_t i;
+	int fds;
+
+	for (i = 0; i < GATES; i++)
+		cr_assert_eq(pipe(gate[i]), 0);
+	fds = count_fds();
+	for (i = 0; i < GATES; i++)
+		cr_assert_eq(exchange_start(ex, gated_fn, &i, sizeof(i), NULL),
+			     (ssize_t)i);
+	cr_assert_eq(write(gate[GATES - 1][1], "x", 1), 1);
+	i = 0;
+	while (exchange_map_next(ex, &m) == 1) {
+		cr_assert_eq(m.kind, CHANNEL_DATA);
+		cr_assert_eq(m.task, i);
+		cr_assert_eq(*(size_t *)m.data, i * 100);
+		i++;
+	}
+	cr_assert_eq(i, GATES);
+	cr_assert_eq(exchange_map_get(ex, 3, &m, 0), 1);
+	cr_assert_eq(*(size_t *)m.data, 300, "get after next still works");
+	cr_assert_eq(exchange_map_get(ex, GATES, &m, 0), -1);
+	cr_assert_eq(errno, ERANGE);
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	for (i = 0; i < GATES; i++) {
+		close(gate[i][0]);
+		close(gate[i][1]);
+	}
+	cr_assert(no_children());
+}
+
+Test(map, get_times_out_and_rejects_other_exchanges, .timeout = 20)
+{
+	struct exchange *ex = exchange_new_map(NULL);
+	struct exchange *plain = exchange_new(NULL);
+	struct channel_msg m;
+
+	cr_assert_eq(exchange_start(ex, hang_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_map_get(ex, 0, &m, 30), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	cr_assert_eq(exchange_map_get(plain, 0, &m, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(exchange_queue_next(ex, &m, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	/* The hanging child ends with a SIGKILL, seen as its outcome. */
+	{
+		struct channel *chs[1];
+
+		cr_assert_eq(exchange_active(ex, chs, 1), 1);
+		cr_assert_eq(channel_kill(chs[0], SIGKILL), 0);
+	}
+	cr_assert_eq(exchange_map_get(ex, 0, &m, 5000), 1);
+	cr_assert_eq(m.kind, CHANNEL_FAILURE);
+	cr_assert_eq(m.cause, CHANNEL_SIGNALED);
+	cr_assert_eq(m.code, SIGKILL);
+	exchange_free(ex);
+	exchange_free(plain);
+	cr_assert(no_children());
+}
+
+/* Sends its argument unless it is 13, which kills itself. */
+static void unlucky_fn(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
+{
+	size_t v = *(const size_t *)arg;
+
+	(void)len, (void)ctx;
+	if (v == 13)
+		kill(getpid(), SIGKILL);
+	channel_send(ch, &v, sizeof(v), -1);
+}
+
+Test(map, killed_child_has_its_outcome_and_the_rest_completes,
+     .timeout = 30)
+{
+	struct exchange_options o = { .limit = 4 };
+	struct exchange *ex = exchange_new_map(&o);
+	struct channel_msg m;
+	size_t i;
+
+	for (i = 0; i < 30; i++)
+		cr_assert_eq(exchange_start(ex, unlucky_fn, &i, sizeof(i),
+					    NULL), (ssize_t)i);
+	for (i = 0; i < 30; i++) {
+		cr_assert_eq(exchange_map_get(ex, i, &m, -1), 1);
+		if (i == 13) {
+			cr_assert_eq(m.kind, CHANNEL_FAILURE);
+			cr_assert_eq(m.cause, CHANNEL_SIGNALED);
+			cr_assert_eq(m.code, SIGKILL);
+		} else {
+			cr_assert_eq(m.kind, CHANNEL_DATA);
+			cr_assert_eq(*(size_t *)m.data, i);
+		}
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* A continuous child: 1,000 messages of (child, sequence). */
+static void thousand_fn(struct channel *ch, const void *arg, size_t len,
+			void *ctx)
+{
+	size_t rec[2] = { *(const size_t *)arg, 0 };
+
+	(void)len, (void)ctx;
+	for (rec[1] = 0; rec[1] < 1000; rec[1]++)
+		channel_send(ch, rec, sizeof(rec), -1);
+}
+
+Test(queue, four_continuous_children_lose_and_repeat_nothing, .timeout = 60)
+{
+	int fds = count_fds();
+	struct exchange_options o = { .continuous = true };
+	struct exchange *ex = exchange_new_queue(&o);
+	static bool seen[4][1000];
+	size_t last[4] = { 0 }, i, total = 0;
+	struct channel_msg m;
+	int r;
+
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(exchange_start(ex, thousand_fn, &i, sizeof(i),
+					    NULL), (ssize_t)i);
+	while ((r = exchange_queue_next(ex, &m, 10000)) == 1) {
+		size_t *rec = m.data;
+
+		cr_assert_eq(m.kind, CHANNEL_DATA);
+		cr_assert_eq(m.len, 2 * sizeof(size_t));
+		cr_assert_lt(rec[0], 4);
+		cr_assert_lt(rec[1], 1000);
+		cr_assert_eq(m.task, rec[0]);
+		cr_assert_not(seen[rec[0]][rec[1]], "no duplicate");
+		cr_assert(rec[1] == 0 || rec[1] == last[rec[0]] + 1,
+			  "each child's messages in order");
+		seen[rec[0]][rec[1]] = true;
+		last[rec[0]] = rec[1];
+		total++;
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(r, 0);
+	cr_assert_eq(total, 4000, "none lost");
+	cr_assert_eq(exchange_queue_len(ex), 0);
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(queue, killed_child_is_an_item, .timeout = 20)
+{
+	struct exchange *ex = exchange_new_queue(NULL);
+	struct channel_msg m;
+	size_t v, data = 0, failures = 0;
+
+	for (v = 12; v < 15; v++)
+		cr_assert_geq(exchange_start(ex, unlucky_fn, &v, sizeof(v),
+					     NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(exchange_queue_len(ex), 3);
+	while (exchange_queue_next(ex, &m, 0) == 1) {
+		if (m.kind == CHANNEL_FAILURE) {
+			cr_assert_eq(m.cause, CHANNEL_SIGNALED);
+			cr_assert_eq(m.code, SIGKILL);
+			cr_assert_eq(m.task, 1);
+			failures++;
+		} else {
+			data++;
+		}
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(data, 2);
+	cr_assert_eq(failures, 1);
+	cr_assert_eq(exchange_queue_next(ex, &m, 0), 0, "empty and finished");
+	exchange_free(ex);
+	cr_assert(no_children());
+}
