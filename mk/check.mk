@@ -1,0 +1,245 @@
+# mk/check.mk - the checking targets: the tests under sanitizers and under
+# valgrind, the libFuzzer targets, and the fault figures.
+#
+#   make test-asan       the tests built with SANITIZE=address,undefined in
+#                        $(ASAN_BUILD); fails when a test fails or when the
+#                        log holds a sanitizer report (Criterion alone passes
+#                        a test whose worker printed a leak report)
+#   make test-valgrind   every test binary of $(BUILD) under memcheck; fails
+#                        on a memcheck error, a definite leak or a descriptor
+#                        of ours left open, read from the per-process logs
+#   make fuzz            each fuzz/fuzz_*.c target for FUZZ_SECONDS; fails on
+#                        a crash (clang, libFuzzer)
+#   make faults          the fault suite, then the figures it measured
+#
+# Each target builds in directories derived from BUILD, so that several
+# people can run them side by side: make BUILD=build-me test-asan builds in
+# build-me-asan.
+
+ASAN_BUILD ?= $(BUILD)-asan
+ASAN_LOG = $(ASAN_BUILD)/test-asan.log
+ASAN_TESTS = $(TEST_SRCS:tests/%.c=$(ASAN_BUILD)/tests/%)
+
+# handle_segv=0: a child that segfaults must die by SIGSEGV, as tests
+# expect, instead of exiting with status 1 after a report. detect_leaks=1:
+# LeakSanitizer at the exit of every test worker. halt_on_error: the first
+# undefined behaviour stops the process, and the report is in the log.
+TEST_ASAN_OPTIONS = handle_segv=0:detect_leaks=1:abort_on_error=0
+TEST_UBSAN_OPTIONS = halt_on_error=1:print_stacktrace=1
+
+# What a sanitizer report looks like in the log. Leak reports are read
+# apart, by LSAN_AWK below.
+SANITIZER_REPORT = ERROR: AddressSanitizer|runtime error:
+
+# Leaks. Criterion's runner process leaks a few small objects of its own
+# (allocated inside libcriterion.so, which has no frame pointers, so their
+# stacks stop there), and LeakSanitizer reports them at its exit. A
+# suppression by module would hide ours as well, since every test runs
+# below a libcriterion frame; so the log is read instead: a leak counts
+# when its allocation stack (frame #0, the allocator, aside) holds a frame
+# outside libcriterion, the C library and the sanitizer runtimes, that is,
+# a frame of the tests or of the library. A leak with no frame beyond the
+# allocator counts too. Prints one line per leak that counts.
+define LSAN_AWK
+function done() {
+	if (what != "" && (ours || frames == 0)) print what
+	what = ""
+}
+/ERROR: LeakSanitizer/ { inrep = 1; next }
+inrep && /^(Direct|Indirect) leak of/ {
+	done(); what = $$0; ours = 0; frames = 0; next
+}
+inrep && what != "" && /^ *#[0-9]+ / {
+	if ($$1 == "#0") next
+	frames++
+	if ($$0 !~ /libcriterion[.]so|libc[.]so|libasan|libubsan|ld-linux/)
+		ours = 1
+	next
+}
+inrep && /^SUMMARY:/ { done(); inrep = 0 }
+END { done() }
+endef
+export LSAN_AWK
+
+.PHONY: test-asan test-valgrind fuzz fuzz-deps faults
+
+test-asan:
+	$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+	    SANITIZE=address,undefined tests
+	@fail=0; : > $(ASAN_LOG); \
+	for t in $(ASAN_TESTS); do \
+	    echo "== $$t" | tee -a $(ASAN_LOG); \
+	    ASAN_OPTIONS=$(TEST_ASAN_OPTIONS) \
+	    UBSAN_OPTIONS=$(TEST_UBSAN_OPTIONS) \
+	        $$t $(TEST_ARGS) >> $(ASAN_LOG) 2>&1 || fail=1; \
+	    grep -a 'Synthesis' $(ASAN_LOG) | tail -n 1; \
+	done; \
+	if grep -aEq '$(SANITIZER_REPORT)' $(ASAN_LOG); then \
+	    echo "test-asan: sanitizer reports in $(ASAN_LOG):"; \
+	    grep -aE -A 12 '$(SANITIZER_REPORT)' $(ASAN_LOG) | head -n 80; \
+	    fail=1; \
+	fi; \
+	leaks=$$(awk "$$LSAN_AWK" $(ASAN_LOG)); \
+	if [ -n "$$leaks" ]; then \
+	    echo "test-asan: leaks reported in $(ASAN_LOG):"; \
+	    echo "$$leaks"; fail=1; \
+	fi; \
+	if [ $$fail -ne 0 ]; then \
+	    grep -aE '\[(FAIL|----)\]|Timed out|CRASH' $(ASAN_LOG) | head -n 40; \
+	    echo "test-asan: FAILED (log: $(ASAN_LOG))"; \
+	else \
+	    echo "test-asan: passed, no sanitizer report (log: $(ASAN_LOG))"; \
+	fi; exit $$fail
+
+# ---------------------------------------------------------------------------
+# valgrind
+#
+# Criterion runs each test in a worker that is the test binary executed
+# again, so --trace-children=yes puts every worker under memcheck, each with
+# its own log (%p). Processes the tests fork without exec (the library's
+# children) share the parent's memory image: --child-silent-after-fork
+# keeps them from printing a second summary of the same heap. --jobs 1 runs
+# one worker at a time: memcheck is slow enough on two shared cores.
+#
+# Descriptors. --track-fds=yes makes every process list, at exit, each
+# descriptor still open with where it was created. Three kinds appear:
+#   - inherited ones ("<inherited from parent>"): stdio, the runner's pipes
+#     and shared-memory arena passed to the worker, valgrind's own log;
+#   - Criterion's own, created in the worker by libcriterion (its pipe to
+#     the runner), whose creation stack holds no frame of this project;
+#   - ours: created by the library or a test, so the creation stack passes
+#     through one of the project's source files (channel.c, test_faults.c,
+#     ...). Only these are leaks. A test worker ends right after its test,
+#     so a descriptor of ours open at that point was never closed.
+# A descriptor neither inherited nor given a stack is counted as ours too,
+# so that a change in valgrind's output cannot hide a leak.
+VG_DIR = $(BUILD)/valgrind
+# Programs of the system a test runs (make and the compiler, in the install
+# test) are not ours to check: only executables outside /usr, /bin, /sbin
+# are traced.
+VG_FLAGS = --trace-children=yes --child-silent-after-fork=yes \
+	   --trace-children-skip='/usr/*,/bin/*,/sbin/*,/lib/*' \
+	   --track-fds=yes --leak-check=full --errors-for-leak-kinds=definite \
+	   --num-callers=30
+VG_EMPTY :=
+VG_SPACE := $(VG_EMPTY) $(VG_EMPTY)
+VG_OURS = $(subst $(VG_SPACE),|,$(strip $(notdir $(SRCS) $(HDRS) \
+	  $(wildcard tests/*.c tests/*.h demos/*.c demos/*.h))))
+
+# awk over one log: prints "file: descriptor N" for each descriptor of ours
+# left open; the record of a descriptor runs from its "Open ..." line to the
+# next line holding only the pid prefix.
+define VG_FD_AWK
+/Open (file descriptor|AF_[A-Z0-9]+ socket|[a-z]+ socket) [0-9]+/ {
+	open = 1; inh = 0; ours = 0; stack = 0; what = $$0; next
+}
+open && /<inherited from parent>/ { inh = 1 }
+open && /(at|by) 0x[0-9A-Fa-f]+:/ { stack = 1 }
+open && $$0 ~ ("[(](" ours_re ")[:)]") { ours = 1 }
+open && /^==[0-9]+== *$$/ {
+	if (!inh && (ours || !stack)) { sub(/^==[0-9]+== */, "", what);
+		print FILENAME ": " what }
+	open = 0
+}
+endef
+export VG_FD_AWK
+
+test-valgrind: $(TESTS)
+	@rm -rf $(VG_DIR); mkdir -p $(VG_DIR); fail=0; \
+	for t in $(TESTS); do \
+	    n=$$(basename $$t); mkdir -p $(VG_DIR)/$$n; \
+	    echo "== valgrind $$t"; \
+	    valgrind $(VG_FLAGS) --log-file=$(VG_DIR)/$$n/%p.log \
+	        $$t --jobs 1 $(TEST_ARGS) > $(VG_DIR)/$$n.out 2>&1 || fail=1; \
+	    grep -a 'Synthesis' $(VG_DIR)/$$n.out || { \
+	        echo "no test ran"; fail=1; }; \
+	done; \
+	errs=$$(grep -l 'ERROR SUMMARY: [1-9]' $(VG_DIR)/*/*.log); \
+	leaks=$$(grep -l 'definitely lost: [1-9]' $(VG_DIR)/*/*.log); \
+	fds=$$(awk -v ours_re='$(VG_OURS)' "$$VG_FD_AWK" $(VG_DIR)/*/*.log); \
+	for f in $$errs; do echo "memcheck errors: $$f"; \
+	    grep -E 'ERROR SUMMARY|Invalid|uninitialised|definitely' $$f | \
+	    head -n 8; fail=1; done; \
+	for f in $$leaks; do echo "definite leak: $$f"; fail=1; done; \
+	if [ -n "$$fds" ]; then echo "descriptors left open:"; \
+	    echo "$$fds"; fail=1; fi; \
+	for f in $(VG_DIR)/*.out; do \
+	    grep -aE '\[(FAIL|----)\]|Timed out|CRASH' $$f | head -n 20; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo "test-valgrind: FAILED ($(VG_DIR))"; \
+	else echo "test-valgrind: passed: no memcheck error, no definite" \
+	    "leak, no descriptor left open ($(VG_DIR))"; fi; exit $$fail
+
+# ---------------------------------------------------------------------------
+# libFuzzer
+#
+# The channel layer is compiled again with clang, coverage and
+# AddressSanitizer (-fsanitize=fuzzer-no-link), and linked into each
+# fuzz/fuzz_*.c target.
+# A run starts from the seeds in fuzz/seeds/NAME, keeps what it finds in
+# $(FUZZ_BUILD)/corpus-NAME, and writes a crashing input as
+# $(FUZZ_BUILD)/crash-NAME-*; libFuzzer exits non-zero on a crash, a leak or
+# a timeout of one input, and the target fails then.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD ?= $(BUILD)-fuzz
+# UBSan's pointer-overflow check is left out: channel.c computes
+# ibuf + ipos while ibuf is still NULL (NULL + 0, harmless on every target
+# but undefined in C), which stops every input at once.
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize=pointer-overflow \
+	   -fno-sanitize-recover=all
+# FUZZ_DEFS=-DFUZZ_STRICT makes the targets check two known faults they
+# otherwise step around (see fuzz/*.c).
+FUZZ_DEFS ?=
+FUZZ_CFLAGS = $(STD) $(WARN) -Werror -O1 -g -fno-omit-frame-pointer -I. \
+	      $(FUZZ_SAN) $(FUZZ_DEFS)
+FUZZ_SRCS = $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS = $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
+# The targets reach the channel layer only, the bottom of the library.
+FUZZ_LIB_SRCS = channel.c
+FUZZ_OBJS = $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+$(FUZZ_BUILD)/obj:
+	mkdir -p $@
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(HDRS) | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@
+
+.SECONDARY: $(FUZZ_OBJS)
+
+# libFuzzer's runtime comes with clang's compiler-rt, a package of its own
+# on Debian: installed here when a fuzzer does not link.
+fuzz-deps:
+	@mkdir -p $(FUZZ_BUILD)
+	@echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n);' \
+	    'int LLVMFuzzerTestOneInput(const char *d, unsigned long n)' \
+	    '{ (void)d; (void)n; return 0; }' > $(FUZZ_BUILD)/probe.c; \
+	if $(FUZZ_CC) -fsanitize=fuzzer,address $(FUZZ_BUILD)/probe.c \
+	    -o $(FUZZ_BUILD)/probe 2>/dev/null; then :; else \
+	    echo "libFuzzer does not link: installing libclang-rt-14-dev"; \
+	    apt-get update && apt-get install -y clang libclang-rt-14-dev; \
+	fi; rm -f $(FUZZ_BUILD)/probe $(FUZZ_BUILD)/probe.c
+
+$(FUZZ_OBJS) $(FUZZ_BINS): | fuzz-deps
+
+fuzz: $(FUZZ_BINS)
+	@fail=0; for f in $(FUZZ_BINS); do \
+	    n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	    echo "== $$n for $(FUZZ_SECONDS) s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- \
+	        $(FUZZ_ARGS) $(FUZZ_BUILD)/corpus-$$n fuzz/seeds/$$n \
+	        > $(FUZZ_BUILD)/$$n.log 2>&1 || fail=1; \
+	    grep -aE '^Done|stat::number_of_executed_units' \
+	        $(FUZZ_BUILD)/$$n.log; \
+	done; \
+	if [ $$fail -ne 0 ]; then \
+	    grep -aE -A 20 'ERROR:|==[0-9]+==' $(FUZZ_BUILD)/*.log | \
+	        head -n 60; \
+	    ls $(FUZZ_BUILD)/crash-* 2>/dev/null; \
+	    echo "fuzz: FAILED"; \
+	else echo "fuzz: no crash"; fi; exit $$fail
