@@ -141,19 +141,35 @@ check-header: $(STATIC) tests/install_prog.c exchange.h | $(BUILD)/check
 	    done; \
 	done
 
-# Static analysis of the library sources. Each remaining report is either
-# fixed in the source or explained next to the line it concerns.
+# Static analysis of the library sources; both tools run, and any report
+# fails the target. Each remaining report is fixed in the source or explained
+# next to the line (cppcheck-suppress, NOLINT). Left out: variableScope (the
+# house style declares a function's variables at its top), cert-err33-c
+# (snprintf into a fixed buffer, where truncation of a message text is the
+# intended outcome) and implicit-widening-of-multiplication-result (flags
+# constant sizes such as 16 * 1024).
 CPPCHECK ?= cppcheck
 CLANG_TIDY ?= clang-tidy
-TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,cert-*,misc-*,performance-*,portability-*,-bugprone-easily-swappable-parameters,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,-misc-unused-parameters
+TIDY_CHECKS = -*,clang-analyzer-*,bugprone-*,cert-*,misc-*,performance-*,\
+portability-*,-bugprone-easily-swappable-parameters,\
+-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,\
+-misc-unused-parameters,-cert-err33-c,\
+-bugprone-implicit-widening-of-multiplication-result
 
-lint:
+lint: | $(BUILD)/check
+	@st=0; \
+	echo "lint: cppcheck $(SRCS)"; \
 	$(CPPCHECK) --quiet --error-exitcode=1 --inline-suppr \
 	    --enable=warning,style,performance,portability --std=c11 \
 	    -D_POSIX_C_SOURCE=200809L -D__GNUC__ -I. \
-	    --suppress=missingIncludeSystem $(SRCS)
+	    --suppress=missingIncludeSystem --suppress=variableScope \
+	    $(SRCS) || st=1; \
+	echo "lint: clang-tidy $(SRCS)"; \
 	$(CLANG_TIDY) --quiet --warnings-as-errors='*' \
-	    --checks='$(TIDY_CHECKS)' $(SRCS) -- $(STD) -I.
+	    --checks='$(TIDY_CHECKS)' $(SRCS) -- $(STD) -I. \
+	    > $(BUILD)/check/tidy.log 2>&1 || st=1; \
+	grep -v 'warnings* generated' $(BUILD)/check/tidy.log; \
+	exit $$st
 
 # Every page renders with no warning from groff and man(1), and the program
 # in its EXAMPLE section compiles without a warning (roff escapes undone).
