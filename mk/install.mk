@@ -172,8 +172,9 @@ lint: | $(BUILD)/check
 	exit $$st
 
 # Every page renders with no warning from groff and man(1), and the program
-# in its EXAMPLE section compiles without a warning (roff escapes undone).
-man-check: $(MAN_PAGES) | $(BUILD)/check
+# in its EXAMPLE section (roff escapes undone) compiles without a warning,
+# links to the library and runs to a zero exit status.
+man-check: $(MAN_PAGES) $(STATIC) | $(BUILD)/check
 	@for p in $(MAN_PAGES); do \
 	    echo "man-check: $$p"; \
 	    out=$$(groff -man -ww -z $$p 2>&1); \
@@ -185,7 +186,10 @@ man-check: $(MAN_PAGES) | $(BUILD)/check
 		sed -e '/^\.[a-z][a-z]/d' -e 's/\\-/-/g' -e 's/\\e/\\/g' \
 		    -e 's/\\(aq/'"'"'/g' -e 's/\\&//g' > $$ex; \
 	    if [ ! -s $$ex ]; then echo "$$p: no EXAMPLE program"; exit 1; fi; \
-	    $(CC) $(STD) $(WARN) -Werror -I. -c $$ex -o $$ex.o || exit 1; \
+	    $(CC) $(STD) $(WARN) -Werror $(SAN) -I. $$ex -o $$ex.bin \
+		$(STATIC) $(APP_LDFLAGS) || exit 1; \
+	    $$ex.bin > $$ex.out 2>&1 || { cat $$ex.out; \
+		echo "$$p: the EXAMPLE program failed"; exit 1; }; \
 	done
 
 # The install, pkg-config and link path, end to end, outside Criterion: the
