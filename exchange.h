@@ -460,6 +460,73 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 		      size_t in_size, void *out, size_t out_size,
 		      const struct exchange_pmap_options *opts);
 
+/* ------------------------------------------------------------------------ */
+/* Persistent and background processes                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Runs fn(ch, arg, len, ctx) in a background process that listens at the
+ * Unix-domain socket address (a file path), and returns once it listens
+ * (pprocess start_persistent). The process is detached: it is not a child
+ * of the caller (nothing to reap), it has its own session and no
+ * controlling terminal, and its standard input, output and error are
+ * /dev/null; the caller may exit at once. Its channel's peer is whoever is
+ * connected (channel_connect), one peer at a time. A send waits up to its
+ * timeout for a peer when none is connected (ETIMEDOUT: nothing was sent);
+ * once accepted, a message is kept until a peer acknowledges it, and goes
+ * again to the next peer if the current one leaves first, so no message is
+ * lost or received twice. A message, once begun, is written whole to the
+ * peer (the timeout bounds only the wait for a peer). Item streams
+ * (channel_put) fail with ENOTSUP. When fn returns (or calls channel_exit)
+ * the process waits, for as long as it takes, until every message has been
+ * acknowledged, then removes the socket file and ends with _exit.
+ * The socket file has mode 0600. A file left by a process that is gone
+ * (nothing listens) is replaced; an address where a process listens is
+ * never taken over. The process keeps the caller's other descriptors, like
+ * any child of the library.
+ * Returns the background process's pid, or -1 with errno: ENAMETOOLONG (the
+ * path does not fit in sockaddr_un's sun_path; it is never truncated),
+ * EADDRINUSE (a process listens there, or the path is not a socket),
+ * EINVAL (NULL or empty address, NULL fn), the errno of socket, bind or
+ * fork; then fn has not run and won't. */
+pid_t channel_start_persistent(const char *address, channel_fn *fn,
+			       const void *arg, size_t len, void *ctx);
+
+/* Connects to the persistent process listening at address (pprocess
+ * connect_persistent), trying again until timeout_ms while nobody listens
+ * yet or the listener's backlog is full. Returns a channel (channel_pid()
+ * is -1) that receives the process's messages not yet received by an
+ * earlier peer; channel_recv acknowledges each message before returning it,
+ * so a peer that closes half way leaves the rest to the next one. The
+ * receive returns 0 once the process has ended after all its messages were
+ * received. Use channel_recv, channel_peek and channel_ready on it, not
+ * channel_flush or channel_get. The caller owns the channel and releases it
+ * with channel_close(). NULL with errno: ENAMETOOLONG, ENOENT or
+ * ECONNREFUSED (nobody listens there, after trying until the timeout),
+ * ETIMEDOUT (the backlog stayed full), EINVAL, ENOMEM. */
+struct channel *channel_connect(const char *address, int timeout_ms);
+
+/* Connects to the persistent process at address as channel_connect does and
+ * adds the channel to ex (pprocess Exchange.connect), which owns it from
+ * then on. Its messages carry the returned task number (as exchange_add
+ * gives one to each channel). Returns the task number, or -1 with the
+ * errno of channel_connect or exchange_add. */
+ssize_t exchange_connect(struct exchange *ex, const char *address,
+			 int timeout_ms);
+
+/* The BackgroundCallable idea: starts fn in the background at address and
+ * returns at once, managed by no exchange; fn's channel sends its results
+ * to whoever connects. Same as channel_start_persistent: returns the pid of
+ * the background process or -1 with its errno. */
+pid_t exchange_background(const char *address, channel_fn *fn,
+			  const void *arg, size_t len, void *ctx);
+
+/* The BackgroundQueue idea: a queue (see exchange_new_queue) connected to
+ * the persistent process at address, waiting up to timeout_ms for the
+ * connection. Read it with exchange_queue_next; free it with
+ * exchange_free. NULL with the errno of channel_connect, or ENOMEM. */
+struct exchange *exchange_background_queue(const char *address,
+					   int timeout_ms);
+
 /* The number of processor cores this process may run on (its CPU affinity
  * where the system tells it), at least 1. */
 int exchange_cores(void);

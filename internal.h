@@ -16,6 +16,8 @@
  * argument bytes) to an idle worker, the worker answers with its results
  * then DONE, and leaves on STOP or end of stream. Control frames (DONE) are
  * never returned to users: channel_recv hands them to ch->on_control.
+ * ACK belongs to persistent processes and is never returned to users
+ * either: its payload is one uint64 message count (see channel.c's end).
  */
 #ifndef EXCHANGE_INTERNAL_H
 #define EXCHANGE_INTERNAL_H
@@ -39,7 +41,9 @@ enum frame_kind {
 	FRAME_TASK = 5,		/* reuse: arguments of the next task */
 	FRAME_DONE = 6,		/* reuse: the worker finished its task */
 	FRAME_STOP = 7,		/* reuse: the worker should leave */
-	FRAME_KIND_MAX = 7,
+	FRAME_ACK = 8,		/* persistent: uint64 message count (see the
+				   end of channel.c) */
+	FRAME_KIND_MAX = 8,
 };
 
 struct frame_header {
@@ -102,6 +106,16 @@ struct channel {
 	/* Called by the channel layer for each control frame (DONE) reached
 	 * at the head of the buffer, after it has been consumed. */
 	void (*on_control)(struct channel *ch, uint32_t kind);
+
+	/* Persistent channels (the end of channel.c). */
+	struct persist *persist;	/* in a persistent process: its
+					   listening socket and the messages
+					   not yet acknowledged; else NULL */
+	bool acking;		/* a connection to a persistent process:
+				   each message received is acknowledged */
+	uint64_t acked;		/* with acking: the number of messages the
+				   process has sent that were received here
+				   or by earlier peers */
 };
 
 /* How channel_fork links the two processes: two pipes (the lowest latency

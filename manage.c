@@ -668,3 +668,55 @@ out:
 	 * NOT_STARTED outcome and are not counted. */
 	return pm.ok;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Persistent and background processes                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The channel layer does the work (channel_start_persistent,
+ * channel_connect, the acknowledgements); here it meets the exchange. A
+ * persistent exchange or queue is an ordinary one to which connections
+ * are added: channels of any kind can share one poll loop.
+ */
+
+ssize_t exchange_connect(struct exchange *ex, const char *address,
+			 int timeout_ms)
+{
+	struct channel *ch;
+
+	if (!ex) {
+		errno = EINVAL;
+		return -1;
+	}
+	ch = channel_connect(address, timeout_ms);
+	if (!ch)
+		return -1;
+	/* The exchange owns the channel from here, on failure too. */
+	if (exchange_add(ex, ch) < 0)
+		return -1;
+	return (ssize_t)ch->task;
+}
+
+pid_t exchange_background(const char *address, channel_fn *fn,
+			  const void *arg, size_t len, void *ctx)
+{
+	return channel_start_persistent(address, fn, arg, len, ctx);
+}
+
+struct exchange *exchange_background_queue(const char *address,
+					   int timeout_ms)
+{
+	struct exchange *ex = exchange_new_queue(NULL);
+	int saved;
+
+	if (!ex)
+		return NULL;
+	if (exchange_connect(ex, address, timeout_ms) < 0) {
+		saved = errno;
+		exchange_free(ex);
+		errno = saved;
+		return NULL;
+	}
+	return ex;
+}

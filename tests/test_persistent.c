@@ -1,0 +1,685 @@
+/*
+ * test_persistent.c - persistent and background processes: work that
+ * outlives its starter, reachable at a Unix-domain socket address.
+ *
+ * Every test works in its own directory from mkdtemp, removed at the end.
+ * Background processes are never children of the test (they are detached),
+ * so their end is seen as the disappearance of their socket file, polled
+ * with a bounded wait. Each test collects every result, so every background
+ * process it starts ends; drain() makes sure of it on the way out.
+ */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exchange.h"
+#include "helpers.h"
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The test's directory, for the clean-up after a failed assertion. */
+static char test_dir[64];
+
+static void ignore_sigpipe(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* A fresh directory for one test's addresses. */
+static void make_dir(char *dir, size_t cap)
+{
+	snprintf(dir, cap, "/tmp/xchg-persist-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	snprintf(test_dir, sizeof(test_dir), "%s", dir);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* 1 once path no longer exists, 0 if it still does after ms. */
+static int gone(const char *path, int ms)
+{
+	struct stat st;
+	int waited;
+
+	for (waited = 0; waited <= ms; waited += 10) {
+		if (lstat(path, &st) < 0 && errno == ENOENT)
+			return 1;
+		sleep_ms(10);
+	}
+	return 0;
+}
+
+/* Receives everything from a persistent process so that it ends: used on
+ * the way out of a test, whatever happened before. */
+static void drain(const char *path)
+{
+	struct channel *ch;
+	struct channel_msg m;
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return;
+	ch = channel_connect(path, 200);
+	if (!ch)
+		return;
+	while (channel_recv(ch, &m, 2000) == 1)
+		channel_msg_free(&m);
+	channel_close(ch);
+	gone(path, 2000);
+}
+
+/* After every test, passed or failed: ends whatever background process
+ * still listens in the test's directory, and removes the directory. */
+static void cleanup(void)
+{
+	char path[512];
+	struct dirent *e;
+	DIR *d;
+
+	if (!test_dir[0])
+		return;
+	d = opendir(test_dir);
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", test_dir, e->d_name);
+		drain(path);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(test_dir);
+}
+
+TestSuite(persistent, .init = ignore_sigpipe, .fini = cleanup);
+
+/* The function run in the background: sends the ints first .. first +
+ * count - 1, each as one message. arg: two ints (first, count). */
+static void produce(struct channel *ch, const void *arg, size_t len,
+		    void *ctx)
+{
+	int range[2], i;
+
+	(void)ctx;
+	if (len != sizeof(range))
+		return;
+	memcpy(range, arg, sizeof(range));
+	for (i = range[0]; i < range[0] + range[1]; i++)
+		if (channel_send(ch, &i, sizeof(i), -1) < 0)
+			return;
+}
+
+/* Receives one int message; -1 on anything else. */
+static int recv_int(struct channel *ch, int *v)
+{
+	struct channel_msg m;
+	int r = channel_recv(ch, &m, 5000);
+
+	if (r != 1)
+		return r;
+	if (m.kind != CHANNEL_DATA || m.len != sizeof(*v)) {
+		channel_msg_free(&m);
+		return -1;
+	}
+	memcpy(v, m.data, sizeof(*v));
+	channel_msg_free(&m);
+	return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Starting in the background                                               */
+/* ------------------------------------------------------------------------ */
+
+/* The starter is a child of the test that exits right after starting; its
+ * background process survives it, and the test collects every result. */
+Test(persistent, starter_exits_and_results_are_collected, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 0, 20 }, rp[2], st, v, i, fds;
+	pid_t starter, bg = 0;
+	struct channel *ch;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/task.socket", dir);
+	fds = count_fds();
+	cr_assert_eq(pipe(rp), 0);
+	starter = fork();
+	cr_assert_geq(starter, 0);
+	if (starter == 0) {
+		pid_t p;
+
+		close(rp[0]);
+		p = channel_start_persistent(path, produce, range,
+					     sizeof(range), NULL);
+		if (p < 0)
+			p = -errno;
+		if (write(rp[1], &p, sizeof(p)) != (ssize_t)sizeof(p))
+			_exit(2);
+		_exit(p > 0 ? 0 : 1);
+	}
+	close(rp[1]);
+	cr_assert_eq(read(rp[0], &bg, sizeof(bg)), (ssize_t)sizeof(bg));
+	close(rp[0]);
+	cr_assert_eq(waitpid(starter, &st, 0), starter);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "starter failed: %d", (int)bg);
+	cr_assert_gt(bg, 0);
+	cr_assert_neq(bg, starter);
+	/* The starter is gone; its background process lives on. */
+	cr_assert_eq(kill(bg, 0), 0);
+
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch, "connect: %s", strerror(errno));
+	cr_assert_eq(channel_pid(ch), -1);
+	for (i = 0; i < 20; i++) {
+		cr_assert_eq(recv_int(ch, &v), 1, "message %d: %s", i,
+			     strerror(errno));
+		cr_assert_eq(v, i);
+	}
+	/* Everything acknowledged: the process ends, closing the link. */
+	cr_assert_eq(recv_int(ch, &v), 0);
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert(gone(path, 5000), "the socket file outlived the process");
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+	cr_assert_eq(rmdir(dir), 0, "rmdir: %s", strerror(errno));
+}
+
+/* A peer that receives k of n and closes; the next one receives exactly
+ * the rest, in order: none lost, none twice. */
+Test(persistent, second_peer_receives_the_rest, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 100, 10 }, v, i, fds;
+	struct channel *a, *b;
+	pid_t bg;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/half.socket", dir);
+	fds = count_fds();
+	bg = channel_start_persistent(path, produce, range, sizeof(range),
+				      NULL);
+	cr_assert_gt(bg, 0, "start: %s", strerror(errno));
+
+	a = channel_connect(path, 5000);
+	cr_assert_not_null(a);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(recv_int(a, &v), 1);
+		cr_assert_eq(v, 100 + i);
+	}
+	channel_close(a);
+
+	b = channel_connect(path, 5000);
+	cr_assert_not_null(b);
+	for (i = 4; i < 10; i++) {
+		cr_assert_eq(recv_int(b, &v), 1, "message %d: %s", i,
+			     strerror(errno));
+		cr_assert_eq(v, 100 + i, "got %d, wanted %d", v, 100 + i);
+	}
+	cr_assert_eq(recv_int(b, &v), 0, "a message came twice: %d", v);
+	channel_close(b);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* The process produces more slowly than the peers come and go: three peers
+ * take turns, each leaving after a few messages, while the function is
+ * still sending. */
+static void produce_slowly(struct channel *ch, const void *arg, size_t len,
+			   void *ctx)
+{
+	int i;
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	for (i = 0; i < 12; i++) {
+		if (channel_send(ch, &i, sizeof(i), -1) < 0)
+			return;
+		sleep_ms(5);
+	}
+}
+
+Test(persistent, peers_take_turns_while_it_sends, .timeout = 30)
+{
+	char dir[64], path[128];
+	int v, next = 0, k, i;
+	struct channel *ch;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/turns.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, produce_slowly, NULL, 0,
+					      NULL), 0);
+	for (k = 0; next < 12; k++) {
+		cr_assert_lt(k, 12, "no progress");
+		ch = channel_connect(path, 5000);
+		cr_assert_not_null(ch, "connect: %s", strerror(errno));
+		for (i = 0; i < 5 && next < 12; i++) {
+			cr_assert_eq(recv_int(ch, &v), 1);
+			cr_assert_eq(v, next, "got %d, wanted %d", v, next);
+			next++;
+		}
+		if (next == 12)
+			cr_assert_eq(recv_int(ch, &v), 0);
+		channel_close(ch);
+	}
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* The function receives from its peer as well: requests in, answers out,
+ * acknowledgements in between. */
+static void doubler(struct channel *ch, const void *arg, size_t len,
+		    void *ctx)
+{
+	struct channel_msg m;
+	int v;
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	while (channel_recv(ch, &m, -1) == 1) {
+		if (m.len != sizeof(v)) {
+			channel_msg_free(&m);
+			break;
+		}
+		memcpy(&v, m.data, sizeof(v));
+		channel_msg_free(&m);
+		if (v < 0)
+			break;
+		v *= 2;
+		if (channel_send(ch, &v, sizeof(v), -1) < 0)
+			break;
+	}
+}
+
+Test(persistent, two_way, .timeout = 30)
+{
+	char dir[64], path[128];
+	struct channel *ch;
+	int v, i, stop = -1;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/twoway.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, doubler, NULL, 0, NULL),
+		     0);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	for (i = 0; i < 50; i++) {
+		cr_assert_eq(channel_send(ch, &i, sizeof(i), 5000), 0);
+		cr_assert_eq(recv_int(ch, &v), 1);
+		cr_assert_eq(v, 2 * i);
+	}
+	cr_assert_eq(channel_send(ch, &stop, sizeof(stop), 5000), 0);
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* A send with no peer waits only as long as its timeout, and the message
+ * is then not sent at all. The process tells the test through a pipe it
+ * inherited (it keeps the caller's descriptors). */
+static void send_alone(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
+{
+	int fd = *(const int *)arg, res[2];
+	char late[] = "after";
+
+	(void)len;
+	(void)ctx;
+	res[0] = channel_send(ch, "lost", 4, 100);
+	res[1] = errno;
+	if (write(fd, res, sizeof(res)) != (ssize_t)sizeof(res))
+		return;
+	close(fd);
+	channel_send(ch, late, strlen(late), -1);
+}
+
+Test(persistent, send_without_peer_times_out, .timeout = 30)
+{
+	char dir[64], path[128];
+	struct channel_msg m;
+	struct channel *ch;
+	int p[2], res[2];
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/alone.socket", dir);
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_gt(channel_start_persistent(path, send_alone, &p[1],
+					      sizeof(p[1]), NULL), 0);
+	close(p[1]);
+	cr_assert_eq(read(p[0], res, sizeof(res)), (ssize_t)sizeof(res));
+	close(p[0]);
+	cr_assert_eq(res[0], -1);
+	cr_assert_eq(res[1], ETIMEDOUT);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_str_eq(m.data, "after");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exchanges and queues                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Ten persistent processes at ten addresses, read through one queue. */
+Test(persistent, ten_addresses_one_queue, .timeout = 60)
+{
+	char dir[64], path[10][128];
+	bool seen[100] = { false };
+	struct exchange *q;
+	struct channel_msg m;
+	int range[2], i, v, n = 0, fds;
+	ssize_t task;
+
+	make_dir(dir, sizeof(dir));
+	fds = count_fds();
+	for (i = 0; i < 10; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/task-%d.socket", dir, i);
+		range[0] = i * 10;
+		range[1] = 10;
+		cr_assert_gt(channel_start_persistent(path[i], produce, range,
+						      sizeof(range), NULL), 0,
+			     "start %d: %s", i, strerror(errno));
+	}
+	q = exchange_new_queue(NULL);
+	cr_assert_not_null(q);
+	for (i = 0; i < 10; i++) {
+		task = exchange_connect(q, path[i], 5000);
+		cr_assert_eq(task, i, "connect %d: %s", i, strerror(errno));
+	}
+	while (exchange_queue_next(q, &m, 10000) == 1) {
+		cr_assert_eq(m.kind, CHANNEL_DATA);
+		cr_assert_eq(m.len, sizeof(v));
+		memcpy(&v, m.data, sizeof(v));
+		cr_assert(v >= 0 && v < 100);
+		cr_assert_not(seen[v], "%d came twice", v);
+		cr_assert_eq(m.task, (size_t)(v / 10));
+		seen[v] = true;
+		n++;
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(n, 100);
+	exchange_free(q);
+	for (i = 0; i < 10; i++)
+		cr_assert(gone(path[i], 5000), "%s left", path[i]);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* The BackgroundCallable and BackgroundQueue pair. */
+Test(persistent, background_queue, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 7, 5 }, v, n = 0;
+	struct channel_msg m;
+	struct exchange *q;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/bg.socket", dir);
+	cr_assert_gt(exchange_background(path, produce, range, sizeof(range),
+					 NULL), 0);
+	q = exchange_background_queue(path, 5000);
+	cr_assert_not_null(q, "background queue: %s", strerror(errno));
+	while (exchange_queue_next(q, &m, 10000) == 1) {
+		memcpy(&v, m.data, sizeof(v));
+		cr_assert_eq(v, 7 + n);
+		n++;
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(n, 5);
+	exchange_free(q);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The socket file                                                          */
+/* ------------------------------------------------------------------------ */
+
+Test(persistent, path_too_long, .timeout = 10)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 20];
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
+	int fds = count_fds();
+
+	/* Exactly sun_path bytes leaves no room for the NUL. */
+	memset(path, 'a', sizeof(path));
+	memcpy(path, "/tmp/", 5);
+	path[max] = '\0';
+	errno = 0;
+	cr_assert_eq(channel_start_persistent(path, produce, NULL, 0, NULL),
+		     -1);
+	cr_assert_eq(errno, ENAMETOOLONG);
+	errno = 0;
+	cr_assert_null(channel_connect(path, 0));
+	cr_assert_eq(errno, ENAMETOOLONG);
+	errno = 0;
+	cr_assert_null(exchange_background_queue(path, 0));
+	cr_assert_eq(errno, ENAMETOOLONG);
+	path[sizeof(path) - 1] = '\0';
+	cr_assert_eq(exchange_background(path, produce, NULL, 0, NULL), -1);
+	cr_assert_eq(errno, ENAMETOOLONG);
+	cr_assert_eq(channel_start_persistent("", produce, NULL, 0, NULL), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(channel_start_persistent("/tmp/x", NULL, NULL, 0, NULL),
+		     -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* The longest path that fits is accepted, not truncated. */
+Test(persistent, longest_path_fits, .timeout = 30)
+{
+	char dir[64], path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int range[2] = { 1, 1 }, v;
+	struct channel *ch;
+	size_t at;
+
+	make_dir(dir, sizeof(dir));
+	at = (size_t)snprintf(path, sizeof(path), "%s/", dir);
+	memset(path + at, 'p', sizeof(path) - 1 - at);
+	path[sizeof(path) - 1] = '\0';
+	cr_assert_gt(channel_start_persistent(path, produce, range,
+					      sizeof(range), NULL), 0,
+		     "start: %s", strerror(errno));
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(recv_int(ch, &v), 1);
+	cr_assert_eq(v, 1);
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* A live listener keeps its address: a second start fails with
+ * EADDRINUSE and the first process is undisturbed. A path that is no
+ * socket is not replaced either. */
+Test(persistent, address_in_use, .timeout = 30)
+{
+	char dir[64], path[128], file[128];
+	int range[2] = { 5, 3 }, v, i, fd, fds;
+	struct channel *ch;
+	struct stat st;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/busy.socket", dir);
+	snprintf(file, sizeof(file), "%s/plain-file", dir);
+	cr_assert_gt(channel_start_persistent(path, produce, range,
+					      sizeof(range), NULL), 0);
+	fds = count_fds();
+	errno = 0;
+	cr_assert_eq(channel_start_persistent(path, produce, range,
+					      sizeof(range), NULL), -1);
+	cr_assert_eq(errno, EADDRINUSE, "errno %d", errno);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	errno = 0;
+	cr_assert_eq(channel_start_persistent(file, produce, range,
+					      sizeof(range), NULL), -1);
+	cr_assert_eq(errno, EADDRINUSE);
+	cr_assert_eq(lstat(file, &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	cr_assert_eq(unlink(file), 0);
+
+	/* The first process still serves its address. */
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(recv_int(ch, &v), 1);
+		cr_assert_eq(v, 5 + i);
+	}
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* A socket file whose owner is gone (bound, closed, never unlinked) is
+ * replaced. */
+Test(persistent, stale_socket_file_is_replaced, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 3, 2 }, v, fd;
+	struct sockaddr_un sa;
+	struct channel *ch;
+	struct stat st;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/stale.socket", dir);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(fd, 1), 0);
+	close(fd);
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_assert(S_ISSOCK(st.st_mode));
+	errno = 0;
+	ch = channel_connect(path, 0);
+	cr_assert_null(ch);
+	cr_assert_eq(errno, ECONNREFUSED);
+
+	cr_assert_gt(channel_start_persistent(path, produce, range,
+					      sizeof(range), NULL), 0,
+		     "start over a stale file: %s", strerror(errno));
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(recv_int(ch, &v), 1);
+	cr_assert_eq(v, 3);
+	cr_assert_eq(recv_int(ch, &v), 1);
+	cr_assert_eq(v, 4);
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* The socket file lets only its owner in, whatever the umask. */
+Test(persistent, socket_file_is_0600, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 0, 1 }, v;
+	struct channel *ch;
+	struct stat st;
+	mode_t old;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/mode.socket", dir);
+	old = umask(0);
+	cr_assert_gt(channel_start_persistent(path, produce, range,
+					      sizeof(range), NULL), 0);
+	umask(old);
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_assert(S_ISSOCK(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0600, "mode %o",
+		     (unsigned)(st.st_mode & 07777));
+	cr_assert_eq(st.st_uid, geteuid());
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(recv_int(ch, &v), 1);
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* Nothing is left behind after a normal end: no socket file, no
+ * descriptor in the caller, no child, an empty directory. */
+Test(persistent, nothing_left_behind, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 0, 3 }, v, fds, round;
+	struct channel *ch;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/clean.socket", dir);
+	fds = count_fds();
+	/* Twice at the same address: the first leaves it free. */
+	for (round = 0; round < 2; round++) {
+		cr_assert_gt(channel_start_persistent(path, produce, range,
+						      sizeof(range), NULL),
+			     0, "round %d: %s", round, strerror(errno));
+		ch = channel_connect(path, 5000);
+		cr_assert_not_null(ch);
+		while (recv_int(ch, &v) == 1)
+			;
+		cr_assert_eq(channel_close(ch), 0);
+		cr_assert(gone(path, 5000));
+	}
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+	cr_assert_eq(rmdir(dir), 0, "rmdir: %s", strerror(errno));
+}
+
+/* Nobody listens: connect fails once its timeout has run out. */
+Test(persistent, connect_to_nobody, .timeout = 10)
+{
+	char dir[64], path[128];
+	int fds = count_fds();
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/none.socket", dir);
+	errno = 0;
+	cr_assert_null(channel_connect(path, 50));
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_eq(exchange_connect(NULL, path, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(rmdir(dir), 0);
+}
