@@ -1,0 +1,923 @@
+/*
+ * prun - run a command for each line of standard input, N at a time.
+ *
+ *   prun [-j N] [-k] [--timeout S] [--halt] CMD [ARG...]
+ *
+ * Each input line is one argument. The command (CMD and its ARGs joined by
+ * spaces, as a shell command line) gets it in place of every "{}", or
+ * appended at the end when there is no "{}"; the argument is quoted, so it
+ * is data and never shell syntax. N jobs (default: the number of cores)
+ * run at once. Each job's standard output and standard error are kept
+ * together and printed when the job ends: in input order with -k, as jobs
+ * finish without it. Jobs read /dev/null as standard input.
+ *
+ * --timeout S sends SIGTERM to a job's whole process group after S
+ * seconds, then SIGKILL a second later. --halt starts no new job after the
+ * first failure (the running ones finish). The exit status is 0 when every
+ * job exited with status 0, 1 when any failed, 2 for a bad command line,
+ * 130 after an interrupt. A progress line goes to standard error when it
+ * is a terminal.
+ *
+ * Speed. The cost floor of a job is one fork and one exec. /bin/sh is
+ * resolved once; when the command needs no shell (plain words of safe
+ * characters, a first word that is a program found on PATH rather than a
+ * shell builtin or keyword) prun resolves that program once and execs it
+ * directly, with the argument as a word of its own, which is what the
+ * shell would have done. The child between fork and exec makes only a few
+ * system calls (its process group, three dup2, SIGPIPE back to default):
+ * no per-signal reset loop as in posix_spawn, no PATH search. Children are
+ * noticed through a SIGCHLD self-pipe in the same poll as their output, so
+ * nothing sleeps or spins.
+ *
+ * The jobs are programs, not C functions, so prun forks them itself rather
+ * than through an exchange: the library's unit of work is a function in a
+ * forked copy of the caller, speaking framed messages, while a job's
+ * output is raw bytes from a program the caller does not control. It uses
+ * the library for the number of cores.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exchange.h"
+
+/* Seconds between SIGTERM and SIGKILL for a job over its time limit. */
+#define PRUN_GRACE_MS 1000
+
+/* The most jobs at once: each holds two pipes. */
+#define PRUN_MAX_JOBS 1024
+
+/* Bytes read from a job's pipe at once. */
+#define PRUN_CHUNK 65536
+
+/* A growing byte buffer. */
+struct buf {
+	char *data;		/* malloc'd bytes, or NULL while empty */
+	size_t len;		/* bytes used */
+	size_t cap;		/* bytes allocated */
+};
+
+/* One job, from its start to the printing of its output. */
+struct job {
+	size_t seq;		/* its place in the input, from 0 */
+	char *arg;		/* the input line */
+	pid_t pid;		/* the process, 0 once reaped */
+	pid_t pgid;		/* its process group (its first pid) */
+	int fd[2];		/* read ends of its stdout and stderr pipes,
+				   -1 once at end of file */
+	struct buf out[2];	/* what it wrote to stdout and stderr */
+	int status;		/* wait status, once reaped */
+	int64_t deadline;	/* when it times out (ms), 0: never */
+	int64_t kill_at;	/* when SIGKILL follows SIGTERM, 0: not yet */
+	bool timed_out;		/* it was killed for its time limit */
+};
+
+/* The command, prepared once. */
+struct command {
+	char *line;		/* CMD and ARGs joined by spaces */
+	bool braces;		/* line contains "{}" */
+	char *sh;		/* the shell's path */
+	bool direct;		/* exec without a shell */
+	char *prog;		/* direct: the program's path */
+	char **words;		/* direct: the words of line, NULL-ended */
+	size_t nwords;		/* direct: their number */
+};
+
+/* Options and state of the run. */
+struct run {
+	int jobs;		/* -j: jobs at once */
+	bool keep_order;	/* -k: print in input order */
+	int64_t timeout_ms;	/* --timeout, 0: none */
+	bool halt;		/* --halt: stop starting after a failure */
+	bool progress;		/* stderr is a terminal */
+	struct command cmd;	/* what each job runs */
+	int devnull;		/* /dev/null, the jobs' stdin */
+	struct job **running;	/* the jobs running, jobs entries */
+	int nrunning;		/* how many are used */
+	struct job **done;	/* -k: finished jobs not printed, by seq */
+	size_t done_cap;	/* entries of done */
+	size_t next_print;	/* -k: the seq printed next */
+	size_t started;		/* jobs started */
+	size_t finished;	/* jobs finished */
+	size_t failed;		/* jobs that failed */
+	bool stop;		/* start no more jobs */
+	bool input_done;	/* standard input is exhausted */
+	bool output_broken;	/* writing our stdout or stderr failed */
+	bool interrupted;	/* the jobs were sent SIGTERM for an interrupt */
+};
+
+/* Self-pipe: the signal handlers write a byte to wake the poll. */
+static int wake_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t got_interrupt;
+static volatile sig_atomic_t got_child;
+
+static const char *progname = "prun";
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: %s [-j N] [-k] [--timeout S] [--halt] CMD [ARG...]\n"
+		"  runs CMD ARG... for each line of standard input, with the "
+		"line in\n"
+		"  place of {} (or appended), N jobs at once\n"
+		"  -j N, --jobs N  jobs at once (default: the number of "
+		"cores)\n"
+		"  -k, --keep-order  print outputs in input order\n"
+		"  --timeout S     kill a job's process group after S seconds\n"
+		"  --halt          start no new job after the first failure\n",
+		progname);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A signal handler's whole job: note it, wake the poll. */
+static void on_signal(int sig)
+{
+	int saved = errno;
+	char c = 0;
+
+	if (sig == SIGCHLD)
+		got_child = 1;
+	else
+		got_interrupt = sig;
+	if (write(wake_pipe[1], &c, 1) < 0) {
+		/* The pipe is full: the poll will wake anyway. */
+	}
+	errno = saved;
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p) {
+		fprintf(stderr, "%s: out of memory\n", progname);
+		exit(1);
+	}
+	return p;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p) {
+		fprintf(stderr, "%s: out of memory\n", progname);
+		exit(1);
+	}
+	return p;
+}
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		b->data = xrealloc(b->data, cap);
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+}
+
+static void buf_add_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+/* Writes all n bytes to fd, retrying after signals. 0, or -1. */
+static int write_all(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, s, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The command                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Characters that mean nothing to the shell inside a word. */
+static bool safe_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || strchr("_-./,:+%@=", c) != NULL;
+}
+
+/* Words that the shell runs itself (keywords and builtins that differ from
+ * or do not exist as programs): such a command goes through the shell. */
+static bool shell_word(const char *w)
+{
+	static const char *const words[] = {
+		".", ":", "[", "alias", "bg", "break", "case", "cd",
+		"command", "continue", "do", "done", "echo", "elif", "else",
+		"esac", "eval", "exec", "exit", "export", "false", "fc",
+		"fg", "fi", "for", "function", "getopts", "hash", "if", "in",
+		"jobs", "kill", "local", "printf", "pwd", "read",
+		"readonly", "return", "select", "set", "shift", "test",
+		"then", "time", "times", "trap", "type", "ulimit", "umask",
+		"unalias", "unset", "until", "wait", "while",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(w, words[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The path of an executable regular file named name, looked up on PATH
+ * when name has no slash; NULL if there is none. */
+static char *find_program(const char *name)
+{
+	const char *path = getenv("PATH"), *p, *end;
+	struct stat st;
+
+	if (strchr(name, '/')) {
+		if (stat(name, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(name, X_OK) == 0)
+			return strdup(name);
+		return NULL;
+	}
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path;; p = end + 1) {
+		size_t dlen;
+		char *full;
+
+		end = strchr(p, ':');
+		if (!end)
+			end = p + strlen(p);
+		dlen = (size_t)(end - p);
+		full = xmalloc(dlen + strlen(name) + 3);
+		if (dlen)
+			memcpy(full, p, dlen);
+		else
+			full[dlen++] = '.';
+		full[dlen] = '/';
+		strcpy(full + dlen + 1, name);
+		if (stat(full, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(full, X_OK) == 0)
+			return full;
+		free(full);
+		if (!*end)
+			return NULL;
+	}
+}
+
+/* Splits the command line into words when it needs no shell, and decides
+ * between the direct exec and the shell. */
+static void command_prepare(struct command *c)
+{
+	const char *s = c->line;
+	size_t cap = 8;
+	bool first = true;
+
+	c->braces = strstr(c->line, "{}") != NULL;
+	c->sh = find_program("/bin/sh");
+	if (!c->sh)
+		c->sh = find_program("sh");
+	if (!c->sh)
+		c->sh = strdup("/bin/sh");
+	c->direct = false;
+	c->words = xmalloc(cap * sizeof(*c->words));
+	c->nwords = 0;
+	for (;;) {
+		const char *w;
+		size_t n;
+
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!*s)
+			break;
+		w = s;
+		while (*s && *s != ' ' && *s != '\t') {
+			if (s[0] == '{' && s[1] == '}') {
+				s += 2;
+				continue;
+			}
+			if (!safe_char(*s) || (first && *s == '='))
+				return;	/* shell syntax: use the shell */
+			s++;
+		}
+		n = (size_t)(s - w);
+		if (c->nwords + 2 > cap) {
+			cap *= 2;
+			c->words = xrealloc(c->words, cap * sizeof(*c->words));
+		}
+		c->words[c->nwords] = xmalloc(n + 1);
+		memcpy(c->words[c->nwords], w, n);
+		c->words[c->nwords][n] = '\0';
+		c->nwords++;
+		first = false;
+	}
+	c->words[c->nwords] = NULL;
+	if (c->nwords == 0 || strstr(c->words[0], "{}") ||
+	    shell_word(c->words[0]))
+		return;
+	c->prog = find_program(c->words[0]);
+	c->direct = c->prog != NULL;
+}
+
+/* s with every "{}" replaced by arg (quoted for the shell when quote). */
+static char *substitute(const char *s, const char *arg, bool quote)
+{
+	struct buf b = { 0 };
+	const char *p;
+
+	while ((p = strstr(s, "{}"))) {
+		buf_add(&b, s, (size_t)(p - s));
+		if (quote) {
+			const char *a;
+
+			buf_add(&b, "'", 1);
+			for (a = arg; *a; a++) {
+				if (*a == '\'')
+					buf_add_str(&b, "'\\''");
+				else
+					buf_add(&b, a, 1);
+			}
+			buf_add(&b, "'", 1);
+		} else {
+			buf_add_str(&b, arg);
+		}
+		s = p + 2;
+	}
+	buf_add(&b, s, strlen(s) + 1);
+	return b.data;
+}
+
+/* The argv of one job, all malloc'd, NULL-ended; its program in *path. */
+static char **command_argv(const struct command *c, const char *arg,
+			   const char **path)
+{
+	char **argv;
+	size_t i;
+
+	if (c->direct) {
+		argv = xmalloc((c->nwords + 2) * sizeof(*argv));
+		for (i = 0; i < c->nwords; i++)
+			argv[i] = substitute(c->words[i], arg, false);
+		if (!c->braces)
+			argv[i++] = strdup(arg);
+		argv[i] = NULL;
+		*path = c->prog;
+		return argv;
+	}
+	argv = xmalloc(4 * sizeof(*argv));
+	argv[0] = strdup("sh");
+	argv[1] = strdup("-c");
+	if (c->braces) {
+		argv[2] = substitute(c->line, arg, true);
+	} else {
+		char *line = xmalloc(strlen(c->line) + 4);
+
+		sprintf(line, "%s {}", c->line);
+		argv[2] = substitute(line, arg, true);
+		free(line);
+	}
+	argv[3] = NULL;
+	*path = c->sh;
+	return argv;
+}
+
+static void argv_free(char **argv)
+{
+	size_t i;
+
+	for (i = 0; argv && argv[i]; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Jobs                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	free(j->arg);
+	free(j->out[0].data);
+	free(j->out[1].data);
+	free(j);
+}
+
+/* Forks and execs one job. The job is added to the running set; a pipe or
+ * fork failure is a failed job with a message. */
+static struct job *job_start(struct run *r, char *arg)
+{
+	struct job *j = xmalloc(sizeof(*j));
+	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	const char *path;
+	char **argv;
+	pid_t pid;
+
+	memset(j, 0, sizeof(*j));
+	j->seq = r->started++;
+	j->arg = arg;
+	j->fd[0] = j->fd[1] = -1;
+	argv = command_argv(&r->cmd, arg, &path);
+	if (pipe(outp) < 0 || pipe(errp) < 0)
+		goto fail;
+	fcntl(outp[0], F_SETFD, FD_CLOEXEC);
+	fcntl(outp[1], F_SETFD, FD_CLOEXEC);
+	fcntl(errp[0], F_SETFD, FD_CLOEXEC);
+	fcntl(errp[1], F_SETFD, FD_CLOEXEC);
+	pid = fork();
+	if (pid < 0)
+		goto fail;
+	if (pid == 0) {
+		/* The child: only async-signal-safe calls until exec. Its
+		 * own process group, so that a time limit can end it and
+		 * everything it started. The dup2 copies are not
+		 * close-on-exec; every other descriptor of prun is. */
+		struct sigaction sa;
+		static const char msg[] = "prun: cannot execute the command\n";
+
+		setpgid(0, 0);
+		dup2(r->devnull, 0);
+		dup2(outp[1], 1);
+		dup2(errp[1], 2);
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		sigaction(SIGPIPE, &sa, NULL);
+		execv(path, argv);
+		if (write(2, msg, sizeof(msg) - 1) < 0) {
+			/* Nothing more can be said. */
+		}
+		_exit(127);
+	}
+	/* Both sides set the group, so it exists whichever runs first. */
+	setpgid(pid, pid);
+	close(outp[1]);
+	close(errp[1]);
+	j->pid = pid;
+	j->pgid = pid;
+	j->fd[0] = outp[0];
+	j->fd[1] = errp[0];
+	if (r->timeout_ms > 0)
+		j->deadline = now_ms() + r->timeout_ms;
+	argv_free(argv);
+	return j;
+
+fail:
+	{
+		char msg[256];
+		int saved = errno;
+
+		snprintf(msg, sizeof(msg), "%s: cannot start a job: %s\n",
+			 progname, strerror(saved));
+		buf_add_str(&j->out[1], msg);
+	}
+	if (outp[0] >= 0) {
+		close(outp[0]);
+		close(outp[1]);
+	}
+	if (errp[0] >= 0) {
+		close(errp[0]);
+		close(errp[1]);
+	}
+	argv_free(argv);
+	j->pid = 0;
+	j->status = 127 << 8;
+	return j;
+}
+
+/* Reads what is there from one of the job's pipes; closes it at EOF. */
+static void job_read(struct job *j, int k)
+{
+	char chunk[PRUN_CHUNK];
+	ssize_t n;
+
+	n = read(j->fd[k], chunk, sizeof(chunk));
+	if (n > 0) {
+		buf_add(&j->out[k], chunk, (size_t)n);
+		return;
+	}
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	close(j->fd[k]);
+	j->fd[k] = -1;
+}
+
+/* Reaps the job's process if it has ended. */
+static void job_reap(struct job *j)
+{
+	int st;
+	pid_t w;
+
+	if (j->pid <= 0)
+		return;
+	do
+		w = waitpid(j->pid, &st, WNOHANG);
+	while (w < 0 && errno == EINTR);
+	if (w == j->pid || (w < 0 && errno == ECHILD)) {
+		j->status = w == j->pid ? st : 127 << 8;
+		j->pid = 0;
+	}
+}
+
+static bool job_failed(const struct job *j)
+{
+	return j->timed_out || !WIFEXITED(j->status) ||
+	       WEXITSTATUS(j->status) != 0;
+}
+
+/* Sends the job's group a signal when its time has come. The group may
+ * outlive its first process (what it started in the background still
+ * holding the pipes), so this goes on until the job is over. */
+static void job_check_time(struct job *j, int64_t now)
+{
+	if (j->kill_at && now >= j->kill_at) {
+		kill(-j->pgid, SIGKILL);
+		j->kill_at = 0;
+		j->deadline = 0;
+	} else if (j->deadline && !j->kill_at && now >= j->deadline) {
+		j->timed_out = true;
+		kill(-j->pgid, SIGTERM);
+		j->kill_at = now + PRUN_GRACE_MS;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void progress_clear(const struct run *r)
+{
+	static const char clear[] = "\r\033[K";
+
+	if (r->progress && write_all(2, clear, sizeof(clear) - 1) < 0) {
+		/* A progress line is not worth failing for. */
+	}
+}
+
+static void progress_show(const struct run *r)
+{
+	char line[160];
+	int n;
+
+	if (!r->progress)
+		return;
+	n = snprintf(line, sizeof(line),
+		     "\r\033[K%s: %zu done, %d running, %zu failed",
+		     progname, r->finished, r->nrunning, r->failed);
+	if (n > 0 && write_all(2, line, (size_t)n) < 0) {
+		/* As above. */
+	}
+}
+
+/* Prints one finished job's output (stdout, then stderr) and frees it. */
+static void job_print(struct run *r, struct job *j)
+{
+	if (j->out[0].len || j->out[1].len)
+		progress_clear(r);
+	if (j->out[0].len && write_all(1, j->out[0].data, j->out[0].len) < 0)
+		r->output_broken = true;
+	if (j->out[1].len && write_all(2, j->out[1].data, j->out[1].len) < 0)
+		r->output_broken = true;
+	job_free(j);
+}
+
+/* A job has ended: count it, say why if it timed out, print it now or
+ * keep it for its turn. */
+static void job_finish(struct run *r, struct job *j)
+{
+	r->finished++;
+	if (job_failed(j)) {
+		r->failed++;
+		if (r->halt)
+			r->stop = true;
+	}
+	if (j->timed_out) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg),
+			 "%s: job %zu (%s) killed after its time limit\n",
+			 progname, j->seq + 1, j->arg);
+		buf_add_str(&j->out[1], msg);
+	}
+	if (!r->keep_order) {
+		job_print(r, j);
+	} else {
+		if (j->seq >= r->done_cap) {
+			size_t cap = r->done_cap ? r->done_cap : 64;
+
+			while (cap <= j->seq)
+				cap *= 2;
+			r->done = xrealloc(r->done, cap * sizeof(*r->done));
+			memset(r->done + r->done_cap, 0,
+			       (cap - r->done_cap) * sizeof(*r->done));
+			r->done_cap = cap;
+		}
+		r->done[j->seq] = j;
+		while (r->next_print < r->done_cap &&
+		       r->done[r->next_print]) {
+			job_print(r, r->done[r->next_print]);
+			r->done[r->next_print++] = NULL;
+		}
+	}
+	if (r->output_broken)
+		r->stop = true;
+	progress_show(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The loop                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Reads the next argument from stdin. NULL at end of input. */
+static char *next_arg(struct run *r)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, stdin);
+
+	if (n < 0) {
+		free(line);
+		r->input_done = true;
+		return NULL;
+	}
+	if (n > 0 && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	return line;
+}
+
+/* Starts jobs while there are free places, input and no reason to stop. */
+static void fill(struct run *r)
+{
+	while (r->nrunning < r->jobs && !r->stop && !r->input_done) {
+		char *arg = next_arg(r);
+		struct job *j;
+
+		if (!arg)
+			break;
+		j = job_start(r, arg);
+		if (j->pid == 0 && j->fd[0] < 0)
+			job_finish(r, j);	/* could not start */
+		else
+			r->running[r->nrunning++] = j;
+	}
+}
+
+/* One round: waits for output, children or a deadline, then handles them.
+ * Returns -1 on an error of poll itself. */
+static int step(struct run *r)
+{
+	struct pollfd pfd[1 + 2 * PRUN_MAX_JOBS];
+	short owner_k[1 + 2 * PRUN_MAX_JOBS];
+	int owner_j[1 + 2 * PRUN_MAX_JOBS];
+	int64_t next = 0, now;
+	int n = 0, i, k, timeout = -1, rc;
+
+	pfd[n].fd = wake_pipe[0];
+	pfd[n].events = POLLIN;
+	n++;
+	for (i = 0; i < r->nrunning; i++) {
+		struct job *j = r->running[i];
+
+		for (k = 0; k < 2; k++) {
+			if (j->fd[k] < 0)
+				continue;
+			pfd[n].fd = j->fd[k];
+			pfd[n].events = POLLIN;
+			owner_j[n] = i;
+			owner_k[n] = (short)k;
+			n++;
+		}
+		if (j->kill_at && (!next || j->kill_at < next))
+			next = j->kill_at;
+		else if (j->deadline && !j->kill_at &&
+			 (!next || j->deadline < next))
+			next = j->deadline;
+	}
+	if (next) {
+		int64_t d = next - now_ms();
+
+		timeout = d < 0 ? 0 : d > 60000 ? 60000 : (int)d;
+	}
+	/* Cleared before the poll: a SIGCHLD from now on also leaves a byte
+	 * in the pipe, so the poll returns and the flag is seen. */
+	got_child = 0;
+	rc = poll(pfd, (nfds_t)n, timeout);
+	if (rc < 0 && errno != EINTR)
+		return -1;
+	if (rc > 0) {
+		for (i = 1; i < n; i++)
+			if (pfd[i].revents)
+				job_read(r->running[owner_j[i]], owner_k[i]);
+		if (pfd[0].revents) {
+			char drain[256];
+
+			while (read(wake_pipe[0], drain, sizeof(drain)) > 0)
+				;
+		}
+	}
+	if (got_interrupt && !r->interrupted) {
+		/* The jobs have groups of their own, so a terminal's ^C
+		 * reaches only prun: pass it on. */
+		r->interrupted = true;
+		for (i = 0; i < r->nrunning; i++)
+			kill(-r->running[i]->pgid, SIGTERM);
+	}
+	/* Reap and retire. A job is over when its process has been reaped
+	 * and both pipes are at end of file (a background process it left
+	 * may still be writing). A process is looked for once its pipes are
+	 * closed, or when a SIGCHLD came: exit closes the pipes just before
+	 * the process can be reaped, and the SIGCHLD that follows wakes the
+	 * poll again. */
+	now = now_ms();
+	for (i = 0; i < r->nrunning;) {
+		struct job *j = r->running[i];
+		bool closed = j->fd[0] < 0 && j->fd[1] < 0;
+
+		if (closed || got_child)
+			job_reap(j);
+		if (r->timeout_ms > 0)
+			job_check_time(j, now);
+		if (j->pid == 0 && closed) {
+			r->running[i] = r->running[--r->nrunning];
+			job_finish(r, j);
+			continue;
+		}
+		i++;
+	}
+	return 0;
+}
+
+/* Parses the command line into r; exits with status 2 when it is bad. */
+static void parse(int argc, char **argv, struct run *r)
+{
+	struct buf line = { 0 };
+	int i;
+
+	r->jobs = exchange_cores();
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		char *end;
+
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (a[0] != '-' || a[1] == '\0')
+			break;
+		if (strcmp(a, "-k") == 0 || strcmp(a, "--keep-order") == 0) {
+			r->keep_order = true;
+			continue;
+		}
+		if (strcmp(a, "--halt") == 0) {
+			r->halt = true;
+			continue;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage();
+			exit(0);
+		}
+		if (strcmp(a, "-j") == 0 || strcmp(a, "--jobs") == 0 ||
+		    strcmp(a, "--timeout") == 0) {
+			if (i + 1 >= argc)
+				goto bad;
+			v = argv[++i];
+		} else if (strncmp(a, "-j", 2) == 0) {
+			v = a + 2;
+		} else if (strncmp(a, "--jobs=", 7) == 0) {
+			v = a + 7;
+		} else if (strncmp(a, "--timeout=", 10) == 0) {
+			v = a + 10;
+		} else {
+			goto bad;
+		}
+		errno = 0;
+		if (strstr(a, "timeout")) {
+			double s = strtod(v, &end);
+
+			if (errno || end == v || *end || !(s > 0.0) ||
+			    s > 86400.0 * 365)
+				goto bad;
+			r->timeout_ms = (int64_t)(s * 1000.0 + 0.5);
+			if (r->timeout_ms < 1)
+				r->timeout_ms = 1;
+		} else {
+			long n = strtol(v, &end, 10);
+
+			if (errno || end == v || *end || n < 1 ||
+			    n > PRUN_MAX_JOBS)
+				goto bad;
+			r->jobs = (int)n;
+		}
+	}
+	if (i >= argc) {
+		fprintf(stderr, "%s: no command given\n", progname);
+		usage();
+		exit(2);
+	}
+	for (; i < argc; i++) {
+		buf_add_str(&line, argv[i]);
+		buf_add(&line, i + 1 < argc ? " " : "", 1);
+	}
+	r->cmd.line = line.data;
+	return;
+
+bad:
+	fprintf(stderr, "%s: bad argument: %s\n", progname, argv[i]);
+	usage();
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct run r;
+	struct sigaction sa;
+	int fd, status;
+
+	memset(&r, 0, sizeof(r));
+	parse(argc, argv, &r);
+
+	/* Descriptors 0, 1 and 2 must exist, or a pipe could take their
+	 * numbers and a job's dup2 onto them would do nothing. */
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+		;
+	if (fd > 2)
+		close(fd);
+	r.devnull = open("/dev/null", O_RDONLY);
+	if (r.devnull < 0 || pipe(wake_pipe) < 0) {
+		perror(progname);
+		return 1;
+	}
+	fcntl(r.devnull, F_SETFD, FD_CLOEXEC);
+	fcntl(wake_pipe[0], F_SETFD, FD_CLOEXEC);
+	fcntl(wake_pipe[1], F_SETFD, FD_CLOEXEC);
+	fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	/* Writes to a closed stdout fail with EPIPE instead; the jobs get the
+	 * default back before exec. */
+	signal(SIGPIPE, SIG_IGN);
+
+	command_prepare(&r.cmd);
+	r.progress = isatty(2) == 1;
+	r.running = xmalloc((size_t)r.jobs * sizeof(*r.running));
+
+	for (;;) {
+		if (!got_interrupt)
+			fill(&r);
+		if (r.nrunning == 0)
+			break;
+		if (step(&r) < 0) {
+			perror("poll");
+			return 1;
+		}
+		if (got_interrupt)
+			r.stop = true;
+	}
+	progress_clear(&r);
+	if (r.stop && !r.input_done && !got_interrupt && r.halt &&
+	    !r.output_broken)
+		fprintf(stderr, "%s: stopped after a failed job\n", progname);
+
+	status = r.failed || r.output_broken ? 1 : 0;
+	if (got_interrupt)
+		status = 128 + (int)got_interrupt;
+	free(r.running);
+	free(r.done);
+	return status;
+}
