@@ -46,7 +46,8 @@ ok "make install DESTDIR=... PREFIX=$prefix"
 
 for f in lib/libexchange.a lib/libexchange.so.0.1.0 include/exchange.h \
 	lib/pkgconfig/exchange.pc share/man/man3/exchange.3 \
-	share/man/man3/channel.3; do
+	share/man/man3/channel.3 share/man/man3/exchange_persistent.3 \
+	share/man/man3/exchange_pmap.3; do
 	[ -f "$root$prefix/$f" ] || fail "$prefix/$f not installed"
 done
 [ "$(readlink "$lib/libexchange.so.0")" = libexchange.so.0.1.0 ] ||
@@ -109,14 +110,16 @@ readelf -d "$tmp/prog" | grep -q 'NEEDED.*libexchange' &&
 
 # The pages render from the installed tree, the per-function names too.
 if command -v man > /dev/null 2>&1; then
-	for page in exchange channel channel_send exchange_pmap; do
+	for page in exchange channel channel_send exchange_pmap \
+		channel_connect; do
 		MANWIDTH=80 man -M "$root$prefix/share/man" 3 "$page" \
 			> "$tmp/man.out" 2> "$tmp/man.err" ||
 			fail "man 3 $page: $(cat "$tmp/man.err")"
 		grep -q SYNOPSIS "$tmp/man.out" ||
 			fail "man 3 $page rendered no SYNOPSIS"
 	done
-	ok "man 3 exchange, channel, channel_send, exchange_pmap render"
+	ok "man 3 exchange, channel, channel_send, exchange_pmap," \
+		"channel_connect render"
 else
 	echo "install.sh: note: man(1) is not installed; pages not rendered"
 fi
