@@ -1,0 +1,321 @@
+/*
+ * wordcount - map-reduce over a directory tree: count the words of every
+ * regular file in worker processes, merge the counts, print the top words.
+ *
+ *   wordcount [--workers N] [--files-per-task K] [--top T | --all]
+ *             [--max-files M] [--fork-per-task] PATH...
+ *
+ * Map: the sorted list of files is cut into tasks of K files; each task is
+ * a plain function (exchange_start_plain) that counts the words of its
+ * files and returns the counts as one message. The exchange is a Queue in
+ * reuse mode with a limit of N: N worker processes are forked once, each
+ * takes task after task over its channel (the file list is in their copy
+ * of this process's memory; only the task's first index and length
+ * travel), and the results come back in the order they are ready.
+ * --fork-per-task forks a process per task instead.
+ * Reduce: the parent merges each message as it arrives, then prints
+ * "count word" lines, most frequent first (ties in word order): the top T
+ * (default 20), or every word with --all. A summary goes to standard
+ * error. Words are defined in wordcount.h (runs of ASCII letters,
+ * lower-cased); binary files (gzip, or a NUL byte in the first 64 KiB) are
+ * skipped and counted in the summary.
+ */
+#include <signal.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "exchange.h"
+#include "wordcount.h"
+
+/* A task: files [first, first + count) of the list. */
+struct task {
+	uint64_t first;		/* index of its first file */
+	uint64_t count;		/* number of files */
+};
+
+/* The head of a task's result message; entries follow, each a uint64
+ * count, a uint32 length and the word's bytes. */
+struct result_head {
+	uint64_t files;		/* files read */
+	uint64_t unreadable;	/* files that could not be read */
+	uint64_t binary;	/* binary files, skipped */
+	uint64_t words;		/* words counted */
+	uint64_t entries;	/* distinct words that follow */
+};
+
+static void usage(const char *prog)
+{
+	fprintf(stderr,
+		"usage: %s [--workers N] [--files-per-task K] [--top T | --all]"
+		" [--max-files M] PATH...\n"
+		"  counts the words (runs of letters, lower-cased) of the files "
+		"under PATHs\n"
+		"  --workers N         worker processes (default: the cores)\n"
+		"  --files-per-task K  files per task (default 16)\n"
+		"  --top T             print the T most frequent (default 20)\n"
+		"  --all               print every word\n"
+		"  --max-files M       only the first M files, in path order\n"
+		"  --fork-per-task     a new process per task instead of "
+		"reusing workers\n",
+		prog);
+}
+
+static void count_word(const char *w, size_t len, void *data)
+{
+	wc_table_get(data, w, len)->count++;
+}
+
+/* Runs in a worker: counts the words of the task's files and returns them
+ * encoded in one buffer from malloc. */
+static void *count_task(const void *arg, size_t len, size_t *result_len,
+			void *ctx)
+{
+	const struct wc_files *files = ctx;
+	struct result_head head = { 0 };
+	struct wc_table t = { 0 };
+	unsigned char *buf = NULL;
+	size_t blen = 0, bcap = 0, i;
+	struct task task;
+
+	if (len != sizeof(task)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	memcpy(&task, arg, sizeof(task));
+	if (task.first > files->n || task.count > files->n - task.first) {
+		errno = ERANGE;
+		return NULL;
+	}
+	for (i = task.first; i < task.first + task.count; i++) {
+		int r = wc_file_words(files->path[i], count_word, &t);
+
+		if (r < 0)
+			head.unreadable++;
+		else if (r > 0)
+			head.binary++;
+		else
+			head.files++;
+	}
+	wc_put(&buf, &blen, &bcap, &head, sizeof(head));
+	for (i = 0; i < t.cap; i++) {
+		uint32_t wl;
+
+		if (!t.e[i].word)
+			continue;
+		wl = (uint32_t)t.e[i].len;
+		wc_put(&buf, &blen, &bcap, &t.e[i].count, sizeof(uint64_t));
+		wc_put(&buf, &blen, &bcap, &wl, sizeof(wl));
+		wc_put(&buf, &blen, &bcap, t.e[i].word, wl);
+		head.words += t.e[i].count;
+		head.entries++;
+	}
+	memcpy(buf, &head, sizeof(head));
+	wc_table_free(&t);
+	*result_len = blen;
+	return buf;
+}
+
+/* Merges one task's result into the totals. 0, or -1 if it is malformed. */
+static int merge(struct wc_table *total, struct result_head *sum,
+		 const unsigned char *p, size_t len)
+{
+	const unsigned char *end = p + len;
+	struct result_head head;
+	uint64_t k;
+
+	if (len < sizeof(head))
+		return -1;
+	memcpy(&head, p, sizeof(head));
+	p += sizeof(head);
+	for (k = 0; k < head.entries; k++) {
+		uint64_t count;
+		uint32_t wl;
+
+		if ((size_t)(end - p) < sizeof(count) + sizeof(wl))
+			return -1;
+		memcpy(&count, p, sizeof(count));
+		memcpy(&wl, p + sizeof(count), sizeof(wl));
+		p += sizeof(count) + sizeof(wl);
+		if ((size_t)(end - p) < wl)
+			return -1;
+		wc_table_get(total, (const char *)p, wl)->count += count;
+		p += wl;
+	}
+	sum->files += head.files;
+	sum->unreadable += head.unreadable;
+	sum->binary += head.binary;
+	sum->words += head.words;
+	return 0;
+}
+
+static int by_count(const void *a, const void *b)
+{
+	const struct wc_entry *x = *(const struct wc_entry *const *)a;
+	const struct wc_entry *y = *(const struct wc_entry *const *)b;
+
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	return strcmp(x->word, y->word);
+}
+
+static int number(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long n;
+
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (errno || *end || n < lo || n > hi)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	long workers = 0, per_task = 16, top = 20, max_files = -1;
+	struct exchange_options opts = { 0 };
+	struct result_head sum = { 0 };
+	struct wc_files files = { 0 };
+	struct wc_table total = { 0 };
+	struct wc_entry **sorted = NULL;
+	struct exchange *queue = NULL;
+	struct channel_msg m;
+	size_t i, n, failed = 0;
+	bool all = false, reuse = true;
+	int npaths = 0, r, status = 1, walk_errors = 0;
+	double t0 = now();
+
+	for (i = 1; i < (size_t)argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < (size_t)argc ? argv[i + 1] : NULL;
+		int ok = -1;
+
+		if (a[0] != '-') {
+			argv[1 + npaths++] = argv[i];
+			continue;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(argv[0]);
+			return 0;
+		}
+		if (strcmp(a, "--all") == 0) {
+			all = true;
+			continue;
+		}
+		if (strcmp(a, "--fork-per-task") == 0) {
+			reuse = false;
+			continue;
+		}
+		if (strcmp(a, "--workers") == 0)
+			ok = number(v, 1, 1024, &workers);
+		else if (strcmp(a, "--files-per-task") == 0)
+			ok = number(v, 1, 1000000, &per_task);
+		else if (strcmp(a, "--top") == 0)
+			ok = number(v, 0, 1000000000, &top);
+		else if (strcmp(a, "--max-files") == 0)
+			ok = number(v, 0, 1000000000, &max_files);
+		if (ok < 0) {
+			fprintf(stderr, "%s: bad argument: %s%s%s\n", argv[0],
+				a, v ? " " : "", v ? v : "");
+			usage(argv[0]);
+			return 2;
+		}
+		i++;
+	}
+	if (npaths == 0) {
+		fprintf(stderr, "%s: no PATH given\n", argv[0]);
+		usage(argv[0]);
+		return 2;
+	}
+	if (workers == 0)
+		workers = exchange_cores();
+	signal(SIGPIPE, SIG_IGN);
+
+	for (r = 0; r < npaths; r++)
+		walk_errors += wc_files_walk(&files, argv[1 + r], 1);
+	wc_files_sort(&files);
+	if (max_files >= 0 && files.n > (size_t)max_files) {
+		for (i = (size_t)max_files; i < files.n; i++)
+			free(files.path[i]);
+		files.n = (size_t)max_files;
+	}
+
+	/* Map: one task per slice of files, in worker processes. */
+	opts.limit = (int)workers;
+	opts.reuse = reuse;
+	queue = exchange_new_queue(&opts);
+	if (!queue) {
+		perror("exchange_new_queue");
+		goto out;
+	}
+	for (i = 0; i < files.n; i += (size_t)per_task) {
+		struct task task;
+
+		task.first = i;
+		task.count = files.n - i < (size_t)per_task ?
+			     files.n - i : (size_t)per_task;
+		if (exchange_start_plain(queue, count_task, &task,
+					 sizeof(task), &files) < 0) {
+			perror("exchange_start_plain");
+			goto out;
+		}
+	}
+
+	/* Reduce: merge the counts as they arrive. */
+	while ((r = exchange_queue_next(queue, &m, -1)) == 1) {
+		if (m.kind != CHANNEL_DATA) {
+			fprintf(stderr, "%s: task %zu failed: %s\n", argv[0],
+				m.task, (const char *)m.data);
+			failed++;
+		} else if (merge(&total, &sum, m.data, m.len) < 0) {
+			fprintf(stderr, "%s: task %zu: bad result\n", argv[0],
+				m.task);
+			failed++;
+		}
+		channel_msg_free(&m);
+	}
+	if (r < 0) {
+		perror("exchange_queue_next");
+		goto out;
+	}
+
+	sorted = wc_alloc(total.n * sizeof(*sorted));
+	for (i = 0, n = 0; i < total.cap; i++)
+		if (total.e[i].word)
+			sorted[n++] = &total.e[i];
+	qsort(sorted, n, sizeof(*sorted), by_count);
+	if (!all && (size_t)top < n)
+		n = (size_t)top;
+	for (i = 0; i < n; i++)
+		printf("%llu %s\n", (unsigned long long)sorted[i]->count,
+		       sorted[i]->word);
+
+	fprintf(stderr,
+		"wordcount: %llu files read (%llu binary skipped, %llu "
+		"unreadable), %llu words, %zu distinct, %zu tasks failed, "
+		"%ld workers, %ld files per task, %.3f s\n",
+		(unsigned long long)sum.files, (unsigned long long)sum.binary,
+		(unsigned long long)sum.unreadable,
+		(unsigned long long)sum.words, total.n, failed, workers,
+		per_task, now() - t0);
+	status = failed || sum.unreadable || walk_errors ? 1 : 0;
+out:
+	exchange_free(queue);
+	free(sorted);
+	wc_table_free(&total);
+	wc_files_free(&files);
+	if (fflush(stdout) != 0)
+		status = 1;
+	return status;
+}
