@@ -1,0 +1,46 @@
+# mk/demos.mk - the demo tour, and the demos' place in the tests.
+#
+#   make demo     build the library and every demo, then run a short tour
+#                 (well under a minute): a pprocess twin, the Mandelbrot
+#                 image (its path is printed at the end), the word count
+#                 over the system's documentation, the indexer and the
+#                 command runner.
+#
+# The tests of the demos (tests/test_demos.c) run the built programs from
+# $(BUILD)/demos, so building that test builds the demos first.
+
+# Where the tour writes the image.
+DEMO_IMAGE = $(BUILD)/mandelbrot.ppm
+# The text the tour counts: the system's documentation (its gzip files are
+# skipped as binary), or the project's own sources where there is none.
+DEMO_TEXT ?= $(if $(wildcard /usr/share/doc/*/copyright),/usr/share/doc,.)
+# How many of those files, in path order, so that the tour stays short.
+DEMO_TEXT_FILES ?= 1500
+
+.PHONY: demo
+
+$(BUILD)/tests/test_demos: $(DEMOS)
+
+demo: $(DEMOS)
+	@echo
+	@echo "== simple_pmap: pprocess's simple_pmap.py, 100 tasks of 0.05 s on 10 processes"
+	$(BUILD)/demos/simple_pmap --delay 0.05
+	@echo
+	@echo "== two_way: parent and child count down over one channel"
+	$(BUILD)/demos/two_way --n 3
+	@echo
+	@echo "== mandelbrot: rows computed in parallel with exchange_pmap"
+	$(BUILD)/demos/mandelbrot -o $(DEMO_IMAGE)
+	@echo
+	@echo "== wordcount: the top words of $(DEMO_TEXT_FILES) files of $(DEMO_TEXT), counted in worker processes"
+	$(BUILD)/demos/wordcount --top 10 --max-files $(DEMO_TEXT_FILES) $(DEMO_TEXT)
+	@echo
+	@echo "== indexer: an index built with a window of 4 processes, then two queries"
+	$(BUILD)/demos/indexer --window 4 --slice 5 demos "exchange pmap" "channel_start fill window" 2>&1
+	@echo
+	@echo "== prun: a shell command per input line, 4 at a time, output in input order"
+	seq 1 8 | $(BUILD)/demos/prun -k -j 4 'echo {} squared is $$(expr {} "*" {})'
+	@echo
+	@echo "The Mandelbrot image is $(abspath $(DEMO_IMAGE))"
+	@echo "(a binary PPM: open it with an image viewer, or convert it, e.g."
+	@echo " pnmtopng $(DEMO_IMAGE) > mandelbrot.png)."
