@@ -139,16 +139,16 @@ static const struct group groups[] = {
 		{ "runner_prun", "runs/s",
 		  "[ -x \"$PRUN\" ] || "
 		  "{ echo \"na $PRUN not built\"; exit 0; }; "
-		  SELF "shell 2000 'seq 2000 | \"$PRUN\" -j 2 true'",
+		  SELF "shell 2000 'seq 2000 | \"$PRUN\" -j 2 -k true'",
 		  "runner_xargs", GOAL_RATIO_AT_LEAST, 1.0,
 		  "runner_parallel" },
 	} },
 	{ "sleepers", 3, 120, {
-		{ "sleepers_10", "us/msg", SELF "lib_sleepers 10 20000",
+		{ "sleepers_10", "us/msg", SELF "lib_sleepers 10 5000",
 		  NULL, 0, 0, NULL },
-		{ "sleepers_100", "us/msg", SELF "lib_sleepers 100 20000",
+		{ "sleepers_100", "us/msg", SELF "lib_sleepers 100 5000",
 		  "sleepers_10", 0, 0, NULL },
-		{ "sleepers_1000", "us/msg", SELF "lib_sleepers 1000 20000",
+		{ "sleepers_1000", "us/msg", SELF "lib_sleepers 1000 5000",
 		  "sleepers_10", 0, 0, NULL },
 	} },
 	{ "syscalls", 1, 180, {

@@ -384,14 +384,46 @@ static void task_sleep(struct channel *ch, const void *arg, size_t len,
 		channel_msg_free(&msg);
 }
 
-/* store_data: counts messages. */
-static int store_count(struct exchange *ex, struct channel *ch, void *udata)
+/* A sender that waits for an answer to each message before sending the
+ * next, so that every message reaches the parent alone and costs it one
+ * wait over the whole poll set. */
+static void task_ping(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
 {
-	return store_sum(ex, ch, udata);
+	const struct go *g = ctx;
+	struct channel_msg msg;
+	long j;
+
+	(void)arg;
+	(void)len;
+	if (!wait_go(g))
+		return;
+	for (j = 0; j < g->count; j++) {
+		uint64_t v = (uint64_t)j * (uint64_t)j;
+
+		if (channel_send(ch, &v, sizeof v, -1) < 0 ||
+		    channel_recv(ch, &msg, -1) != 1)
+			break;
+		channel_msg_free(&msg);
+	}
+}
+
+/* store_data: counts messages and answers each. */
+static int store_answer(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct tally *t = udata;
+	long before = t->count;
+
+	if (store_sum(ex, ch, udata) < 0)
+		return -1;
+	if (t->count > before && channel_send(ch, "a", 1, -1) < 0)
+		return -1;
+	return 0;
 }
 
 /* An exchange holding n children of which n - 1 sleep and one sends m
- * messages: microseconds per received message. */
+ * messages, each answered before the next: microseconds per received
+ * message, the round trip included. */
 static void lib_sleepers(int argc, char **argv)
 {
 	long n = argc > 0 ? bench_count(argv[0]) : 10;
@@ -399,7 +431,7 @@ static void lib_sleepers(int argc, char **argv)
 	struct tally t = { 0 };
 	struct exchange_options opts = {
 		.continuous = true,
-		.store_data = store_count,
+		.store_data = store_answer,
 		.udata = &t,
 	};
 	struct exchange *ex;
@@ -420,7 +452,7 @@ static void lib_sleepers(int argc, char **argv)
 	if (!ex)
 		bench_na("exchange_new: %s", strerror(errno));
 	for (k = 0; k < n; k++)
-		if (exchange_start(ex, k == n / 2 ? task_send : task_sleep,
+		if (exchange_start(ex, k == n / 2 ? task_ping : task_sleep,
 				   NULL, 0, &g) < 0)
 			bench_na("exchange_start: %s", strerror(errno));
 	t0 = bench_now();
