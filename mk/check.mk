@@ -131,14 +131,16 @@ VG_OURS = $(subst $(VG_SPACE),|,$(strip $(notdir $(SRCS) $(HDRS) \
 # next line holding only the pid prefix.
 define VG_FD_AWK
 /Open (file descriptor|AF_[A-Z0-9]+ socket|[a-z]+ socket) [0-9]+/ {
-	open = 1; inh = 0; ours = 0; stack = 0; what = $$0; next
+	open = 1; inh = 0; ours = 0; stack = 0; what = $$0; where = ""; next
 }
 open && /<inherited from parent>/ { inh = 1 }
 open && /(at|by) 0x[0-9A-Fa-f]+:/ { stack = 1 }
-open && $$0 ~ ("[(](" ours_re ")[:)]") { ours = 1 }
+open && !ours && $$0 ~ ("[(](" ours_re ")[:)]") {
+	ours = 1; where = $$0; sub(/^==[0-9]+== *(at|by) 0x[0-9A-Fa-f]+: */, "", where)
+}
 open && /^==[0-9]+== *$$/ {
 	if (!inh && (ours || !stack)) { sub(/^==[0-9]+== */, "", what);
-		print FILENAME ": " what }
+		print FILENAME ": " what " " where }
 	open = 0
 }
 endef
