@@ -1,0 +1,672 @@
+/*
+ * test_demos.c - the demos, run as programs and checked by their output.
+ *
+ * The binaries are found next to this test's own build directory:
+ * $(BUILD)/tests/test_demos runs $(BUILD)/demos/NAME (the make rule for
+ * this test builds the demos first). DEMO_DIR in the environment overrides
+ * the place. Each test runs its programs through the shell (popen), so no
+ * test code runs in a forked child; results are compared in the test body.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The directory of the demo binaries, without a trailing slash. */
+static const char *demo_dir(void)
+{
+	static char dir[PATH_MAX];
+	const char *env = getenv("DEMO_DIR");
+	ssize_t n;
+	char *slash;
+
+	if (dir[0])
+		return dir;
+	if (env && *env) {
+		snprintf(dir, sizeof(dir), "%s", env);
+		return dir;
+	}
+	n = readlink("/proc/self/exe", dir, sizeof(dir) - 16);
+	cr_assert(n > 0, "cannot find the test binary: %s", strerror(errno));
+	dir[n] = '\0';
+	slash = strrchr(dir, '/');
+	cr_assert(slash);
+	strcpy(slash, "/../demos");
+	return dir;
+}
+
+/* The path of demo name; the test fails if it is not built. */
+static const char *demo(const char *name)
+{
+	static char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s", demo_dir(), name);
+	cr_assert(access(path, X_OK) == 0, "%s is not built", path);
+	return path;
+}
+
+/* Runs a shell command line, stores its standard output (malloc'd) in
+ * *out if out is not NULL, and returns its exit status (or 256 + signal).
+ */
+static int run(const char *cmd, char **out)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+	FILE *p;
+	int st;
+
+	cr_assert(buf);
+	fflush(NULL);
+	p = popen(cmd, "r");
+	cr_assert(p, "popen %s: %s", cmd, strerror(errno));
+	for (;;) {
+		size_t n;
+
+		if (cap - len < 4096) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			cr_assert(buf);
+		}
+		n = fread(buf + len, 1, cap - len - 1, p);
+		if (n == 0)
+			break;
+		len += n;
+	}
+	buf[len] = '\0';
+	st = pclose(p);
+	cr_assert(st != -1, "pclose: %s", strerror(errno));
+	if (out)
+		*out = buf;
+	else
+		free(buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 256 + WTERMSIG(st);
+}
+
+/* printf into a fresh buffer. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	int n;
+
+	va_start(ap, f);
+	n = vsnprintf(NULL, 0, f, ap);
+	va_end(ap);
+	cr_assert(n >= 0);
+	s = malloc((size_t)n + 1);
+	cr_assert(s);
+	va_start(ap, f);
+	vsnprintf(s, (size_t)n + 1, f, ap);
+	va_end(ap);
+	return s;
+}
+
+/* The n x n table the twins print. */
+static char *table(int n)
+{
+	size_t cap = (size_t)n * (size_t)n * 12 + 1, len = 0;
+	char *t = malloc(cap);
+	int i, j;
+
+	cr_assert(t);
+	t[0] = '\0';
+	for (i = 0; i < n; i++)
+		for (j = 0; j < n; j++)
+			len += (size_t)snprintf(t + len, cap - len, "%d%c",
+						i * n + j,
+						j == n - 1 ? '\n' : ' ');
+	return t;
+}
+
+/* Checks a twin's output: "Calculating..." first, "Time taken: S" last,
+ * and between them, apart from a "Finishing..." line, exactly the table. */
+static void check_twin_output(const char *name, const char *out, int n)
+{
+	char *want = table(n), *copy = strdup(out), *body, *p, *last;
+	size_t blen = 0;
+
+	cr_assert(copy);
+	cr_assert(strncmp(out, "Calculating...\n", 15) == 0,
+		  "%s: first line is not Calculating...:\n%s", name, out);
+	body = malloc(strlen(out) + 1);
+	cr_assert(body);
+	last = NULL;
+	for (p = strtok(copy + 15, "\n"); p; p = strtok(NULL, "\n")) {
+		if (strcmp(p, "Finishing...") == 0)
+			continue;
+		if (strncmp(p, "Time taken: ", 12) == 0) {
+			last = p;
+			continue;
+		}
+		cr_assert(!last, "%s: output after the time:\n%s", name, out);
+		blen += (size_t)sprintf(body + blen, "%s\n", p);
+	}
+	body[blen] = '\0';
+	cr_assert(last, "%s: no Time taken line:\n%s", name, out);
+	cr_assert(strtod(last + 12, NULL) >= 0.0);
+	cr_assert_str_eq(body, want, "%s: wrong table", name);
+	free(body);
+	free(copy);
+	free(want);
+}
+
+/* Runs a twin with --delay 0 and the given extra arguments. */
+static void twin(const char *name, const char *args, int n)
+{
+	char *cmd = fmt("%s --delay 0 %s", demo(name), args), *out;
+	int st = run(cmd, &out);
+
+	cr_assert_eq(st, 0, "%s exited with %d:\n%s", cmd, st, out);
+	check_twin_output(name, out, n);
+	free(out);
+	free(cmd);
+}
+
+/* Bad command lines: usage on stderr, status 2, never a crash. */
+static void twin_bad_args(const char *name)
+{
+	static const char *const bad[] = {
+		"--n 0", "--n x", "--limit 0", "--delay -1", "--delay",
+		"--bogus", "extra", "--n 10x",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *cmd = fmt("%s %s 2>&1 >/dev/null", demo(name), bad[i]);
+		char *out;
+		int st = run(cmd, &out);
+
+		cr_assert_eq(st, 2, "%s: status %d", cmd, st);
+		cr_assert(strstr(out, "usage:"), "%s: no usage:\n%s", cmd,
+			  out);
+		free(out);
+		free(cmd);
+	}
+}
+
+#define TWIN(name)							\
+	Test(twins, name, .timeout = 30)				\
+	{								\
+		twin(#name, "", 10);					\
+		twin(#name, "--n 4 --limit 3", 4);			\
+		twin_bad_args(#name);					\
+	}
+
+TWIN(simple)
+TWIN(simple1)
+TWIN(simple2)
+TWIN(simple_map)
+TWIN(simple_start)
+TWIN(simple_start_queue)
+TWIN(simple_create)
+TWIN(simple_create_map)
+TWIN(simple_create_queue)
+TWIN(simple_managed)
+TWIN(simple_managed_map)
+TWIN(simple_managed_map_reusable)
+TWIN(simple_managed_queue)
+TWIN(simple_pmap)
+TWIN(simple_pmap_iter)
+TWIN(simple_continuous_queue)
+
+Test(twins, two_way, .timeout = 30)
+{
+	char *cmd = fmt("%s", demo("two_way")), *out, *p;
+	int k, st = run(cmd, &out);
+
+	cr_assert_eq(st, 0, "two_way exited with %d:\n%s", st, out);
+	/* Each side's lines come in its own order: 20 down to 1. */
+	p = out;
+	for (k = 20; k >= 1; k--) {
+		char *want = fmt("Parent: %d\n", k);
+
+		p = strstr(p, want);
+		cr_assert(p, "no \"Parent: %d\" in order:\n%s", k, out);
+		free(want);
+	}
+	p = out;
+	for (k = 20; k >= 1; k--) {
+		char *want = fmt("Child: %d\n", k);
+
+		p = strstr(p, want);
+		cr_assert(p, "no \"Child: %d\" in order:\n%s", k, out);
+		free(want);
+	}
+	cr_assert_null(strstr(out, "Parent: 0"));
+	cr_assert_null(strstr(out, "Child: 0"));
+	free(out);
+	free(cmd);
+	twin_bad_args("two_way");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A fresh temporary directory (the caller removes it with rm_rf). */
+static char *tmpdir(void)
+{
+	char *d = strdup("/tmp/test_demos.XXXXXX");
+
+	cr_assert(d && mkdtemp(d), "mkdtemp: %s", strerror(errno));
+	return d;
+}
+
+static void rm_rf(char *dir)
+{
+	char *cmd = fmt("rm -rf '%s'", dir);
+
+	run(cmd, NULL);
+	free(cmd);
+	free(dir);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char *path = fmt("%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+	free(path);
+}
+
+/* The whole content of a file, malloc'd; *len its size. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	cr_assert(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	cr_assert(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* mandelbrot                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void mandel_same(const char *size, const char *workers)
+{
+	char *d = tmpdir();
+	char *par = fmt("%s %s %s -o %s/par.ppm >/dev/null", demo("mandelbrot"),
+			size, workers, d);
+	char *ser = fmt("%s %s --serial -o %s/ser.ppm >/dev/null",
+			demo("mandelbrot"), size, d);
+	char *p1 = fmt("%s/par.ppm", d), *p2 = fmt("%s/ser.ppm", d);
+	char *a, *b;
+	size_t la, lb;
+
+	cr_assert_eq(run(par, NULL), 0, "%s failed", par);
+	cr_assert_eq(run(ser, NULL), 0, "%s failed", ser);
+	a = read_file(p1, &la);
+	b = read_file(p2, &lb);
+	cr_assert_eq(la, lb, "sizes differ: %zu and %zu", la, lb);
+	cr_assert(memcmp(a, b, la) == 0, "the images differ");
+	cr_assert(strncmp(a, "P6\n", 3) == 0, "not a binary PPM");
+	free(a);
+	free(b);
+	free(p1);
+	free(p2);
+	free(par);
+	free(ser);
+	rm_rf(d);
+}
+
+Test(mandelbrot, parallel_equals_serial, .timeout = 60)
+{
+	mandel_same("--width 240 --height 180 --iter 200", "--workers 3");
+	mandel_same("--width 33 --height 7", "--workers 5");
+	mandel_same("--width 1 --height 1", "");
+}
+
+Test(mandelbrot, header_and_size, .timeout = 30)
+{
+	char *d = tmpdir();
+	char *cmd = fmt("%s --width 64 --height 48 -o %s/m.ppm >/dev/null",
+			demo("mandelbrot"), d);
+	char *path = fmt("%s/m.ppm", d), *img;
+	size_t len;
+	const char hdr[] = "P6\n64 48\n255\n";
+
+	cr_assert_eq(run(cmd, NULL), 0);
+	img = read_file(path, &len);
+	cr_assert_eq(len, sizeof(hdr) - 1 + 64 * 48 * 3);
+	cr_assert(memcmp(img, hdr, sizeof(hdr) - 1) == 0);
+	free(img);
+	free(path);
+	free(cmd);
+	rm_rf(d);
+}
+
+Test(mandelbrot, bad_arguments, .timeout = 30)
+{
+	static const char *const bad[] = {
+		"--width 0", "--height x", "--iter", "--workers 0", "-o",
+		"--bogus",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *cmd = fmt("cd /tmp && %s %s 2>&1 >/dev/null",
+				demo("mandelbrot"), bad[i]), *out;
+
+		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
+		cr_assert(strstr(out, "usage:"), "%s", cmd);
+		free(out);
+		free(cmd);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* wordcount                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* A small tree of text: mixed case, punctuation, digits, words cut by
+ * underscores and apostrophes, an empty file, a file without a final
+ * newline, nested directories. */
+static char *text_tree(void)
+{
+	char *d = tmpdir(), *sub = fmt("%s/sub", d), *deep;
+	int i;
+
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	deep = fmt("%s/sub/deeper", d);
+	cr_assert_eq(mkdir(deep, 0755), 0);
+	write_file(d, "a.txt", "The quick brown Fox jumps over the lazy dog.\n"
+		   "THE END, the end; it's the_end 42times\n");
+	write_file(d, "empty", "");
+	write_file(d, "sub/b.md", "# Title\n\nSome *markdown* text: fox, FOX, "
+		   "Fox!\ndon't stop-believing\n");
+	write_file(d, "sub/deeper/c", "no final newline fox");
+	for (i = 0; i < 40; i++) {
+		char name[32], text[128];
+
+		snprintf(name, sizeof(name), "sub/deeper/n%02d.txt", i);
+		snprintf(text, sizeof(text),
+			 "file number %d says alpha%c beta gamma %s\n", i,
+			 'a' + i % 26, i % 3 ? "delta" : "Epsilon");
+		write_file(d, name, text);
+	}
+	free(sub);
+	free(deep);
+	return d;
+}
+
+/* wordcount --all on dir, sorted, against tr | sort | uniq -c on the same
+ * files (each file's words taken separately, as wordcount does). */
+static void wordcount_matches(const char *dir, const char *opts)
+{
+	char *mine = fmt("%s --all %s '%s' 2>/dev/null | LC_ALL=C sort",
+			 demo("wordcount"), opts, dir);
+	char *ref = fmt("find '%s' -type f -exec sh -c "
+			"'for f; do cat \"$f\"; echo; done' _ {} + | "
+			"LC_ALL=C tr -cs 'A-Za-z' '\\n' | "
+			"LC_ALL=C tr 'A-Z' 'a-z' | grep -v '^$' | "
+			"LC_ALL=C sort | uniq -c | "
+			"awk '{print $1, $2}' | LC_ALL=C sort", dir);
+	char *a, *b;
+
+	cr_assert_eq(run(mine, &a), 0, "%s failed", mine);
+	cr_assert_eq(run(ref, &b), 0, "%s failed", ref);
+	cr_assert(strlen(b) > 0);
+	cr_assert_str_eq(a, b, "wordcount %s differs from tr/sort/uniq", opts);
+	free(a);
+	free(b);
+	free(mine);
+	free(ref);
+}
+
+Test(wordcount, equals_tr_sort_uniq, .timeout = 60)
+{
+	char *d = text_tree();
+
+	wordcount_matches(d, "");
+	wordcount_matches(d, "--workers 3 --files-per-task 1");
+	wordcount_matches(d, "--workers 1 --files-per-task 100");
+	wordcount_matches(d, "--workers 4 --files-per-task 7 --fork-per-task");
+	rm_rf(d);
+}
+
+Test(wordcount, top_words, .timeout = 30)
+{
+	char *d = text_tree();
+	char *cmd = fmt("%s --top 3 '%s' 2>/dev/null", demo("wordcount"), d);
+	char *out;
+
+	cr_assert_eq(run(cmd, &out), 0);
+	/* file, number, says: 40 each, in word order; then beta, gamma. */
+	cr_assert_str_eq(out, "40 beta\n40 file\n40 gamma\n");
+	free(out);
+	free(cmd);
+	rm_rf(d);
+}
+
+Test(wordcount, bad_arguments, .timeout = 30)
+{
+	static const char *const bad[] = {
+		"", "--workers 0 .", "--files-per-task x .", "--top", "--nope .",
+	};
+	size_t i;
+	char *cmd, *out;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cmd = fmt("%s %s 2>&1 >/dev/null", demo("wordcount"), bad[i]);
+		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
+		cr_assert(strstr(out, "usage:"), "%s", cmd);
+		free(out);
+		free(cmd);
+	}
+	cmd = fmt("%s /nonexistent/dir 2>/dev/null", demo("wordcount"));
+	cr_assert_eq(run(cmd, NULL), 1);
+	free(cmd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* indexer                                                                  */
+/* ------------------------------------------------------------------------ */
+
+Test(indexer, queries, .timeout = 30)
+{
+	char *d = tmpdir(), *cmd, *out, *want;
+
+	write_file(d, "a.txt", "apple banana\n");
+	write_file(d, "b.txt", "Banana, cherry!\n");
+	write_file(d, "c.txt", "cherry APPLE banana\n");
+	write_file(d, "d.txt", "nothing to see\n");
+	cmd = fmt("%s --window 2 --slice 1 %s banana 'apple cherry' zzz "
+		  "2>/dev/null", demo("indexer"), d);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	want = fmt("banana: 3 files\n  %s/a.txt\n  %s/b.txt\n  %s/c.txt\n"
+		   "apple cherry: 1 file\n  %s/c.txt\n"
+		   "zzz: 0 files\n", d, d, d, d);
+	cr_assert_str_eq(out, want);
+	free(out);
+	free(cmd);
+	free(want);
+
+	/* Queries from standard input, a bigger window than files. */
+	cmd = fmt("printf 'see\\nCHERRY\\n' | %s --window 8 --slice 3 %s "
+		  "2>/dev/null", demo("indexer"), d);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	want = fmt("see: 1 file\n  %s/d.txt\n"
+		   "CHERRY: 2 files\n  %s/b.txt\n  %s/c.txt\n", d, d, d);
+	cr_assert_str_eq(out, want);
+	free(out);
+	free(cmd);
+	free(want);
+
+	cmd = fmt("%s --window 0 %s 2>&1 >/dev/null", demo("indexer"), d);
+	cr_assert_eq(run(cmd, &out), 2);
+	cr_assert(strstr(out, "usage:"));
+	free(out);
+	free(cmd);
+	rm_rf(d);
+}
+
+/* ------------------------------------------------------------------------ */
+/* prun                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Runs "INPUT | prun ARGS" and returns its status; output in *out. */
+static int prun(const char *input, const char *args, char **out)
+{
+	char *cmd = fmt("printf '%s' | %s %s", input, demo("prun"), args);
+	int st = run(cmd, out);
+
+	free(cmd);
+	return st;
+}
+
+Test(prun, keeps_input_order, .timeout = 30)
+{
+	char *out;
+
+	/* Later lines finish first: job n sleeps 0.(7 - n) s. */
+	cr_assert_eq(prun("1\\n2\\n3\\n4\\n5\\n6\\n",
+			  "-k -j 3 'n={}; sleep 0.$((7 - n)); echo $n'",
+			  &out), 0);
+	cr_assert_str_eq(out, "1\n2\n3\n4\n5\n6\n");
+	free(out);
+}
+
+Test(prun, without_k_prints_as_jobs_finish, .timeout = 30)
+{
+	char *out;
+
+	cr_assert_eq(prun("1\\n2\\n", "-j 2 'n={}; sleep 0.$((3 - n))$((n - 1)); "
+			  "echo $n'", &out), 0);
+	/* Job 2 (0.11 s) finishes before job 1 (0.20 s). */
+	cr_assert_str_eq(out, "2\n1\n");
+	free(out);
+}
+
+Test(prun, output_of_a_job_kept_together, .timeout = 30)
+{
+	char *out;
+	int k;
+
+	cr_assert_eq(prun("1\\n2\\n3\\n4\\n", "-j 4 'echo {}a; sleep 0.1; "
+			  "echo {}b'", &out), 0);
+	for (k = 1; k <= 4; k++) {
+		char want[16];
+
+		snprintf(want, sizeof(want), "%da\n%db\n", k, k);
+		cr_assert(strstr(out, want), "job %d split:\n%s", k, out);
+	}
+	free(out);
+}
+
+Test(prun, arguments_are_data, .timeout = 30)
+{
+	char *out;
+
+	/* Through the shell (echo is a builtin): quoted. */
+	cr_assert_eq(prun("a b\\nit'\\''s\\n$HOME\\n*\\n", "-k -j 2 echo",
+			  &out), 0);
+	cr_assert_str_eq(out, "a b\nit's\n$HOME\n*\n");
+	free(out);
+	/* Exec'd directly (expr is a program): one word each. */
+	cr_assert_eq(prun("a b\\n*\\n3\\n", "-k -j 2 expr {} = {}", &out),
+		     0);
+	cr_assert_str_eq(out, "1\n1\n1\n");
+	free(out);
+	/* Inside a word, and appended when there is no {}. */
+	cr_assert_eq(prun("x\\ny\\n", "-k expr pre{}post", &out), 0);
+	cr_assert_str_eq(out, "prexpost\npreypost\n");
+	free(out);
+	cr_assert_eq(prun("x y\\n", "-k expr", &out), 0);
+	cr_assert_str_eq(out, "x y\n");
+	free(out);
+}
+
+Test(prun, propagates_failure, .timeout = 30)
+{
+	char *out;
+
+	cr_assert_eq(prun("1\\n2\\n3\\n", "-j 2 'test {} -ne 2'", &out), 1);
+	free(out);
+	cr_assert_eq(prun("1\\n2\\n3\\n", "-j 2 'test {} -ne 9'", &out), 0);
+	free(out);
+	cr_assert_eq(prun("x\\n", "/nonexistent/program 2>/dev/null", &out), 1);
+	free(out);
+	cr_assert_eq(prun("1\\n", "'kill -9 $$'", &out), 1);
+	free(out);
+	/* No input: nothing to run, nothing failed. */
+	cr_assert_eq(prun("", "false", &out), 0);
+	free(out);
+}
+
+Test(prun, halt_stops_starting_jobs, .timeout = 30)
+{
+	char *out;
+
+	cr_assert_eq(prun("1\\n2\\n3\\n4\\n5\\n6\\n",
+			  "-k -j 1 --halt 'echo {}; test {} -ne 3' 2>/dev/null",
+			  &out), 1);
+	cr_assert_str_eq(out, "1\n2\n3\n");
+	free(out);
+}
+
+Test(prun, timeout_kills_the_process_group, .timeout = 30)
+{
+	struct timespec a, b;
+	char *out;
+	double secs;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	/* The second job's shell waits for a background child that holds
+	 * the output pipe: only killing the whole group ends it. */
+	cr_assert_eq(prun("0.1\\n30\\n",
+			  "-k -j 2 --timeout 0.5 '(sleep {}; echo late) & "
+			  "sleep {}; echo done {}' 2>/dev/null", &out), 1);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	secs = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+	cr_assert_lt(secs, 10.0, "the job was not killed (%.1f s)", secs);
+	/* The first job's two lines, in either order; nothing of the
+	 * second. */
+	cr_assert(strcmp(out, "late\ndone 0.1\n") == 0 ||
+		  strcmp(out, "done 0.1\nlate\n") == 0, "%s", out);
+	free(out);
+	/* The time limit is reported on stderr. */
+	cr_assert_eq(prun("30\\n", "--timeout 0.2 sleep 2>&1", &out), 1);
+	cr_assert(strstr(out, "time limit"), "%s", out);
+	free(out);
+}
+
+Test(prun, bad_command_lines, .timeout = 30)
+{
+	static const char *const bad[] = {
+		"", "-k", "-j 0 true", "-j x true", "-j", "--timeout 0 true",
+		"--timeout x true", "--bogus true",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *args = fmt("%s 2>&1", bad[i]), *out;
+
+		cr_assert_eq(prun("1\\n", args, &out), 2, "prun %s", bad[i]);
+		cr_assert(strstr(out, "usage:"), "prun %s:\n%s", bad[i], out);
+		free(out);
+		free(args);
+	}
+}
