@@ -25,6 +25,7 @@
 
 #include "exchange.h"
 #include "helpers.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
@@ -681,5 +682,297 @@ Test(persistent, connect_to_nobody, .timeout = 10)
 	cr_assert_eq(exchange_connect(NULL, path, 0), -1);
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Failures                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* fork fails on its fail_at-th call (counted in the caller and, after the
+ * first fork, in the go-between that inherits the count). */
+static int fork_calls, fork_fail_at;
+
+static pid_t failing_fork(void)
+{
+	if (++fork_calls == fork_fail_at) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return fork();
+}
+
+/* Either fork failing (the caller's, or the go-between's) gives -1 with
+ * its errno, and leaves no descriptor, child or socket file. */
+Test(persistent, fork_failure_leaves_nothing, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 0, 1 }, fds, at;
+	struct stat st;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/nofork.socket", dir);
+	fds = count_fds();
+	for (at = 1; at <= 2; at++) {
+		fork_calls = 0;
+		fork_fail_at = at;
+		exchange_hooks.fork = failing_fork;
+		errno = 0;
+		cr_assert_eq(channel_start_persistent(path, produce, range,
+						      sizeof(range), NULL),
+			     -1, "fork %d", at);
+		exchange_hooks.fork = NULL;
+		cr_assert_eq(errno, EAGAIN, "fork %d: %s", at,
+			     strerror(errno));
+		cr_assert_eq(count_fds(), fds);
+		cr_assert(no_children());
+		cr_assert_eq(lstat(path, &st), -1);
+	}
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* Sends "one", then waits for its peer to say anything. */
+static void one_then_wait(struct channel *ch, const void *arg, size_t len,
+			  void *ctx)
+{
+	struct channel_msg m;
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	if (channel_send(ch, "one", 3, -1) < 0)
+		return;
+	if (channel_recv(ch, &m, -1) == 1)
+		channel_msg_free(&m);
+}
+
+/* A process killed before it could clean up leaves its socket file; the
+ * next start at that address replaces it. */
+Test(persistent, killed_process_file_is_replaced, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 42, 1 }, v;
+	struct channel_msg m;
+	struct channel *ch;
+	struct stat st;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/killed.socket", dir);
+	pid = channel_start_persistent(path, one_then_wait, NULL, 0, NULL);
+	cr_assert_gt(pid, 0);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_str_eq(m.data, "one");
+	channel_msg_free(&m);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	/* Its end of the connection closes as it dies. */
+	cr_assert_leq(channel_recv(ch, &m, 5000), 0);
+	channel_close(ch);
+	cr_assert_eq(lstat(path, &st), 0, "the killed process cleaned up?");
+
+	cr_assert_gt(channel_start_persistent(path, produce, range,
+					      sizeof(range), NULL), 0,
+		     "start: %s", strerror(errno));
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(recv_int(ch, &v), 1);
+	cr_assert_eq(v, 42);
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* channel_exit in a persistent function still delivers what was sent. */
+static void send_then_exit(struct channel *ch, const void *arg, size_t len,
+			   void *ctx)
+{
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	channel_send(ch, "a", 1, -1);
+	channel_send_error(ch, "b went wrong", -1);
+	channel_exit(ch, 3);
+}
+
+Test(persistent, channel_exit_delivers_first, .timeout = 30)
+{
+	char dir[64], path[128];
+	struct channel_msg m;
+	struct channel *ch;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/exit.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, send_then_exit, NULL, 0,
+					      NULL), 0);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.kind, CHANNEL_DATA);
+	cr_assert_str_eq(m.data, "a");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.kind, CHANNEL_ERROR);
+	cr_assert_eq(m.cause, CHANNEL_SENT_ERROR);
+	cr_assert_str_eq(m.data, "b went wrong");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* Item streams have no message to acknowledge: refused in the process. */
+static void tries_put(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
+{
+	int items[4] = { 1, 2, 3, 4 }, res[2];
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	res[0] = channel_put(ch, items, 4, sizeof(items[0]), -1);
+	res[1] = errno;
+	channel_send(ch, res, sizeof(res), -1);
+}
+
+Test(persistent, streams_are_refused, .timeout = 30)
+{
+	char dir[64], path[128];
+	struct channel_msg m;
+	struct channel *ch;
+	int res[2];
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/put.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, tries_put, NULL, 0, NULL),
+		     0);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.len, sizeof(res));
+	memcpy(res, m.data, sizeof(res));
+	channel_msg_free(&m);
+	cr_assert_eq(res[0], -1);
+	cr_assert_eq(res[1], ENOTSUP);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* A large message, then a small one. The first peer gives up at once,
+ * perhaps in the middle of the large one; between the two peers each
+ * message arrives exactly once, whole. */
+#define BIG_LEN (3u << 20)
+
+static void big_then_small(struct channel *ch, const void *arg, size_t len,
+			   void *ctx)
+{
+	unsigned char *big = malloc(BIG_LEN);
+	size_t k;
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	if (!big)
+		return;
+	for (k = 0; k < BIG_LEN; k++)
+		big[k] = (unsigned char)(k * 7 + k / 251);
+	channel_send(ch, big, BIG_LEN, -1);
+	free(big);
+	channel_send(ch, "small", 5, -1);
+}
+
+static int check_msg(const struct channel_msg *m, int *big_seen,
+		     int *small_seen)
+{
+	const unsigned char *p = m->data;
+	size_t k;
+
+	if (m->len == 5 && memcmp(p, "small", 5) == 0) {
+		++*small_seen;
+		return 0;
+	}
+	if (m->len != BIG_LEN)
+		return -1;
+	for (k = 0; k < BIG_LEN; k++)
+		if (p[k] != (unsigned char)(k * 7 + k / 251))
+			return -1;
+	++*big_seen;
+	return 0;
+}
+
+Test(persistent, large_message_across_peers, .timeout = 60)
+{
+	char dir[64], path[128];
+	int big_seen = 0, small_seen = 0, r, round;
+	struct channel_msg m;
+	struct channel *ch;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/big.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, big_then_small, NULL, 0,
+					      NULL), 0);
+	for (round = 0; round < 2; round++) {
+		ch = channel_connect(path, 5000);
+		cr_assert_not_null(ch, "connect: %s", strerror(errno));
+		while ((r = channel_recv(ch, &m, round ? 10000 : 1)) == 1) {
+			cr_assert_eq(check_msg(&m, &big_seen, &small_seen), 0);
+			channel_msg_free(&m);
+			if (round == 0)
+				break;
+		}
+		if (round == 1)
+			cr_assert_eq(r, 0, "%s", strerror(errno));
+		channel_close(ch);
+	}
+	cr_assert_eq(big_seen, 1);
+	cr_assert_eq(small_seen, 1);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* One exchange holds a connection and a local child side by side. */
+static void local_child(struct channel *ch, const void *arg, size_t len,
+			void *ctx)
+{
+	int v = -7;
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	channel_send(ch, &v, sizeof(v), -1);
+}
+
+Test(persistent, exchange_mixes_connections_and_children, .timeout = 30)
+{
+	char dir[64], path[128];
+	int range[2] = { 0, 3 }, v, sum = 0, n = 0;
+	struct channel_msg m;
+	struct exchange *q;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/mixed.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, produce, range,
+					      sizeof(range), NULL), 0);
+	q = exchange_new_queue(NULL);
+	cr_assert_not_null(q);
+	cr_assert_eq(exchange_start(q, local_child, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_connect(q, path, 5000), 1);
+	while (exchange_queue_next(q, &m, 10000) == 1) {
+		cr_assert_eq(m.len, sizeof(v));
+		memcpy(&v, m.data, sizeof(v));
+		sum += v;
+		n++;
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(n, 4);
+	cr_assert_eq(sum, 0 + 1 + 2 - 7);
+	exchange_free(q);
+	cr_assert(gone(path, 5000));
+	cr_assert(no_children());
 	cr_assert_eq(rmdir(dir), 0);
 }
