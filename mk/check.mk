@@ -228,7 +228,8 @@ fuzz-deps:
 $(FUZZ_OBJS) $(FUZZ_BINS): | fuzz-deps
 
 fuzz: $(FUZZ_BINS)
-	@fail=0; for f in $(FUZZ_BINS); do \
+	@rm -f $(FUZZ_BUILD)/crash-* $(FUZZ_BUILD)/*.log; \
+	fail=0; for f in $(FUZZ_BINS); do \
 	    n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
 	    echo "== $$n for $(FUZZ_SECONDS) s"; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
@@ -245,3 +246,79 @@ fuzz: $(FUZZ_BINS)
 	    ls $(FUZZ_BUILD)/crash-* 2>/dev/null; \
 	    echo "fuzz: FAILED"; \
 	else echo "fuzz: no crash"; fi; exit $$fail
+
+# ---------------------------------------------------------------------------
+# make faults: the fault suite, a fuzz run, and the figures they measured.
+#
+# tests/test_faults.c appends "CLASS KEY VALUE" lines to $FAULTS_REPORT;
+# FAULTS_AWK adds them up per class. "injected" is written once the faults
+# have happened and "survived" only after every assertion of the test
+# passed, so a failing test shows as injected and not survived. Tests that
+# hit their .timeout are counted from Criterion's output, fuzz executions
+# from libFuzzer's final statistics, crashes from the inputs it kept.
+FAULTS_DIR = $(BUILD)/faults
+FAULTS_REC = $(FAULTS_DIR)/faults.rec
+FAULTS_OUT = $(FAULTS_DIR)/test_faults.out
+
+define FAULTS_AWK
+{ v[$$1, $$2] += $$3; cls[$$1] = 1; tot[$$2] += $$3 }
+END {
+	printf "%-10s %9s %9s %9s %9s %7s %5s %5s %6s %7s\n", "class",
+	    "injected", "survived", "submitted", "completed", "failed",
+	    "lost", "dup", "fds", "zombies"
+	n = asorti_free(cls, names)
+	for (i = 1; i <= n; i++) {
+		c = names[i]
+		printf "%-10s %9d %9d %9d %9d %7d %5d %5d %6d %7d\n", c,
+		    v[c, "injected"], v[c, "survived"], v[c, "submitted"],
+		    v[c, "completed"], v[c, "failed"], v[c, "lost"],
+		    v[c, "duplicated"], v[c, "fds_leaked"], v[c, "zombies"]
+	}
+	printf "%-10s %9d %9d %9d %9d %7d %5d %5d %6d %7d\n", "all",
+	    tot["injected"], tot["survived"], tot["submitted"],
+	    tot["completed"], tot["failed"], tot["lost"], tot["duplicated"],
+	    tot["fds_leaked"], tot["zombies"]
+	printf "results lost: %d\n", tot["lost"]
+	printf "results duplicated: %d\n", tot["duplicated"]
+	printf "completed + failed = submitted: %d + %d = %d (%s)\n",
+	    tot["completed"], tot["failed"], tot["submitted"],
+	    tot["completed"] + tot["failed"] == tot["submitted"] ? "yes" : "NO"
+	printf "descriptors leaked: %d\n", tot["fds_leaked"]
+	printf "zombies left: %d\n", tot["zombies"]
+	printf "children left running: %d\n", tot["children_alive"]
+	printf "orphans alive after the parent was killed: %d\n", tot["orphans"]
+}
+# POSIX awk has no sort: a small insertion sort of the class names.
+function asorti_free(src, dst,    k, n, i, j, t) {
+	n = 0
+	for (k in src) dst[++n] = k
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && dst[j - 1] > dst[j]; j--) {
+			t = dst[j]; dst[j] = dst[j - 1]; dst[j - 1] = t
+		}
+	return n
+}
+endef
+export FAULTS_AWK
+
+faults: $(BUILD)/tests/test_faults
+	@rm -rf $(FAULTS_DIR); mkdir -p $(FAULTS_DIR); fail=0; \
+	echo "== $(BUILD)/tests/test_faults"; \
+	FAULTS_REPORT=$(abspath $(FAULTS_REC)) $(BUILD)/tests/test_faults \
+	    $(TEST_ARGS) > $(FAULTS_OUT) 2>&1 || fail=1; \
+	grep -aE '\[(FAIL|----)\]' $(FAULTS_OUT) | head -n 40; \
+	grep -a 'Synthesis' $(FAULTS_OUT) || { echo "no test ran"; fail=1; }; \
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	    > $(FAULTS_DIR)/fuzz.out 2>&1 || fail=1; \
+	echo; echo "Fault figures (make faults, $(BUILD)):"; \
+	touch $(FAULTS_REC); awk "$$FAULTS_AWK" $(FAULTS_REC); \
+	echo "tests hitting their timeout: $$(grep -ac 'Timed out' \
+	    $(FAULTS_OUT))"; \
+	echo "tests failed: $$(grep -ac '^\[FAIL\]' $(FAULTS_OUT))"; \
+	execs=0; for f in $(FUZZ_BUILD)/fuzz_*.log; do \
+	    e=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$f); \
+	    echo "fuzz executions, $$(basename $$f .log): $${e:-0}"; \
+	    execs=$$((execs + $${e:-0})); done; \
+	echo "fuzz executions: $$execs in $(FUZZ_SECONDS) s per target"; \
+	echo "fuzz crashes: $$(ls $(FUZZ_BUILD) | grep -c '^crash-')"; \
+	exit $$fail

@@ -287,6 +287,22 @@ static struct sums sum_up(const struct tally *t, int n)
 	return s;
 }
 
+/* Logs the tasks that did not end with exactly one result, to explain a
+ * failing assertion (failures may be expected). */
+static void log_odd_tasks(const struct tally *t, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (t->data[i] != 1 || t->error[i] || t->failure[i])
+			cr_log_info("task %d: %d results, %d errors, %d "
+				    "failures (cause %d, code %d)", i,
+				    t->data[i], t->error[i], t->failure[i],
+				    t->cause[i], t->code[i]);
+	if (t->bad || t->stray)
+		cr_log_info("%d results damaged, %d stray", t->bad, t->stray);
+}
+
 static void record_sums(const char *cls, int submitted, struct sums s)
 {
 	record(cls, "submitted", submitted);
@@ -391,6 +407,7 @@ static void run_hooked(const char *cls, bool reuse, size_t (*size_of)(int),
 	s = sum_up(t, n);
 	record(cls, "injected", atomic_load(&sh->injected));
 	record_sums(cls, n, s);
+	log_odd_tasks(t, n);
 	cr_assert_eq(s.completed, n);
 	cr_assert_eq(s.lost + s.duplicated + t->bad + t->stray, 0);
 	cr_assert_gt(atomic_load(&sh->injected), n);
@@ -1257,12 +1274,7 @@ static void run_sigkills(const char *cls, bool reuse, bool continuous,
 	s = sum_up(t, n);
 	record(cls, "injected", kills);
 	record_sums(cls, n, s);
-	for (i = 0; i < n; i++)
-		if (t->data[i] + t->error[i] + t->failure[i] != 1)
-			cr_log_warn("task %d: %d results, %d errors, %d "
-				    "failures (cause %d, code %d)", i,
-				    t->data[i], t->error[i], t->failure[i],
-				    t->cause[i], t->code[i]);
+	log_odd_tasks(t, n);
 	cr_assert_eq(s.completed + s.failed, n, "lost %d, duplicated %d",
 		     s.lost, s.duplicated);
 	cr_assert_eq(s.lost + s.duplicated + t->bad + t->stray, 0);
@@ -1751,3 +1763,119 @@ Test(faults, large_messages_both_ways_at_once, .timeout = 120)
 	hygiene_end(&h);
 }
 #endif
+
+/* ------------------------------------------------------------------------ */
+/* Failure policies                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* mode 1: exits 3 on its first two attempts, then answers; mode 2: always
+ * exits 3. Attempts are counted in the shared page, per task. */
+static void flaky_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	const struct job *j = arg;
+	int attempt = atomic_fetch_add(&sh->pids[j->task], 1);
+
+	(void)len, (void)ctx;
+	if (j->mode == 2 || (j->mode == 1 && attempt < 2))
+		channel_exit(ch, 3);
+	send_answer(ch, j);
+}
+
+static void run_policy(int policy, bool reuse, const int *modes, int n,
+		       struct tally *t)
+{
+	struct exchange_options o = { .limit = 1, .policy = policy,
+				      .retries = 2, .reuse = reuse,
+				      .store_data = tally_store, .udata = t };
+	struct exchange *ex = exchange_new(&o);
+	struct job j = { 0 };
+	int i;
+
+	cr_assert_not_null(ex);
+	for (i = 0; i < n; i++) {
+		j.task = (size_t)i;
+		j.len = 100;
+		j.mode = modes[i];
+		cr_assert_eq(exchange_start(ex, flaky_fn, &j, sizeof(j), NULL),
+			     i);
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+}
+
+static void check_retry(bool reuse)
+{
+	static const int modes[] = { 0, 1, 0, 2, 0 };
+	struct tally *t = calloc(1, sizeof(*t));
+	struct hygiene h;
+	struct sums s;
+	int n = 5;
+
+	cr_assert_not_null(t);
+	hygiene_begin(&h, "policy");
+	shared_new();
+	run_policy(EXCHANGE_RETRY, reuse, modes, n, t);
+	s = sum_up(t, n);
+	record("policy", "injected", 2 + 3);
+	record_sums("policy", n, s);
+	log_odd_tasks(t, n);
+	/* The flaky task succeeds on its third run, with one outcome; the
+	 * hopeless one fails after 1 + 2 runs, once. */
+	cr_assert_eq(t->data[1], 1);
+	cr_assert_eq(t->failure[1], 0);
+	cr_assert_eq(atomic_load(&sh->pids[1]), 3);
+	cr_assert_eq(t->failure[3], 1);
+	cr_assert_eq(t->cause[3], reuse ? CHANNEL_LOST : CHANNEL_EXITED);
+	cr_assert_eq(atomic_load(&sh->pids[3]), 3);
+	cr_assert_eq(s.completed, n - 1);
+	cr_assert_eq(s.lost + s.duplicated + t->bad + t->stray, 0);
+	record("policy", "survived", 2 + 3);
+	shared_free();
+	free(t);
+	hygiene_end(&h);
+}
+
+Test(faults, retry_policy_runs_a_failed_task_again, .timeout = 60)
+{
+	check_retry(false);
+}
+
+Test(faults, retry_policy_runs_a_failed_task_again_reuse, .timeout = 60)
+{
+	check_retry(true);
+}
+
+Test(faults, stop_policy_starts_nothing_after_a_failure, .timeout = 60)
+{
+	static const int modes[] = { 0, 2, 0, 0, 0, 0 };
+	struct tally *t = calloc(1, sizeof(*t));
+	struct hygiene h;
+	struct sums s;
+	int i, n = 6;
+
+	cr_assert_not_null(t);
+	hygiene_begin(&h, "policy");
+	shared_new();
+	run_policy(EXCHANGE_STOP, false, modes, n, t);
+	s = sum_up(t, n);
+	record("policy", "injected", 1);
+	record_sums("policy", n, s);
+	/* limit 1: the failure is known before task 2 starts, and every
+	 * later task is reported as not started, cancelled. */
+	cr_assert_eq(t->data[0], 1);
+	cr_assert_eq(t->failure[1], 1);
+	cr_assert_eq(t->cause[1], CHANNEL_EXITED);
+	cr_assert_eq(t->code[1], 3);
+	for (i = 2; i < n; i++) {
+		cr_assert_eq(t->failure[i], 1, "task %d", i);
+		cr_assert_eq(t->cause[i], CHANNEL_NOT_STARTED, "task %d", i);
+		cr_assert_eq(atomic_load(&sh->pids[i]), 0, "task %d ran", i);
+	}
+	cr_assert_eq(s.completed + s.failed, n);
+	cr_assert_eq(s.lost + s.duplicated, 0);
+	record("policy", "survived", 1);
+	shared_free();
+	free(t);
+	hygiene_end(&h);
+}
