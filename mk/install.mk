@@ -82,6 +82,20 @@ uninstall:
 	    rm -f '$(DESTDIR)$(MANDIR)/man3/'"$${p##*/}"; \
 	done
 
+# Prints, sorted, the functions exchange.h declares: every name followed by
+# "(" in the preprocessed header that starts with exchange_ or channel_,
+# less the function types (typedef ... name(...)).
+DECLARED = $(CC) $(STD) -E -P exchange.h | tr -s ' \t\n' '   ' | \
+	awk '{ s = $$0; \
+	    while (match(s, /typedef[^;(]*\(/)) { \
+		t = substr(s, RSTART, RLENGTH - 1); sub(/.*[^A-Za-z0-9_]/, "", t); \
+		skip[t] = 1; s = substr(s, RSTART + RLENGTH) } \
+	    s = $$0; \
+	    while (match(s, /(exchange|channel)_[A-Za-z0-9_]* *\(/)) { \
+		n = substr(s, RSTART, RLENGTH); sub(/ *\($$/, "", n); \
+		if (!(n in skip)) print n; s = substr(s, RSTART + RLENGTH) } }' | \
+	sort -u
+
 # The shared library exports exactly what exchange.h declares: a name the
 # header does not declare fails the check (it would become ABI by accident),
 # and so does a declared function the library does not define (a program
@@ -92,13 +106,7 @@ check-exports: $(SHARED) | $(BUILD)/check
 	if [ "$$soname" != "$(SONAME)" ]; then \
 	    echo "check-exports: soname is '$$soname', not $(SONAME)"; exit 1; \
 	fi
-	@$(CC) $(STD) -E -P exchange.h | tr -s ' \t\n' '   ' > $(BUILD)/check/header.i
-	@grep -oE 'typedef[^;(]*\(' $(BUILD)/check/header.i | \
-	    grep -oE '[A-Za-z_][A-Za-z0-9_]* *\($$' | tr -d ' (' | \
-	    sort -u > $(BUILD)/check/typedefs.txt
-	@grep -oE '[A-Za-z_][A-Za-z0-9_]* *\(' $(BUILD)/check/header.i | \
-	    tr -d ' (' | grep -E '^(exchange|channel)_' | sort -u | \
-	    comm -23 - $(BUILD)/check/typedefs.txt > $(BUILD)/check/declared.txt
+	@$(DECLARED) > $(BUILD)/check/declared.txt
 	@nm -D --defined-only $(SHARED) | awk 'NF >= 3 { print $$3 }' | \
 	    sed 's/@.*//' | sort -u > $(BUILD)/check/exported.txt
 	@extra=$$(comm -23 $(BUILD)/check/exported.txt $(BUILD)/check/declared.txt); \
@@ -176,7 +184,8 @@ lint: | $(BUILD)/check
 
 # Every page renders with no warning from groff and man(1), and the program
 # in its EXAMPLE section (roff escapes undone) compiles without a warning,
-# links to the library and runs to a zero exit status.
+# links to the library and runs to a zero exit status. Every function
+# exchange.h declares is named in the NAME section of some page.
 man-check: $(MAN_PAGES) $(STATIC) | $(BUILD)/check
 	@for p in $(MAN_PAGES); do \
 	    echo "man-check: $$p"; \
@@ -194,6 +203,18 @@ man-check: $(MAN_PAGES) $(STATIC) | $(BUILD)/check
 	    $$ex.bin > $$ex.out 2>&1 || { cat $$ex.out; \
 		echo "$$p: the EXAMPLE program failed"; exit 1; }; \
 	done
+	@$(DECLARED) > $(BUILD)/check/declared-man.txt
+	@for p in $(MAN_PAGES); do \
+	    sed -n '/^\.SH NAME/,/\\-/{/^\.SH/d;p;}' $$p | tr '\n' ' ' | \
+		sed 's/ *\\-.*//;s/,/ /g' | tr ' ' '\n'; echo; \
+	done | grep . | sort -u > $(BUILD)/check/documented.txt
+	@missing=$$(comm -23 $(BUILD)/check/declared-man.txt \
+	    $(BUILD)/check/documented.txt); \
+	if [ -n "$$missing" ]; then \
+	    echo "man-check: no page names:" $$missing; exit 1; \
+	fi; \
+	echo "man-check: all $$(wc -l < $(BUILD)/check/declared-man.txt)" \
+	    "functions of exchange.h have a page"
 
 # The install, pkg-config and link path, end to end, outside Criterion: the
 # test tests/test_install.c runs the same script inside make check.
