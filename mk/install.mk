@@ -3,14 +3,16 @@
 #   make install       the libraries, exchange.h, exchange.pc and the man
 #                      pages under $(DESTDIR)$(PREFIX)
 #   make uninstall     removes exactly what install put there
-#   make check-exports the shared library exports only what exchange.h
+#   make check-exports the shared library exports exactly what exchange.h
 #                      declares, under the right soname
 #   make check-header  exchange.h compiles alone as C11 and C++ with gcc,
 #                      clang, g++ and clang++, warnings as errors
 #   make check-install install into a temporary DESTDIR, build a program
 #                      against it with pkg-config, run it, uninstall
 #   make lint          cppcheck and clang-tidy on the library sources
-#   make man-check     the man pages render without a warning
+#   make man-check     the man pages render without a warning, their
+#                      examples compile and run, and every function of
+#                      exchange.h has a page
 #
 # PREFIX, LIBDIR, INCLUDEDIR, MANDIR and PKGCONFIGDIR may be given on the
 # command line or in the environment; DESTDIR is put in front of each at
@@ -33,7 +35,7 @@ pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(patsubst $(PREFIX),$${prefix},$(1
 
 MAN_PAGES = $(sort $(wildcard man/*.3))
 
-# Each name a page documents in its NAME section ("a, b, c \\- what") gets a
+# Each name a page documents in its NAME section ("a, b, c \- what") gets a
 # one-line page that sources it, so that "man channel_send" works. The shell
 # loop prints "page name" pairs.
 MAN_NAMES = for p in $(MAN_PAGES); do \
