@@ -95,6 +95,15 @@ struct channel {
 				   so the next wait polls before reading; an
 				   owner whose own poll saw POLLIN clears it */
 	bool pipe_grown;	/* the write pipe was enlarged for big frames */
+	bool hup;		/* the owner's poll saw POLLHUP: a read that
+				   empties the kernel buffer is end of stream */
+	bool blocking;		/* rfd is blocking (a reuse worker's pipe): a
+				   receive without timeout reads at once */
+	bool cork;		/* hold small frames back in obuf until
+				   channel_uncork or the next receive wait */
+	unsigned char *obuf;	/* frames held back while corked */
+	size_t olen;		/* bytes in obuf */
+	size_t ocap;		/* allocated size of obuf */
 	struct channel *prev;	/* registry of all open channels */
 	struct channel *next;
 
@@ -160,6 +169,15 @@ HIDDEN int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
  * that the next receive after the buffered messages returns it. */
 HIDDEN int channel_push_failure(struct channel *ch, int cause, int code,
 				const char *text);
+
+/* Sends the frames held back while ch->cork was set, in one write, and
+ * clears cork. A receive that has to wait flushes them too, so a worker
+ * that asks its parent something never deadlocks on its own buffer. */
+HIDDEN int channel_uncork(struct channel *ch, int timeout_ms);
+
+/* Makes the read descriptor blocking (pipes only): receives without a
+ * timeout then read without polling first. For a reuse worker's own end. */
+HIDDEN int channel_set_blocking(struct channel *ch);
 
 /* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
  * by others), 0 still running, -1 no process. */

@@ -906,3 +906,71 @@ Test(channel, bad_arguments, .timeout = 5)
 	channel_msg_free(NULL);
 	cr_assert_str_eq(exchange_version(), EXCHANGE_VERSION);
 }
+
+/* Both sides send a large message before either receives: a sender
+ * waiting for room reads what comes meanwhile, so neither waits for ever. */
+Test(channel, large_messages_both_ways_at_once, .timeout = 60)
+{
+	size_t len = 24u << 20, i;
+	unsigned char *p = malloc(len);
+	struct channel *ch;
+	struct channel_msg m;
+	size_t ok = 0;
+
+	cr_assert_not_null(p);
+	for (i = 0; i < len; i++)
+		p[i] = (unsigned char)(i % 253);
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		if (channel_send(ch, p, len, 20000) < 0)
+			channel_exit(ch, 2);
+		if (channel_recv(ch, &m, 20000) == 1)
+			ok = m.len == len && memcmp(m.data, p, len) == 0;
+		channel_send(ch, &ok, sizeof(ok), 20000);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_send(ch, p, len, 20000), 0);
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	cr_assert_eq(m.len, len);
+	cr_assert_eq(memcmp(m.data, p, len), 0);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	cr_assert_eq(*(size_t *)m.data, 1, "the child got the parent's message");
+	channel_msg_free(&m);
+	free(p);
+	cr_assert_eq(channel_close(ch), 0);
+}
+
+/* The same over a socket link, where one descriptor carries both ways. */
+Test(channel, large_messages_both_ways_over_a_socket, .timeout = 60)
+{
+	size_t len = 24u << 20;
+	unsigned char *p = calloc(1, len);
+	struct channel *ch;
+	struct channel_msg m;
+	pid_t pid;
+
+	cr_assert_not_null(p);
+	pid = channel_fork(&ch, CHANNEL_LINK_SOCKET);
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		size_t ok = 0;
+
+		if (channel_send(ch, p, len, 20000) < 0)
+			channel_exit(ch, 2);
+		if (channel_recv(ch, &m, 20000) == 1)
+			ok = m.len == len;
+		channel_send(ch, &ok, sizeof(ok), 20000);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_send(ch, p, len, 20000), 0);
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	cr_assert_eq(m.len, len);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	cr_assert_eq(*(size_t *)m.data, 1);
+	channel_msg_free(&m);
+	free(p);
+	cr_assert_eq(channel_close(ch), 0);
+}
