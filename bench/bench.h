@@ -45,7 +45,7 @@ int bench_square(const void *in, void *out, void *ctx);
  * iteration counts per element. */
 #define MANDEL_W 1600
 #define MANDEL_H 1000
-#define MANDEL_ITER 800
+#define MANDEL_ITER 500
 void bench_mandel_row(int y, uint16_t *row);
 
 /* Parses a non-negative count argument, or fails the trial. */
