@@ -187,10 +187,14 @@ lint: | $(BUILD)/check
 # Every page renders with no warning from groff and man(1), and the program
 # in its EXAMPLE section (roff escapes undone) compiles without a warning,
 # links to the library and runs to a zero exit status. Every function
-# exchange.h declares is named in the NAME section of some page.
+# exchange.h declares is named in the NAME section of some page, and each
+# page's title line names the version being built.
 man-check: $(MAN_PAGES) $(STATIC) | $(BUILD)/check
 	@for p in $(MAN_PAGES); do \
 	    echo "man-check: $$p"; \
+	    grep -q '^\.TH .* "exchange $(VERSION)"' $$p || { \
+		echo "$$p: its .TH line does not name exchange $(VERSION)"; \
+		exit 1; }; \
 	    out=$$(groff -man -ww -z $$p 2>&1); \
 	    if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
 	    out=$$(MANWIDTH=80 man --warnings -l $$p 2>&1 >/dev/null); \
