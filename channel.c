@@ -1919,7 +1919,10 @@ static size_t persist_absorb(struct channel *ch)
 	size_t pos = ch->ipos, rest;
 	uint64_t n;
 
-	if (ch->stream_left || ch->broken)
+	/* The walk stops at the first frame that is incomplete or malformed
+	 * (a broken channel's bad frame included); the acknowledgements
+	 * before it still count, even when a read error came after them. */
+	if (ch->stream_left || !ch->ibuf)
 		return 0;
 	while (frame_decode(ch->ibuf + pos, ch->ilen - pos, SIZE_MAX, &h) ==
 	       1 && h.size <= ch->ilen - pos) {
@@ -1950,10 +1953,11 @@ static void persist_drop_peer(struct channel *ch)
 	size_t whole;
 
 	whole = persist_absorb(ch);
-	if (ch->broken || ch->stream_left) {
+	if (ch->stream_left) {
 		ch->ipos = ch->ilen = 0;
 		ch->stream_left = 0;
 	} else {
+		/* Cuts a partial or malformed frame off the end. */
 		ch->ilen = ch->ipos + whole;
 	}
 	if (ch->big && ch->big_have < ch->big_len) {
