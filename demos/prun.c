@@ -186,6 +186,8 @@ static void *xrealloc(void *p, size_t n)
 
 static void buf_add(struct buf *b, const char *s, size_t n)
 {
+	if (n == 0)
+		return;
 	if (b->len + n > b->cap) {
 		size_t cap = b->cap ? b->cap : 256;
 
@@ -344,6 +346,18 @@ static void command_prepare(struct command *c)
 		return;
 	c->prog = find_program(c->words[0]);
 	c->direct = c->prog != NULL;
+}
+
+static void command_free(struct command *c)
+{
+	size_t i;
+
+	for (i = 0; c->words && i < c->nwords; i++)
+		free(c->words[i]);
+	free(c->words);
+	free(c->prog);
+	free(c->sh);
+	free(c->line);
 }
 
 /* s with every "{}" replaced by arg (quoted for the shell when quote). */
@@ -919,5 +933,6 @@ int main(int argc, char **argv)
 		status = 128 + (int)got_interrupt;
 	free(r.running);
 	free(r.done);
+	command_free(&r.cmd);
 	return status;
 }
