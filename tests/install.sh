@@ -35,8 +35,8 @@ lib=$root$prefix/lib
 
 # This may run under make check: the parent's jobserver descriptors are not
 # ours, so keep its variables but not its job options.
-MAKEFLAGS=$(printf '%s' "${MAKEFLAGS:-}" |
-	sed -e 's/--jobserver-[a-z]*=[^ ]*//g' -e 's/-j[0-9]*//g')
+MAKEFLAGS=$(printf ' %s ' "${MAKEFLAGS:-}" |
+	sed -e 's/ --jobserver-[a-z]*=[^ ]*/ /g' -e 's/ -j[0-9]* / /g')
 export MAKEFLAGS
 
 $make -s -C "$srcdir" BUILD="$build" DESTDIR="$root" PREFIX="$prefix" \
