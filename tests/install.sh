@@ -108,6 +108,24 @@ check_prog "the static library" "$(pkg-config "$pcvar" --cflags exchange)" \
 readelf -d "$tmp/prog" | grep -q 'NEEDED.*libexchange' &&
 	fail "the static build still needs libexchange.so"
 
+# A demo, too, builds against the installed copy alone: its own header
+# includes "exchange.h", found through pkg-config's -I, not the source tree.
+demo=$srcdir/demos/simple_pmap.c
+if [ -f "$demo" ]; then
+	# shellcheck disable=SC2046,SC2086
+	$cc -std=c11 -D_POSIX_C_SOURCE=200809L -I"$srcdir/demos" \
+		$(pkg-config "$pcvar" --cflags exchange) -o "$tmp/demo" "$demo" \
+		$(pkg-config "$pcvar" --libs exchange) $ldflags -lm \
+		> "$tmp/cc.log" 2>&1 ||
+		{ cat "$tmp/cc.log" >&2; fail "build demos/simple_pmap.c"; }
+	LD_LIBRARY_PATH=$lib "$tmp/demo" --n 4 --limit 2 --delay 0 \
+		> "$tmp/out" 2>&1 ||
+		{ cat "$tmp/out" >&2; fail "run demos/simple_pmap"; }
+	grep -q 'Calculating' "$tmp/out" ||
+		fail "demos/simple_pmap printed: $(cat "$tmp/out")"
+	ok "demos/simple_pmap built against the installed copy and ran"
+fi
+
 # The pages render from the installed tree, the per-function names too.
 if command -v man > /dev/null 2>&1; then
 	for page in exchange channel channel_send exchange_pmap \
