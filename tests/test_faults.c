@@ -1696,10 +1696,9 @@ Test(faults, children_end_when_the_parent_is_killed, .timeout = 60)
 /* Large messages both ways at once                                         */
 /* ------------------------------------------------------------------------ */
 
-#ifdef FAULTS_PENDING
-/* Pending (fails today): a send blocked on a full pipe does not read what
- * the other side sends meanwhile, so two large sends in opposite
- * directions wait for each other until their timeouts (ETIMEDOUT). */
+/* A send blocked on a full pipe must read what the other side sends
+ * meanwhile, or two large sends in opposite directions wait for each other
+ * until their timeouts. */
 #define BIDIR_LEN ((size_t)24 << 20)
 
 /* Sends a large message while the parent sends one to it, then receives
@@ -1762,7 +1761,6 @@ Test(faults, large_messages_both_ways_at_once, .timeout = 120)
 	record("bidir", "survived", 2);
 	hygiene_end(&h);
 }
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* Failure policies                                                         */
