@@ -417,6 +417,79 @@ static void ref_mandel(int argc, char **argv)
 	bench_ok(t0);
 }
 
+/*
+ * A ping-pong among idle descriptors: n - 1 pipes that never become
+ * readable (their write ends stay open here, which is what a sleeping
+ * child's end looks like to poll) and one child that sends m 8-byte
+ * messages, each answered with one byte before the next. Microseconds per
+ * received message; the poll over all n descriptors is most of it for
+ * large n.
+ */
+static void ref_sleepers(int argc, char **argv)
+{
+	long n = argc > 0 ? bench_count(argv[0]) : 10;
+	long m = argc > 1 ? bench_count(argv[1]) : 5000, k, got = 0;
+	struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
+	int up[2], down[2], st;
+	pid_t pid;
+	double t0;
+
+	if (!pfd || n < 1 || m < 1)
+		bench_na("bad arguments or no memory");
+	for (k = 0; k < n - 1; k++) {
+		int p[2];
+
+		if (pipe(p) < 0)
+			bench_na("pipe: %s", strerror(errno));
+		pfd[k].fd = p[0];
+		pfd[k].events = POLLIN;
+	}
+	if (pipe(up) < 0 || pipe(down) < 0)
+		bench_na("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		bench_na("fork: %s", strerror(errno));
+	if (pid == 0) {
+		char c;
+
+		for (k = 0; k < m; k++) {
+			uint64_t v = (uint64_t)k * (uint64_t)k;
+
+			if (write_full(up[1], &v, sizeof v) ||
+			    read_full(down[0], &c, 1) != 1)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(up[1]);
+	close(down[0]);
+	pfd[n - 1].fd = up[0];
+	pfd[n - 1].events = POLLIN;
+	t0 = bench_now();
+	while (got < m) {
+		if (poll(pfd, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			bench_na("poll: %s", strerror(errno));
+		}
+		for (k = 0; k < n; k++) {
+			uint64_t v;
+
+			if (!pfd[k].revents)
+				continue;
+			if (read_full(pfd[k].fd, &v, sizeof v) != sizeof v)
+				bench_na("sender gone");
+			got++;
+			if (write_full(down[1], "a", 1))
+				bench_na("write: %s", strerror(errno));
+		}
+	}
+	t0 = bench_now() - t0;
+	close(down[1]);
+	waitpid(pid, &st, 0);
+	bench_ok(t0 * 1e6 / m);
+}
+
 static const struct {
 	const char *name;	/* as given to "bench run" */
 	bench_trial_fn *fn;	/* the trial */
@@ -427,6 +500,7 @@ static const struct {
 	{ "ref_big", ref_big },
 	{ "ref_serial", ref_serial },
 	{ "ref_mandel", ref_mandel },
+	{ "ref_sleepers", ref_sleepers },
 };
 
 bench_trial_fn *bench_ref_trial(const char *name)
