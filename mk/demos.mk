@@ -9,8 +9,11 @@
 # The tests of the demos (tests/test_demos.c) run the built programs from
 # $(BUILD)/demos, so building that test builds the demos first.
 
-# Where the tour writes the image.
+# Where the tour writes the image: a PPM, the same computed serially (the
+# two are compared), and a PNG that a browser opens.
 DEMO_IMAGE = $(BUILD)/mandelbrot.ppm
+DEMO_SERIAL = $(BUILD)/mandelbrot-serial.ppm
+DEMO_PNG = $(BUILD)/mandelbrot.png
 # The text the tour counts: the system's documentation (its gzip files are
 # skipped as binary), or the project's own sources where there is none.
 DEMO_TEXT ?= $(if $(wildcard /usr/share/doc/*/copyright),/usr/share/doc,.)
@@ -31,6 +34,9 @@ demo: $(DEMOS)
 	@echo
 	@echo "== mandelbrot: rows computed in parallel with exchange_pmap"
 	$(BUILD)/demos/mandelbrot -o $(DEMO_IMAGE)
+	$(BUILD)/demos/mandelbrot --serial -o $(DEMO_SERIAL)
+	cmp $(DEMO_IMAGE) $(DEMO_SERIAL) && echo "the parallel and serial images are identical"
+	$(BUILD)/demos/mandelbrot -o $(DEMO_PNG)
 	@echo
 	@echo "== wordcount: the top words of $(DEMO_TEXT_FILES) files of $(DEMO_TEXT), counted in worker processes"
 	$(BUILD)/demos/wordcount --top 10 --max-files $(DEMO_TEXT_FILES) $(DEMO_TEXT)
@@ -41,6 +47,6 @@ demo: $(DEMOS)
 	@echo "== prun: a shell command per input line, 4 at a time, output in input order"
 	seq 1 8 | $(BUILD)/demos/prun -k -j 4 'echo {} squared is $$(expr {} "*" {})'
 	@echo
-	@echo "The Mandelbrot image is $(abspath $(DEMO_IMAGE))"
-	@echo "(a binary PPM: open it with an image viewer, or convert it, e.g."
-	@echo " pnmtopng $(DEMO_IMAGE) > mandelbrot.png)."
+	@echo "The Mandelbrot image is $(abspath $(DEMO_PNG))"
+	@echo "(open it in a browser or any image viewer; the same picture as a"
+	@echo " binary PPM is $(abspath $(DEMO_IMAGE)))."

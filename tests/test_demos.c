@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,86 @@ Test(mandelbrot, header_and_size, .timeout = 30)
 	free(img);
 	free(path);
 	free(cmd);
+	rm_rf(d);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The PNG holds the same pixels as the PPM: its chunks are read, and the
+ * zlib stream of stored blocks in IDAT is unpacked by hand. */
+Test(mandelbrot, png_has_the_ppm_pixels, .timeout = 30)
+{
+	char *d = tmpdir();
+	char *c1 = fmt("%s --width 300 --height 250 -o %s/m.png >/dev/null",
+		       demo("mandelbrot"), d);
+	char *c2 = fmt("%s --width 300 --height 250 --serial -o %s/m.ppm "
+		       ">/dev/null", demo("mandelbrot"), d);
+	char *p1 = fmt("%s/m.png", d), *p2 = fmt("%s/m.ppm", d);
+	const char hdr[] = "P6\n300 250\n255\n";
+	unsigned char *png, *z = NULL, *raw, *pos;
+	char *ppm;
+	size_t plen, mlen, zlen = 0, rlen = 0, rowlen = 300 * 3, y;
+
+	cr_assert_eq(run(c1, NULL), 0);
+	cr_assert_eq(run(c2, NULL), 0);
+	png = (unsigned char *)read_file(p1, &plen);
+	ppm = read_file(p2, &mlen);
+	cr_assert(plen > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0);
+	for (pos = png + 8; pos + 12 <= png + plen;) {
+		uint32_t n = get32(pos);
+
+		cr_assert(pos + 12 + n <= png + plen, "chunk past the end");
+		if (memcmp(pos + 4, "IHDR", 4) == 0) {
+			cr_assert_eq(get32(pos + 8), 300);
+			cr_assert_eq(get32(pos + 12), 250);
+			cr_assert_eq(pos[16], 8);
+			cr_assert_eq(pos[17], 2);
+		} else if (memcmp(pos + 4, "IDAT", 4) == 0) {
+			z = realloc(z, zlen + n);
+			cr_assert(z);
+			memcpy(z + zlen, pos + 8, n);
+			zlen += n;
+		}
+		pos += 12 + n;
+	}
+	cr_assert(z && zlen > 6);
+	raw = malloc(zlen);
+	cr_assert(raw);
+	for (pos = z + 2;;) {
+		size_t n;
+		int last;
+
+		cr_assert(pos + 5 <= z + zlen, "blocks past the end");
+		n = (size_t)pos[1] | (size_t)pos[2] << 8;
+		last = pos[0] & 1;
+		cr_assert(pos + 5 + n <= z + zlen, "block past the end");
+		cr_assert_eq(pos[0] & 6, 0, "not a stored block");
+		cr_assert_eq(n ^ ((size_t)pos[3] | (size_t)pos[4] << 8), 0xffff);
+		memcpy(raw + rlen, pos + 5, n);
+		rlen += n;
+		pos += 5 + n;
+		if (last)
+			break;
+	}
+	cr_assert_eq(rlen, (rowlen + 1) * 250);
+	for (y = 0; y < 250; y++) {
+		cr_assert_eq(raw[y * (rowlen + 1)], 0, "filter byte");
+		cr_assert(memcmp(raw + y * (rowlen + 1) + 1,
+				 ppm + sizeof(hdr) - 1 + y * rowlen, rowlen) == 0,
+			  "row %zu differs", y);
+	}
+	free(raw);
+	free(z);
+	free(png);
+	free(ppm);
+	free(p1);
+	free(p2);
+	free(c1);
+	free(c2);
 	rm_rf(d);
 }
 
