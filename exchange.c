@@ -1087,9 +1087,13 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 				errno = EBADF;
 				return -1;
 			}
-			p->revents = 0;
-			/* Our own poll saw data: read without polling again. */
+			/* Our own poll saw data: read without polling again.
+			 * With the hang-up seen too, a read that empties the
+			 * pipe is the end of stream, without another read. */
 			ch->drained = false;
+			if (p->revents & POLLHUP)
+				ch->hup = true;
+			p->revents = 0;
 			if (channel_fill(ch) < 0 && errno != EAGAIN &&
 			    errno != EWOULDBLOCK) {
 				ch->broken = true;

@@ -71,27 +71,38 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	void *data;
 	size_t dlen;
 	pid_t pid;
+	int r;
 
 	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
 	if (pid != 0) {
 		*out = ch;
 		return pid;
 	}
+	if (!worker) {
+		run_one(ch, fn, pfn, ctx, arg, len);
+		channel_exit(ch, 0);
+	}
+	/* Between tasks a worker only waits for the next one, so its read
+	 * end (which no other process holds) blocks: one read per task, no
+	 * poll. Its results are corked and leave with DONE in one write when
+	 * it waits for the next task (or earlier, when fn itself waits). */
+	channel_set_blocking(ch);
+	ch->cork = true;
 	run_one(ch, fn, pfn, ctx, arg, len);
-	if (worker) {
-		for (;;) {
-			if (channel_send_frame(ch, FRAME_DONE, NULL, 0, NULL,
-					       0, -1) < 0)
-				break;
-			if (channel_recv_frame(ch, &kind, &data, &dlen, -1) <= 0)
-				break;
-			if (kind != FRAME_TASK) {
-				free(data);
-				break;
-			}
-			run_one(ch, fn, pfn, ctx, data, dlen);
+	for (;;) {
+		if (channel_send_frame(ch, FRAME_DONE, NULL, 0, NULL, 0,
+				       -1) < 0)
+			break;
+		r = channel_recv_frame(ch, &kind, &data, &dlen, -1);
+		if (r <= 0)
+			break;
+		if (kind != FRAME_TASK) {
 			free(data);
+			break;
 		}
+		ch->cork = true;
+		run_one(ch, fn, pfn, ctx, data, dlen);
+		free(data);
 	}
 	channel_exit(ch, 0);
 }
@@ -324,6 +335,8 @@ static _Noreturn void pmap_child(struct channel *ch, struct pmap *pm)
 	void *data;
 	size_t dlen;
 
+	/* It only ever waits for its next batch: read without polling. */
+	channel_set_blocking(ch);
 	for (;;) {
 		if (channel_recv_frame(ch, &kind, &data, &dlen, -1) <= 0)
 			break;
