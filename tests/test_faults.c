@@ -1877,3 +1877,95 @@ Test(faults, stop_policy_starts_nothing_after_a_failure, .timeout = 60)
 	free(t);
 	hygiene_end(&h);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Start failures in Map and pmap                                           */
+/* ------------------------------------------------------------------------ */
+
+Test(faults, fork_failure_in_a_map, .timeout = 60)
+{
+	struct exchange_options o = { .limit = 3 };
+	struct channel_msg m;
+	struct hygiene h;
+	struct exchange *ex;
+	struct job j = { 0 };
+	int i, n = 20, completed = 0, not_started = 0, other = 0;
+
+	hygiene_begin(&h, "fork");
+	shared_new();
+	calls = 0;
+	exchange_hooks.fork = failing_fork;
+	ex = exchange_new_map(&o);
+	cr_assert_not_null(ex);
+	for (i = 0; i < n; i++) {
+		j.task = (size_t)i;
+		j.len = 50;
+		cr_assert_eq(exchange_start(ex, answer_fn, &j, sizeof(j), NULL),
+			     i);
+	}
+	for (i = 0; i < n; i++) {
+		if (exchange_map_get(ex, (size_t)i, &m, 30000) != 1)
+			continue;
+		if (m.kind == CHANNEL_DATA)
+			completed++;
+		else if (m.cause == CHANNEL_NOT_STARTED && m.code == EAGAIN)
+			not_started++;
+		else
+			other++;
+	}
+	exchange_free(ex);
+	memset(&exchange_hooks, 0, sizeof(exchange_hooks));
+	record("fork", "injected", atomic_load(&sh->injected));
+	record("fork", "submitted", n);
+	record("fork", "completed", completed);
+	record("fork", "failed", not_started + other);
+	record("fork", "lost", n - completed - not_started - other);
+	cr_assert_eq(completed + not_started, n);
+	cr_assert_eq(not_started, atomic_load(&sh->injected));
+	cr_assert_gt(not_started, 0);
+	record("fork", "survived", atomic_load(&sh->injected));
+	shared_free();
+	hygiene_end(&h);
+}
+
+static int square(const void *in, void *out, void *ctx)
+{
+	int v = *(const int *)in;
+
+	(void)ctx;
+	*(int *)out = v * v;
+	return 0;
+}
+
+Test(faults, fork_failure_in_pmap_leaves_fewer_workers, .timeout = 60)
+{
+	enum { N = 500 };
+	static int in[N], out[N];
+	struct exchange_pmap_options po = { .workers = 4 };
+	struct hygiene h;
+	ssize_t got;
+	int i, bad = 0;
+
+	hygiene_begin(&h, "fork");
+	shared_new();
+	for (i = 0; i < N; i++)
+		in[i] = i;
+	calls = 0;
+	exchange_hooks.fork = failing_fork;
+	got = exchange_pmap(square, in, N, sizeof(int), out, sizeof(int),
+			    &po);
+	exchange_hooks.fork = NULL;
+	for (i = 0; i < N; i++)
+		bad += out[i] != i * i;
+	record("fork", "injected", atomic_load(&sh->injected));
+	record("fork", "submitted", N);
+	record("fork", "completed", got > 0 ? (long)got : 0);
+	record("fork", "failed", 0);
+	record("fork", "lost", got >= 0 ? N - got : N);
+	cr_assert_gt(atomic_load(&sh->injected), 0);
+	cr_assert_eq(got, N);
+	cr_assert_eq(bad, 0);
+	record("fork", "survived", atomic_load(&sh->injected));
+	shared_free();
+	hygiene_end(&h);
+}
