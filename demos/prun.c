@@ -112,7 +112,10 @@ struct run {
 	size_t finished;	/* jobs finished */
 	size_t failed;		/* jobs that failed */
 	bool stop;		/* start no more jobs */
-	bool input_done;	/* standard input is exhausted */
+	struct buf in;		/* standard input read but not yet used */
+	size_t in_pos;		/* the first unused byte of in */
+	bool input_eof;		/* standard input reached its end */
+	bool input_done;	/* and every line of it has been taken */
 	bool output_broken;	/* writing our stdout or stderr failed */
 	bool interrupted;	/* the jobs were sent SIGTERM for an interrupt */
 };
@@ -669,21 +672,60 @@ static void job_finish(struct run *r, struct job *j)
 /* The loop                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Reads the next argument from stdin. NULL at end of input. */
+/* Takes the next whole line from what has been read of standard input
+ * (the last line may lack its newline). NULL when no whole line is there
+ * yet. Input is read by the poll loop, never here: a slow producer must
+ * not hold up the jobs' output or their time limits. */
 static char *next_arg(struct run *r)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n = getline(&line, &cap, stdin);
+	struct buf *b = &r->in;
+	const char *start = b->data + r->in_pos, *nl;
+	size_t avail = b->len - r->in_pos, n;
+	char *line;
 
-	if (n < 0) {
-		free(line);
-		r->input_done = true;
+	if (avail == 0) {
+		if (r->input_eof)
+			r->input_done = true;
 		return NULL;
 	}
-	if (n > 0 && line[n - 1] == '\n')
-		line[n - 1] = '\0';
+	nl = memchr(start, '\n', avail);
+	if (!nl && !r->input_eof)
+		return NULL;
+	n = nl ? (size_t)(nl - start) : avail;
+	line = xmalloc(n + 1);
+	memcpy(line, start, n);
+	line[n] = '\0';
+	r->in_pos += nl ? n + 1 : n;
+	if (r->in_pos == b->len) {
+		b->len = 0;
+		r->in_pos = 0;
+	}
 	return line;
+}
+
+/* Reads what standard input has (the poll said it would not block). */
+static void read_input(struct run *r)
+{
+	char chunk[PRUN_CHUNK];
+	ssize_t n = read(0, chunk, sizeof(chunk));
+
+	if (n > 0) {
+		if (r->in_pos > 0 && r->in_pos * 2 >= r->in.len) {
+			/* Drop the used part before growing. */
+			memmove(r->in.data, r->in.data + r->in_pos,
+				r->in.len - r->in_pos);
+			r->in.len -= r->in_pos;
+			r->in_pos = 0;
+		}
+		buf_add(&r->in, chunk, (size_t)n);
+		return;
+	}
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n < 0)
+		fprintf(stderr, "%s: standard input: %s\n", progname,
+			strerror(errno));
+	r->input_eof = true;
 }
 
 /* Starts jobs while there are free places, input and no reason to stop. */
@@ -707,15 +749,25 @@ static void fill(struct run *r)
  * Returns -1 on an error of poll itself. */
 static int step(struct run *r)
 {
-	struct pollfd pfd[1 + 2 * PRUN_MAX_JOBS];
-	short owner_k[1 + 2 * PRUN_MAX_JOBS];
-	int owner_j[1 + 2 * PRUN_MAX_JOBS];
+	struct pollfd pfd[2 + 2 * PRUN_MAX_JOBS];
+	short owner_k[2 + 2 * PRUN_MAX_JOBS];
+	int owner_j[2 + 2 * PRUN_MAX_JOBS];
 	int64_t next = 0, now;
 	int n = 0, i, k, timeout = -1, rc;
+
+	bool want_input = !r->input_eof && !r->stop && !got_interrupt &&
+			  r->nrunning < r->jobs;
+	int in_index = -1;
 
 	pfd[n].fd = wake_pipe[0];
 	pfd[n].events = POLLIN;
 	n++;
+	if (want_input) {
+		in_index = n;
+		pfd[n].fd = 0;
+		pfd[n].events = POLLIN;
+		n++;
+	}
 	for (i = 0; i < r->nrunning; i++) {
 		struct job *j = r->running[i];
 
@@ -746,9 +798,14 @@ static int step(struct run *r)
 	if (rc < 0 && errno != EINTR)
 		return -1;
 	if (rc > 0) {
-		for (i = 1; i < n; i++)
-			if (pfd[i].revents)
+		for (i = 1; i < n; i++) {
+			if (!pfd[i].revents)
+				continue;
+			if (i == in_index)
+				read_input(r);
+			else
 				job_read(r->running[owner_j[i]], owner_k[i]);
+		}
 		if (pfd[0].revents) {
 			char drain[256];
 
@@ -914,7 +971,8 @@ int main(int argc, char **argv)
 	for (;;) {
 		if (!got_interrupt)
 			fill(&r);
-		if (r.nrunning == 0)
+		if (r.nrunning == 0 &&
+		    (r.stop || r.input_done || got_interrupt))
 			break;
 		if (step(&r) < 0) {
 			perror("poll");
@@ -933,6 +991,7 @@ int main(int argc, char **argv)
 		status = 128 + (int)got_interrupt;
 	free(r.running);
 	free(r.done);
+	free(r.in.data);
 	command_free(&r.cmd);
 	return status;
 }

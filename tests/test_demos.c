@@ -711,7 +711,7 @@ Test(prun, halt_stops_starting_jobs, .timeout = 30)
 Test(prun, timeout_kills_the_process_group, .timeout = 30)
 {
 	struct timespec a, b;
-	char *out;
+	char *out, *cmd;
 	double secs;
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
@@ -727,6 +727,17 @@ Test(prun, timeout_kills_the_process_group, .timeout = 30)
 	 * second. */
 	cr_assert(strcmp(out, "late\ndone 0.1\n") == 0 ||
 		  strcmp(out, "done 0.1\nlate\n") == 0, "%s", out);
+	free(out);
+	/* Enforced while prun waits for more input, too. */
+	cmd = fmt("(echo 30; sleep 1; echo 0) | %s -k --timeout 0.3 "
+		  "'sleep {}; echo done {}' 2>/dev/null", demo("prun"));
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	cr_assert_eq(run(cmd, &out), 1);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	free(cmd);
+	secs = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+	cr_assert_lt(secs, 10.0, "not killed while reading (%.1f s)", secs);
+	cr_assert_str_eq(out, "done 0\n");
 	free(out);
 	/* The time limit is reported on stderr. */
 	cr_assert_eq(prun("30\\n", "--timeout 0.2 sleep 2>&1", &out), 1);
