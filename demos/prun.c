@@ -753,11 +753,10 @@ static int step(struct run *r)
 	short owner_k[2 + 2 * PRUN_MAX_JOBS];
 	int owner_j[2 + 2 * PRUN_MAX_JOBS];
 	int64_t next = 0, now;
-	int n = 0, i, k, timeout = -1, rc;
-
+	int n = 0, i, k, timeout = -1, rc, in_index = -1;
+	/* More input only when a job could start with it. */
 	bool want_input = !r->input_eof && !r->stop && !got_interrupt &&
 			  r->nrunning < r->jobs;
-	int in_index = -1;
 
 	pfd[n].fd = wake_pipe[0];
 	pfd[n].events = POLLIN;
