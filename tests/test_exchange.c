@@ -181,8 +181,16 @@ Test(exchange, add_remove_active_and_errors, .timeout = 10)
 	cr_assert(exchange_unfinished(ex));
 	cr_assert_eq(exchange_remove(ex, b), 0);
 	cr_assert(reaped(pb), "remove closes and reaps");
-	cr_assert_eq(exchange_remove(ex, b == a ? a : (struct channel *)ex), -1);
-	cr_assert_eq(errno, ENOENT);
+	{
+		/* A channel the exchange does not hold. */
+		struct channel *c = channel_start(square_fn, &(size_t){ 5 },
+						  sizeof(size_t), NULL);
+
+		cr_assert_not_null(c);
+		cr_assert_eq(exchange_remove(ex, c), -1);
+		cr_assert_eq(errno, ENOENT);
+		cr_assert_eq(channel_close(c), 0);
+	}
 	cr_assert_eq(exchange_active(ex, list, 4), 1);
 	cr_assert_eq(list[0], a);
 	cr_assert_eq(exchange_finish(ex), 0);
