@@ -478,7 +478,8 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
  * peer (the timeout bounds only the wait for a peer). Item streams
  * (channel_put) fail with ENOTSUP. When fn returns (or calls channel_exit)
  * the process waits, for as long as it takes, until every message has been
- * acknowledged, then removes the socket file and ends with _exit.
+ * acknowledged, then removes the socket file and ends with _exit. The
+ * channel belongs to the process: fn must not channel_close it.
  * The socket file has mode 0600. A file left by a process that is gone
  * (nothing listens) is replaced; an address where a process listens is
  * never taken over. The process keeps the caller's other descriptors, like
