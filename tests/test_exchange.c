@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1114,6 +1115,73 @@ Test(queue, killed_child_is_an_item, .timeout = 20)
 	cr_assert_eq(data, 2);
 	cr_assert_eq(failures, 1);
 	cr_assert_eq(exchange_queue_next(ex, &m, 0), 0, "empty and finished");
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* ------------------------------------------------------------------------ */
+/* Signals                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t ticks;
+
+static void on_tick(int sig)
+{
+	(void)sig;
+	ticks++;
+}
+
+/* A timer interrupts the loop's waits every 200 microseconds: every wait
+ * is retried with the time left, no result is lost, and a timed store
+ * still ends on time. */
+Test(signals, interrupted_waits_lose_nothing, .timeout = 60)
+{
+	struct sigaction sa, old;
+	struct itimerval it = { { 0, 200 }, { 0, 200 } }, off = { 0 };
+	struct tally t = { 0 };
+	struct exchange_options o = { .limit = 4, .store_data = tally_store,
+				      .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+	struct timespec a, b;
+	size_t i, expect = 0;
+	long ms;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_tick;	/* no SA_RESTART: calls see EINTR */
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGALRM, &sa, &old), 0);
+	cr_assert_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+	for (i = 0; i < 100; i++) {
+		cr_assert_eq(exchange_start(ex, square_fn, &i, sizeof(i), NULL),
+			     (ssize_t)i);
+		expect += i * i;
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 100);
+	cr_assert_eq(t.sum, expect);
+	cr_assert_eq(t.failures, 0);
+	/* A store with nothing to wait for but a silent child. */
+	{
+		struct channel *ch = channel_create();
+		struct channel_msg m;
+
+		cr_assert_not_null(ch);
+		if (channel_pid(ch) == 0) {
+			while (channel_recv(ch, &m, -1) == 1)
+				channel_msg_free(&m);
+			channel_exit(ch, 0);
+		}
+		cr_assert_eq(exchange_add(ex, ch), 0);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	cr_assert_eq(exchange_store(ex, 200), 0);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	cr_assert_geq(ms, 190);
+	cr_assert_lt(ms, 2000, "signals do not stretch the timeout");
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	cr_assert_gt(ticks, 0);
 	exchange_free(ex);
 	cr_assert(no_children());
 }
