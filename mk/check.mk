@@ -100,6 +100,8 @@ test-asan:
 # children) share the parent's memory image: --child-silent-after-fork
 # keeps them from printing a second summary of the same heap. --jobs 1 runs
 # one worker at a time: memcheck is slow enough on two shared cores.
+# FAULTS_SLOW=1 tells the fault suite to make its signal storms sparser and
+# its transfers smaller (every signal and every byte costs far more here).
 #
 # Descriptors. --track-fds=yes makes every process list, at exit, each
 # descriptor still open with where it was created. Three kinds appear:
@@ -151,7 +153,8 @@ test-valgrind: $(TESTS)
 	for t in $(TESTS); do \
 	    n=$$(basename $$t); mkdir -p $(VG_DIR)/$$n; \
 	    echo "== valgrind $$t"; \
-	    valgrind $(VG_FLAGS) --log-file=$(VG_DIR)/$$n/%p.log \
+	    FAULTS_SLOW=1 valgrind $(VG_FLAGS) \
+	        --log-file=$(VG_DIR)/$$n/%p.log \
 	        $$t --jobs 1 $(TEST_ARGS) > $(VG_DIR)/$$n.out 2>&1 || fail=1; \
 	    grep -a 'Synthesis' $(VG_DIR)/$$n.out || { \
 	        echo "no test ran"; fail=1; }; \
