@@ -1817,6 +1817,9 @@ struct persist_frame {
 /* A persistent process's side of its channel. */
 struct persist {
 	int listen_fd;		/* the listening socket */
+	struct channel *lch;	/* a registered channel holding listen_fd,
+				   so that processes the function forks
+				   close it like any sibling's descriptor */
 	char *path;		/* its address, removed at the end */
 	dev_t dev;		/* the socket file bound, so that only that */
 	ino_t ino;		/* file is removed, never a later one */
@@ -2179,6 +2182,7 @@ static void persist_finish(struct channel *ch, int status)
 	if (lstat(p->path, &st) == 0 && st.st_dev == p->dev &&
 	    st.st_ino == p->ino)
 		unlink(p->path);
+	p->lch->rfd = p->lch->wfd = -1;
 	close_fd(&p->listen_fd);
 	_exit(status);
 }
@@ -2315,6 +2319,12 @@ static void persist_main(int report_fd, const char *address, channel_fn *fn,
 	p->listen_fd = persist_listen(p, address);
 	if (p->listen_fd < 0) {
 		persist_tell(report_fd, errno);
+		_exit(1);
+	}
+	p->lch = channel_alloc(p->listen_fd, p->listen_fd, -1);
+	if (!p->lch) {
+		unlink(address);
+		persist_tell(report_fd, ENOMEM);
 		_exit(1);
 	}
 	ch->persist = p;

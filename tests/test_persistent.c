@@ -1126,3 +1126,78 @@ Test(persistent, acks_during_a_large_write_count, .timeout = 60)
 	cr_assert(gone(path, 5000));
 	cr_assert_eq(rmdir(dir), 0);
 }
+
+/* The number of listening sockets this process has open. */
+static int listening_sockets(void)
+{
+	int fd, on, n = 0;
+	socklen_t len;
+
+	for (fd = 0; fd < 1024; fd++) {
+		on = 0;
+		len = sizeof(on);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 &&
+		    on)
+			n++;
+	}
+	return n;
+}
+
+static void count_listeners(struct channel *ch, const void *arg, size_t len,
+			    void *ctx)
+{
+	int n = listening_sockets();
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	channel_send(ch, &n, sizeof(n), -1);
+}
+
+/* Processes the persistent function forks do not hold its listening
+ * socket (so it closes when the process ends, even if they live on). */
+static void forks_a_child(struct channel *ch, const void *arg, size_t len,
+			  void *ctx)
+{
+	struct channel *child;
+	struct channel_msg m;
+	int counts[2] = { listening_sockets(), -1 };
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	child = channel_start(count_listeners, NULL, 0, NULL);
+	if (child && channel_recv(child, &m, 5000) == 1) {
+		if (m.len == sizeof(int))
+			memcpy(&counts[1], m.data, sizeof(int));
+		channel_msg_free(&m);
+	}
+	channel_close(child);
+	channel_send(ch, counts, sizeof(counts), -1);
+}
+
+Test(persistent, children_do_not_hold_the_listener, .timeout = 30)
+{
+	char dir[64], path[128];
+	struct channel_msg m;
+	struct channel *ch;
+	int counts[2];
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/fork.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, forks_a_child, NULL, 0,
+					      NULL), 0);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 10000), 1);
+	cr_assert_eq(m.len, sizeof(counts));
+	memcpy(counts, m.data, sizeof(counts));
+	channel_msg_free(&m);
+	cr_assert_geq(counts[0], 1, "the process does not listen?");
+	cr_assert_eq(counts[1], counts[0] - 1, "process %d, its child %d",
+		     counts[0], counts[1]);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
