@@ -988,6 +988,11 @@ int main(int argc, char **argv)
 	status = r.failed || r.output_broken ? 1 : 0;
 	if (got_interrupt)
 		status = 128 + (int)got_interrupt;
+	/* Every job has been reaped: no handler may write to the pipe now. */
+	signal(SIGCHLD, SIG_DFL);
+	close(wake_pipe[0]);
+	close(wake_pipe[1]);
+	close(r.devnull);
 	free(r.running);
 	free(r.done);
 	free(r.in.data);
