@@ -24,6 +24,19 @@ struct mode {
 	char address[108];	/* the socket path (sun_path size) */
 };
 
+/* Says that nothing listens at path (or why else the connection failed)
+ * and exits with status 1. */
+static void connect_failed(const char *path)
+{
+	int err = errno;
+
+	fprintf(stderr, "%s: %s\n", path, strerror(err));
+	if (err == ENOENT || err == ECONNREFUSED)
+		fprintf(stderr, "(nothing listens there: start the work with "
+			"--start first)\n");
+	exit(1);
+}
+
 static void usage_extra(void)
 {
 	fprintf(stderr,
@@ -59,10 +72,12 @@ static void parse_mode(int *argc, char **argv, struct mode *m,
 			fprintf(stderr, "%s: --address needs a value\n",
 				argv[0]);
 			exit(2);
+		} else if (strcmp(argv[i], "--help") == 0 ||
+			   strcmp(argv[i], "-h") == 0) {
+			demo_usage(argv[0]);
+			usage_extra();
+			exit(0);
 		} else {
-			if (strcmp(argv[i], "--help") == 0 ||
-			    strcmp(argv[i], "-h") == 0)
-				usage_extra();
 			argv[k++] = argv[i];
 		}
 	}
@@ -175,9 +190,9 @@ int main(int argc, char **argv)
 	}
 	if (mode.reconnect) {
 		/* pprocess BackgroundQueue(address) */
-		queue = exchange_background_queue(mode.address, 5000);
+		queue = exchange_background_queue(mode.address, 1000);
 		if (!queue)
-			demo_die(mode.address);
+			connect_failed(mode.address);
 		size = (size_t)demo.n * (size_t)demo.n * sizeof(*results);
 		while ((r = exchange_queue_next(queue, &m, -1)) == 1) {
 			/* There should be only one: the table. */

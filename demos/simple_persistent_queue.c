@@ -26,6 +26,19 @@ struct mode {
 	char address[96];	/* the sockets' path without "-K.socket" */
 };
 
+/* Says that nothing listens at path (or why else the connection failed)
+ * and exits with status 1. */
+static void connect_failed(const char *path)
+{
+	int err = errno;
+
+	fprintf(stderr, "%s: %s\n", path, strerror(err));
+	if (err == ENOENT || err == ECONNREFUSED)
+		fprintf(stderr, "(nothing listens there: start the work with "
+			"--start first)\n");
+	exit(1);
+}
+
 static void usage_extra(void)
 {
 	fprintf(stderr,
@@ -61,10 +74,12 @@ static void parse_mode(int *argc, char **argv, struct mode *m,
 			fprintf(stderr, "%s: --address needs a value\n",
 				argv[0]);
 			exit(2);
+		} else if (strcmp(argv[i], "--help") == 0 ||
+			   strcmp(argv[i], "-h") == 0) {
+			demo_usage(argv[0]);
+			usage_extra();
+			exit(0);
 		} else {
-			if (strcmp(argv[i], "--help") == 0 ||
-			    strcmp(argv[i], "-h") == 0)
-				usage_extra();
 			argv[k++] = argv[i];
 		}
 	}
@@ -149,8 +164,8 @@ int main(int argc, char **argv)
 			demo_die("exchange_new_queue");
 		for (k = 0; k < processes(); k++) {
 			address_of(&mode, k, path, sizeof(path));
-			if (exchange_connect(queue, path, 5000) < 0)
-				demo_die(path);
+			if (exchange_connect(queue, path, 1000) < 0)
+				connect_failed(path);
 		}
 		results = demo_results();
 		while ((r = exchange_queue_next(queue, &m, -1)) == 1) {
