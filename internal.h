@@ -188,11 +188,12 @@ HIDDEN int channel_reap_nohang(struct channel *ch);
 /* Forks a process that runs one task: fn(ch, arg, len, ctx), or the plain
  * function pfn whose result it sends back. When worker is true the process
  * then answers the task with a DONE frame and keeps taking TASK frames
- * until STOP or end of stream (reuse mode). Returns as channel_fork; the
- * child never returns. */
+ * until STOP or end of stream (reuse mode); a worker is always linked by
+ * pipes. link (enum channel_link) is for a one-task process. Returns as
+ * channel_fork; the child never returns. */
 HIDDEN pid_t manage_fork(struct channel **out, channel_fn *fn,
 			 exchange_plain_fn *pfn, void *ctx, const void *arg,
-			 size_t len, bool worker);
+			 size_t len, bool worker, int link);
 
 /* Starts or queues one task on the exchange (exchange_start and
  * exchange_start_plain; give fn or pfn). Returns its task number. */

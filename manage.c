@@ -64,7 +64,8 @@ static void run_one(struct channel *ch, channel_fn *fn, exchange_plain_fn *pfn,
 }
 
 pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
-		  void *ctx, const void *arg, size_t len, bool worker)
+		  void *ctx, const void *arg, size_t len, bool worker,
+		  int link)
 {
 	struct channel *ch;
 	uint32_t kind;
@@ -73,7 +74,7 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	pid_t pid;
 	int r;
 
-	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
+	pid = channel_fork(&ch, worker ? CHANNEL_LINK_PIPES : link);
 	if (pid != 0) {
 		*out = ch;
 		return pid;
