@@ -1185,3 +1185,60 @@ Test(signals, interrupted_waits_lose_nothing, .timeout = 60)
 	exchange_free(ex);
 	cr_assert(no_children());
 }
+
+/* ------------------------------------------------------------------------ */
+/* Fairness                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Sends until the parent goes away. */
+static void chatty_fn(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
+{
+	size_t v = 1;
+
+	(void)arg, (void)len, (void)ctx;
+	while (channel_send(ch, &v, sizeof(v), -1) == 0)
+		;
+}
+
+/* Counts messages by task. */
+static int by_task_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	size_t *counts = udata;
+	struct channel_msg m;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) == 1) {
+		if (m.task < 2)
+			counts[m.task]++;
+		channel_msg_free(&m);
+	}
+	return 0;
+}
+
+Test(exchange, a_busy_channel_does_not_starve_the_others, .timeout = 30)
+{
+	size_t counts[2] = { 0, 0 }, v = 3;
+	struct exchange_options o = { .continuous = true,
+				      .store_data = by_task_store,
+				      .udata = counts };
+	struct exchange *ex = exchange_new(&o);
+	struct channel *chs[2];
+	size_t i;
+
+	cr_assert_eq(exchange_start(ex, chatty_fn, NULL, 0, NULL), 0);
+	/* Let the chatty one fill its channel first. */
+	while (counts[0] < 1000)
+		cr_assert_geq(exchange_store(ex, 5000), 0);
+	cr_assert_eq(exchange_start(ex, square_fn, &v, sizeof(v), NULL), 1);
+	while (counts[1] == 0 && counts[0] < 5000000)
+		cr_assert_geq(exchange_store(ex, 5000), 0);
+	cr_assert_eq(counts[1], 1, "the quiet task got through");
+	/* Stop the chatty child: its channel closes, its send fails. */
+	for (i = 0; i < exchange_active(ex, chs, 2); i++)
+		if (chs[i]->task == 0)
+			cr_assert_eq(exchange_remove(ex, chs[i]), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+}

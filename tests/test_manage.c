@@ -637,3 +637,43 @@ Test(cores, at_least_one_and_no_more_than_online)
 	if (online > 0)
 		cr_assert_leq(n, online);
 }
+
+/* Waits for ever unless its argument is not 0. */
+static void maybe_hang_fn(struct channel *ch, const void *arg, size_t len,
+			  void *ctx)
+{
+	long v = *(const long *)arg;
+
+	(void)len, (void)ctx;
+	while (v == 0)
+		pause();
+	channel_send(ch, &v, sizeof(v), -1);
+}
+
+Test(reuse, time_limit_ends_a_task_and_a_fresh_worker_goes_on,
+     .timeout = 30)
+{
+	struct exchange_options o = { .reuse = true, .limit = 1,
+				      .time_limit_ms = 100, .grace_ms = 100 };
+	struct exchange *ex = exchange_new_map(&o);
+	struct channel_msg m;
+	long v[4] = { 1, 0, 2, 3 };
+	size_t i;
+
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(exchange_start(ex, maybe_hang_fn, &v[i],
+					    sizeof(long), NULL), (ssize_t)i);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(exchange_map_get(ex, i, &m, -1), 1);
+		if (i == 1) {
+			cr_assert_eq(m.kind, CHANNEL_FAILURE);
+			cr_assert_eq(m.cause, CHANNEL_TIMED_OUT);
+			cr_assert_eq(m.code, 100);
+		} else {
+			cr_assert_eq(m.kind, CHANNEL_DATA);
+			cr_assert_eq(*(long *)m.data, v[i]);
+		}
+	}
+	exchange_free(ex);
+	cr_assert(no_children());
+}
