@@ -28,6 +28,11 @@
  * when nothing was removed). Each scan starts one place further round than
  * the last, so a busy channel cannot starve the others.
  *
+ * Links: a fork-per-task child that answers once talks over one socket
+ * pair (one descriptor per side, no SIGPIPE to guard: the fewest system
+ * calls per task); continuous children, whose messages stream, and reuse
+ * workers, whose tasks are round trips, get pipes.
+ *
  * Map and Queue are exchanges whose store_data is an internal collector.
  */
 #include "internal.h"
