@@ -817,6 +817,17 @@ static void describe_exit(const struct channel *ch, bool timed_out, int limit,
 	}
 }
 
+/* Whether the reaped process of a slot was stopped by a signal. */
+static bool ended_by_signal(const struct channel *ch, const struct slot *s)
+{
+	int st;
+
+	if (ch->pid <= 0)
+		return false;
+	return s->timed_out || (channel_status(ch, &st) == 1 &&
+				WIFSIGNALED(st));
+}
+
 /* Called when the channel has no whole message buffered. At end of stream
  * it reaps the process without waiting and settles the task's outcome.
  * Returns 1 when a FAILURE message was appended (the channel is ready
@@ -830,8 +841,9 @@ static int settle(struct exchange *ex, struct slot *s)
 	if (!ch->eof)
 		return 0;
 	if (ch->ilen > ch->ipos || ch->big) {
-		/* End of stream in the middle of a frame: that frame is
-		 * lost. push_failure drops a broken buffer. */
+		/* End of stream in the middle of a frame (the child died
+		 * while sending): that frame is lost. push_failure drops a
+		 * broken buffer. */
 		ch->broken = true;
 		ch->broken_errno = ECONNRESET;
 	} else if (s->final) {
@@ -854,7 +866,11 @@ static int settle(struct exchange *ex, struct slot *s)
 		ex->nawait--;
 	}
 	s->final = true;
-	if (ch->broken) {
+	/* A message cut short by a signal (killed while sending, or over its
+	 * time limit) is explained by that signal; a process that ended on
+	 * its own in the middle of a frame, or a channel with no process,
+	 * is left with the protocol error itself. */
+	if (ch->broken && !ended_by_signal(ch, s)) {
 		cause = CHANNEL_PROTOCOL;
 		code = ECONNRESET;
 		snprintf(text, sizeof(text), "end of stream inside a message");
@@ -879,7 +895,7 @@ static int settle(struct exchange *ex, struct slot *s)
 					 "killed by a signal" : "exited");
 			}
 		}
-	} else if (ch->delivered == 0) {
+	} else if (ch->delivered == 0 || ch->broken) {
 		describe_exit(ch, s->timed_out, ex->opts.time_limit_ms,
 			      &cause, &code, text, sizeof(text));
 	}

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -491,6 +492,18 @@ static int failing_pipe(int fds[2])
 	return pipe(fds);
 }
 
+/* The same for the socket pair of a task that answers once (a fork-per-task
+ * child that is not continuous). */
+static int failing_socketpair(int fds[2])
+{
+	if (calls++ % 5 == 1) {
+		atomic_fetch_add(&sh->injected, 1);
+		errno = EMFILE;
+		return -1;
+	}
+	return socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+}
+
 /* Runs n answer tasks with a hook in place and checks that each failed
  * start is the task's NOT_STARTED outcome with the injected errno. */
 static void run_start_failures(const char *cls, bool reuse, int err)
@@ -552,6 +565,7 @@ Test(faults, fork_failure_is_the_task_outcome_reuse, .timeout = 60)
 Test(faults, pipe_failure_is_the_task_outcome, .timeout = 60)
 {
 	exchange_hooks.pipe = failing_pipe;
+	exchange_hooks.socketpair = failing_socketpair;
 	run_start_failures("pipe", false, EMFILE);
 }
 
