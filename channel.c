@@ -446,6 +446,11 @@ pid_t channel_fork(struct channel **out, int link)
 		goto fail_fds;
 	}
 	if (pid == 0) {
+		/* The child leads a process group of its own, so that a kill
+		 * (a time limit, say) stops what it starts as well. Only the
+		 * child sets it: channel_kill falls back to the pid while the
+		 * group does not exist yet, which saves the parent a call. */
+		setpgid(0, 0);
 		/* The child: its end becomes the channel's descriptors. */
 		if (link == CHANNEL_LINK_SOCKET) {
 			close_fd(&down[0]);
@@ -468,6 +473,7 @@ pid_t channel_fork(struct channel **out, int link)
 		close_fd(&up[1]);
 	}
 	ch->pid = pid;
+	ch->group = true;
 	*out = ch;
 	return pid;
 
@@ -616,6 +622,16 @@ int channel_kill(struct channel *ch, int sig)
 	if (ch->reaped) {
 		errno = ESRCH;
 		return -1;
+	}
+	/* The process leads its own group (channel_fork), which lives at
+	 * least as long as the unreaped leader, so the group's number cannot
+	 * belong to anyone else yet. Before the child has made the group,
+	 * it has started nothing: the pid alone is enough. */
+	if (ch->group) {
+		if (kill(-ch->pid, sig) == 0)
+			return 0;
+		if (errno != ESRCH)
+			return -1;
 	}
 	return kill(ch->pid, sig);
 }

@@ -56,6 +56,12 @@
  * cannot hold the loop. */
 #define REFILLS_PER_PASS 4
 
+/* How often a waiting exchange asks whether its children have exited
+ * without their channel ending (something they started holds it), and how
+ * long it then reads what they left before settling. */
+#define EXIT_CHECK_MS 250
+#define EXIT_DRAIN_MS 20
+
 /* Ready channels handled per exchange_store call. */
 #define STORE_BATCH 64
 
@@ -89,6 +95,10 @@ struct slot {
 	bool remove;		/* to be removed at the end of the scan */
 	bool user;		/* added by the caller (exchange_add) */
 	bool timed_out;		/* killed for exceeding the time limit */
+	bool exited;		/* its process was reaped before end of
+				   stream: something it started holds the
+				   channel open */
+	int64_t drain_until;	/* exited: when to stop reading what it left */
 	int64_t deadline;	/* time limit of the running task, or 0 */
 	int64_t kill_at;	/* when SIGKILL follows SIGTERM, or 0 */
 };
@@ -125,6 +135,8 @@ struct exchange {
 	size_t scan;		/* where the next scan starts */
 	unsigned long removals;	/* counts removals, to revalidate channels */
 	size_t nawait;		/* slots waiting to be reaped */
+	size_t ndraining;	/* exited slots still reading what is left */
+	int64_t next_exit_check; /* when check_exits looks next */
 	long reap_pause_ns;	/* current pause between reap attempts */
 	size_t next_task;	/* the number the next task gets */
 	struct work *qhead;	/* queued work, oldest first */
@@ -190,6 +202,7 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 	if (opts)
 		ex->opts = *opts;
 	ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
+	ex->next_exit_check = now_ms() + EXIT_CHECK_MS;
 	return ex;
 }
 
@@ -316,6 +329,8 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	ex->removals++;
 	if (s->awaiting)
 		ex->nawait--;
+	if (s->exited)
+		ex->ndraining--;
 	ch->owner = NULL;
 	ch->slot = NULL;
 	ch->on_control = NULL;
@@ -838,8 +853,17 @@ static int settle(struct exchange *ex, struct slot *s)
 	char text[128];
 	int cause = CHANNEL_OK, code = 0, r;
 
-	if (!ch->eof)
-		return 0;
+	if (!ch->eof) {
+		/* A process that has exited wrote all it will write: once
+		 * that is read (or the bounded drain is over), its channel
+		 * ends, whoever else holds the other end. */
+		if (!s->exited || (!ch->drained && now_ms() < s->drain_until))
+			return 0;
+		ch->eof = true;
+		ex->pfds[s->index].fd = -1;
+		s->exited = false;
+		ex->ndraining--;
+	}
 	if (ch->ilen > ch->ipos || ch->big) {
 		/* End of stream in the middle of a frame (the child died
 		 * while sending): that frame is lost. push_failure drops a
@@ -849,6 +873,12 @@ static int settle(struct exchange *ex, struct slot *s)
 	} else if (s->final) {
 		s->remove = true;
 		return 0;
+	}
+	if (s->kill_at && !ch->reaped) {
+		/* Over its time limit and gone on SIGTERM: what it started
+		 * gets the SIGKILL now, while the group is still its own. */
+		channel_kill(ch, SIGKILL);
+		s->kill_at = 0;
 	}
 	if (ch->pid > 0 && !ch->reaped) {
 		r = channel_reap_nohang(ch);
@@ -877,7 +907,10 @@ static int settle(struct exchange *ex, struct slot *s)
 	} else if (ch->task == CHANNEL_NO_TASK || ch->pid <= 0) {
 		/* No task on it (an idle or stopped worker) or no process. */
 	} else if (s->worker) {
-		if (!s->done) {
+		/* A task that sent its result before its worker died has
+		 * that result as its one outcome, as a fork-per-task child
+		 * has; only a task that sent nothing lost its worker. */
+		if (!s->done && ch->delivered == 0) {
 			int c2, code2;
 
 			describe_exit(ch, s->timed_out, ex->opts.time_limit_ms,
@@ -930,9 +963,8 @@ static void protocol_failure(struct exchange *ex, struct slot *s)
 
 	ch->broken = true;
 	if (ch->pid > 0 && !ch->reaped)
-		kill(ch->pid, SIGKILL);
-	if (!s->final && ch->task != CHANNEL_NO_TASK &&
-	    (ch->delivered == 0 || (s->worker && !s->done))) {
+		channel_kill(ch, SIGKILL);
+	if (!s->final && ch->task != CHANNEL_NO_TASK && ch->delivered == 0) {
 		s->final = true;
 		if (push_failure(ch, CHANNEL_PROTOCOL, err,
 					 "the channel carried a bad frame") ==
@@ -1046,6 +1078,40 @@ static size_t scan_ready(struct exchange *ex, struct channel **chs,
 	return n;
 }
 
+/* Reaps, without waiting, the processes that have exited while their
+ * channel is still open: a process it started (a daemon, a command left
+ * running) holds the other end, and end of stream would come only when
+ * that one ends. The process's exit decides instead: what it wrote is
+ * read, then the channel ends (settle). Runs every EXIT_CHECK_MS while the
+ * exchange waits, one waitpid per child. A slot between SIGTERM and SIGKILL
+ * is left alone, so that its group still gets the SIGKILL. */
+static void check_exits(struct exchange *ex, int64_t now)
+{
+	size_t i;
+
+	ex->next_exit_check = now + EXIT_CHECK_MS;
+	for (i = 0; i < ex->nslots; i++) {
+		struct slot *s = ex->slots[i];
+		struct channel *ch = s->ch;
+
+		if (s->exited || s->awaiting || s->kill_at || ch->eof ||
+		    ch->pid <= 0 || ch->reaped || ch->rfd < 0 ||
+		    channel_reap_nohang(ch) != 1)
+			continue;
+		s->exited = true;
+		s->drain_until = now + EXIT_DRAIN_MS;
+		ex->ndraining++;
+		/* What it wrote before exiting may still be in the kernel's
+		 * buffer: read it now, unless a whole frame waits first. */
+		ch->drained = false;
+		if (channel_head(ch) == 0 && channel_fill(ch) < 0 &&
+		    errno != EAGAIN && errno != EWOULDBLOCK) {
+			ch->broken = true;
+			ch->broken_errno = errno;
+		}
+	}
+}
+
 /* Tries to reap the slots waiting for their process. */
 static void retry_reaps(struct exchange *ex)
 {
@@ -1076,6 +1142,8 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		next = enforce_limits(ex);
 		if (ex->nawait)
 			retry_reaps(ex);
+		if (ex->nslots && now_ms() >= ex->next_exit_check)
+			check_exits(ex, now_ms());
 		n = scan_ready(ex, chs, cap);
 		if (n > 0)
 			return (int)n;
@@ -1092,6 +1160,18 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		}
 		if (ex->nawait)
 			t = 0;
+		{
+			/* Wake for the next exit check, and soon while an
+			 * exited child's channel drains. */
+			int64_t d = ex->next_exit_check - now_ms();
+
+			if (ex->ndraining && d > EXIT_DRAIN_MS)
+				d = EXIT_DRAIN_MS;
+			if (d < 0)
+				d = 0;
+			if (t < 0 || d < t)
+				t = (int)d;
+		}
 		r = poll(ex->pfds, ex->nslots, t);
 		if (r < 0) {
 			if (errno != EINTR)

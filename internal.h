@@ -71,6 +71,8 @@ struct channel {
 				   -1 when no process is attached */
 	int status;		/* wait status, valid when reaped == 1 */
 	int reaped;		/* 0 not yet, 1 reaped, -1 reaped by others */
+	bool group;		/* the process leads a process group of its
+				   own (channel_fork's children) */
 	bool eof;		/* read returned 0: the peer closed */
 	bool broken;		/* a protocol error stopped receiving */
 	int broken_errno;	/* errno returned while broken */

@@ -1343,15 +1343,12 @@ Test(faults, sigkills_reuse_before_answering, .timeout = 120)
 	run_sigkills("sigkill", true, false, false);
 }
 
-#ifdef FAULTS_PENDING
-/* Pending (fails today): a reuse worker killed after it sent its task's
- * result but before its DONE frame gives the task a second outcome,
- * CHANNEL_LOST, besides the result. */
+/* Reuse workers killed at any moment, also after a task sent its result
+ * and before its DONE frame: that task's one outcome is its result. */
 Test(faults, sigkills_reuse, .timeout = 120)
 {
 	run_sigkills("sigkill", true, false, true);
 }
-#endif
 
 /* Map and Queue: the children kill themselves at random (the collectors
  * keep the loop to themselves). */
@@ -1539,8 +1536,9 @@ static void slow_fn(struct channel *ch, const void *arg, size_t len,
 		pause_ms(20000);
 }
 
-static void run_time_limits(const int *modes, int n, int *life)
+static void run_time_limits(const int *modes, int n, bool watch)
 {
+	int lifefds[2], *life = watch ? lifefds : NULL;
 	struct exchange_options o = { .time_limit_ms = 300, .grace_ms = 300,
 				      .store_data = tally_store };
 	struct tally *t = calloc(1, sizeof(*t));
@@ -1553,6 +1551,10 @@ static void run_time_limits(const int *modes, int n, int *life)
 
 	cr_assert_not_null(t);
 	hygiene_begin(&h, "timelimit");
+	/* With watch, every task and what it starts holds the write end of
+	 * a life pipe: its end of stream says they have all gone. */
+	if (life)
+		cr_assert_eq(pipe(life), 0);
 	o.udata = t;
 	ex = exchange_new(&o);
 	cr_assert_not_null(ex);
@@ -1608,22 +1610,112 @@ Test(faults, time_limit_terms_then_kills, .timeout = 60)
 {
 	static const int modes[] = { 0, 1, 2, 0, 1, 2, 0 };
 
-	run_time_limits(modes, 7, NULL);
+	run_time_limits(modes, 7, false);
 }
 
-#ifdef FAULTS_PENDING
-/* Pending (fails today): children do not run in a process group of their
- * own, so a grandchild holding the channel survives the time limit and
- * keeps the channel from ending. */
+/* Each child leads a process group of its own, so the time limit stops
+ * what the task started too (a grandchild holding the channel). */
 Test(faults, time_limit_stops_what_the_task_started, .timeout = 60)
 {
 	static const int modes[] = { 0, 3, 0 };
-	int life[2];
 
-	cr_assert_eq(pipe(life), 0);
-	run_time_limits(modes, 3, life);
+	run_time_limits(modes, 3, true);
 }
-#endif
+
+/* mode 1 answers, then leaves behind a grandchild that holds the channel
+ * (it inherits the task's descriptors) and sleeps; mode 0 only answers. */
+static void leaving_fn(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
+{
+	const struct job *j = arg;
+	pid_t pid;
+
+	(void)len, (void)ctx;
+	send_answer(ch, j);
+	if (j->mode == 1) {
+		pid = fork();
+		if (pid == 0) {
+			pause_ms(20000);
+			_exit(0);
+		}
+		if (pid > 0) {
+			int k = atomic_fetch_add(&sh->npids, 1);
+
+			if (k < MAX_PIDS)
+				atomic_store(&sh->pids[k], (int)pid);
+		}
+	}
+}
+
+/* A task's process decides when it has finished, not the end of stream
+ * on its channel: a grandchild holding the channel for 20 s does not hold
+ * the exchange (in fork-per-task, continuous and reuse modes). */
+static void run_leavers(bool reuse, bool continuous)
+{
+	static const int modes[] = { 0, 1, 0, 1, 0, 0 };
+	struct exchange_options o = { .limit = 2, .reuse = reuse,
+				      .continuous = continuous,
+				      .store_data = tally_store };
+	struct tally *t = calloc(1, sizeof(*t));
+	struct hygiene h;
+	struct exchange *ex;
+	struct job j = { 0 };
+	struct sums s;
+	int i, n = 6, k;
+	int64_t t0, ms;
+
+	cr_assert_not_null(t);
+	hygiene_begin(&h, "leavers");
+	shared_new();
+	o.udata = t;
+	ex = exchange_new(&o);
+	cr_assert_not_null(ex);
+	t0 = now_ms();
+	for (i = 0; i < n; i++) {
+		j.task = (size_t)i;
+		j.len = 100;
+		j.mode = modes[i];
+		cr_assert_eq(exchange_start(ex, leaving_fn, &j, sizeof(j),
+					    NULL), i);
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	ms = now_ms() - t0;
+	exchange_free(ex);
+	/* The grandchildren are not ours to reap: they are stopped here, and
+	 * whoever adopted them reaps them. */
+	for (k = 0; k < atomic_load(&sh->npids) && k < MAX_PIDS; k++)
+		kill(atomic_load(&sh->pids[k]), SIGKILL);
+	s = sum_up(t, n);
+	record_sums("leavers", n, s);
+	cr_assert_eq(atomic_load(&sh->npids), 2);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(t->data[i], 1, "task %d", i);
+	cr_assert_eq(s.lost + s.duplicated + t->bad + t->stray, 0);
+	cr_assert_eq(s.failed, 0);
+	/* The grandchildren sleep 20 s; a few seconds allow for a loaded
+	 * machine. */
+	cr_assert_lt(ms, 10000, "the exchange waited %lld ms for them",
+		     (long long)ms);
+	shared_free();
+	free(t);
+	hygiene_end(&h);
+}
+
+Test(faults, exit_ends_a_task_whose_channel_is_held, .timeout = 60)
+{
+	run_leavers(false, false);
+}
+
+Test(faults, exit_ends_a_task_whose_channel_is_held_continuous,
+     .timeout = 60)
+{
+	run_leavers(false, true);
+}
+
+Test(faults, exit_ends_a_task_whose_channel_is_held_reuse, .timeout = 60)
+{
+	run_leavers(true, false);
+}
 
 /* ------------------------------------------------------------------------ */
 /* The parent's death                                                       */
