@@ -366,7 +366,9 @@ static void close_run(int first, int last)
  * rare ones above are closed one by one. */
 #define RUN_FDS 32768
 
-static void close_others(struct channel *keep)
+/* extra: the parent's ends of keep's own link (-1 for none), closed in
+ * the same runs. */
+static void close_others(struct channel *keep, const int extra[2])
 {
 	unsigned char bits[RUN_FDS / 8];
 	struct channel *c;
@@ -383,8 +385,18 @@ static void close_others(struct channel *keep)
 			if (fd > top && fd < RUN_FDS)
 				top = fd;
 		}
+	for (k = 0; k < 2; k++)
+		if (extra[k] > top && extra[k] < RUN_FDS)
+			top = extra[k];
 	if (top >= 0)
 		memset(bits, 0, (size_t)top / 8 + 1);
+	for (k = 0; k < 2; k++) {
+		fd = extra[k];
+		if (fd >= RUN_FDS)
+			close(fd);
+		else if (fd >= 0 && fd <= top)
+			bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
+	}
 	for (c = registry; c; c = c->next) {
 		if (c == keep)
 			continue;
@@ -409,9 +421,10 @@ static void close_others(struct channel *keep)
 	keep->prev = keep->next = NULL;
 }
 
-pid_t channel_fork(struct channel **out, int link)
+pid_t channel_fork(struct channel **out, int flags)
 {
 	int down[2] = { -1, -1 }, up[2] = { -1, -1 };
+	int link = flags & CHANNEL_LINK_SOCKET;
 	struct channel *ch;
 	pid_t pid;
 	int saved;
@@ -446,23 +459,30 @@ pid_t channel_fork(struct channel **out, int link)
 		goto fail_fds;
 	}
 	if (pid == 0) {
-		/* The child leads a process group of its own, so that a kill
-		 * (a time limit, say) stops what it starts as well. Only the
-		 * child sets it: channel_kill falls back to the pid while the
-		 * group does not exist yet, which saves the parent a call. */
-		setpgid(0, 0);
-		/* The child: its end becomes the channel's descriptors. */
+		int parent_ends[2];
+
+		/* With CHANNEL_OWN_GROUP the child leads a process group of
+		 * its own, so that a kill (a time limit) stops what it starts
+		 * as well. Only the child sets it: channel_kill falls back to
+		 * the pid while the group does not exist yet, which saves the
+		 * parent a call. */
+		if (flags & CHANNEL_OWN_GROUP)
+			setpgid(0, 0);
+		/* The child: its end becomes the channel's descriptors. The
+		 * parent's ends close with the other channels' descriptors,
+		 * usually in the same close_range run. */
 		if (link == CHANNEL_LINK_SOCKET) {
-			close_fd(&down[0]);
+			parent_ends[0] = down[0];
+			parent_ends[1] = -1;
 			ch->rfd = ch->wfd = down[1];
 		} else {
-			close_fd(&up[0]);
-			close_fd(&down[1]);
+			parent_ends[0] = up[0];
+			parent_ends[1] = down[1];
 			ch->rfd = down[0];
 			ch->wfd = up[1];
 		}
 		ch->pid = 0;
-		close_others(ch);
+		close_others(ch, parent_ends);
 		*out = ch;
 		return 0;
 	}
@@ -473,7 +493,7 @@ pid_t channel_fork(struct channel **out, int link)
 		close_fd(&up[1]);
 	}
 	ch->pid = pid;
-	ch->group = true;
+	ch->group = (flags & CHANNEL_OWN_GROUP) != 0;
 	*out = ch;
 	return pid;
 
@@ -2326,7 +2346,7 @@ static void persist_main(int report_fd, const char *address, channel_fn *fn,
 	p->listen_fd = -1;
 	/* Only this channel is the process's: siblings' descriptors go, so
 	 * their parents see end of stream when they should. */
-	close_others(ch);
+	close_others(ch, (const int[2]){ -1, -1 });
 	p->path = strdup(address);
 	if (!p->path) {
 		persist_tell(report_fd, ENOMEM);

@@ -98,7 +98,8 @@ struct slot {
 	bool exited;		/* its process was reaped before end of
 				   stream: something it started holds the
 				   channel open */
-	int64_t drain_until;	/* exited: when to stop reading what it left */
+	int64_t drain_until;	/* exited: when to stop reading what it left
+				   (something it started may go on writing) */
 	int64_t deadline;	/* time limit of the running task, or 0 */
 	int64_t kill_at;	/* when SIGKILL follows SIGTERM, or 0 */
 };
@@ -135,7 +136,6 @@ struct exchange {
 	size_t scan;		/* where the next scan starts */
 	unsigned long removals;	/* counts removals, to revalidate channels */
 	size_t nawait;		/* slots waiting to be reaped */
-	size_t ndraining;	/* exited slots still reading what is left */
 	int64_t next_exit_check; /* when check_exits looks next */
 	long reap_pause_ns;	/* current pause between reap attempts */
 	size_t next_task;	/* the number the next task gets */
@@ -329,8 +329,6 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	ex->removals++;
 	if (s->awaiting)
 		ex->nawait--;
-	if (s->exited)
-		ex->ndraining--;
 	ch->owner = NULL;
 	ch->slot = NULL;
 	ch->on_control = NULL;
@@ -413,6 +411,13 @@ static int add_not_started(struct exchange *ex, size_t task, int err)
 
 static void worker_control(struct channel *ch, uint32_t kind);
 
+int exchange_group_flag(const struct exchange *ex)
+{
+	/* Only a time limit makes the exchange signal its children, and a
+	 * group costs each child a system call. */
+	return ex->opts.time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0;
+}
+
 bool exchange_busy(const struct exchange *ex)
 {
 	return ex && ex->opts.limit > 0 && ex->nslots >= (size_t)ex->opts.limit;
@@ -438,8 +443,9 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 	/* A task that answers once costs fewest system calls over one
 	 * socket pair; a stream of messages moves faster through pipes. */
 	pid = manage_fork(&ch, fn, pfn, ctx, arg, len, worker,
-			  ex->opts.continuous ? CHANNEL_LINK_PIPES
-					      : CHANNEL_LINK_SOCKET);
+			  (ex->opts.continuous ? CHANNEL_LINK_PIPES
+					       : CHANNEL_LINK_SOCKET) |
+			  exchange_group_flag(ex));
 	if (pid < 0) {
 		int err = errno;
 
@@ -832,6 +838,33 @@ static void describe_exit(const struct channel *ch, bool timed_out, int limit,
 	}
 }
 
+/* Reads what an exited process left in its channel: until the kernel's
+ * buffer is empty, end of stream, or the deadline (something the process
+ * started may go on writing). Returns 1 when a whole frame has arrived
+ * (it is delivered first), 0 when the channel can end. */
+static int drain_exited(struct channel *ch, int64_t until)
+{
+	ssize_t n;
+
+	while (!ch->broken) {
+		n = channel_fill(ch);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				ch->broken = true;
+				ch->broken_errno = errno;
+			}
+			break;
+		}
+		if (channel_head(ch) != 0)
+			return 1;
+		if (now_ms() >= until)
+			break;
+	}
+	return 0;
+}
+
 /* Whether the reaped process of a slot was stopped by a signal. */
 static bool ended_by_signal(const struct channel *ch, const struct slot *s)
 {
@@ -844,33 +877,32 @@ static bool ended_by_signal(const struct channel *ch, const struct slot *s)
 }
 
 /* Called when the channel has no whole message buffered. At end of stream
- * it reaps the process without waiting and settles the task's outcome.
- * Returns 1 when a FAILURE message was appended (the channel is ready
- * again), 0 otherwise; a finished slot gets its remove mark. */
+ * (or once its process has exited and what it left is read) it reaps the
+ * process without waiting and settles the task's outcome. Returns 1 when
+ * the channel is ready again (a FAILURE message was appended, or the drain
+ * of an exited process brought a whole frame), 0 otherwise; a finished
+ * slot gets its remove mark. */
 static int settle(struct exchange *ex, struct slot *s)
 {
 	struct channel *ch = s->ch;
 	char text[128];
 	int cause = CHANNEL_OK, code = 0, r;
+	bool cut;
 
 	if (!ch->eof) {
-		/* A process that has exited wrote all it will write: once
-		 * that is read (or the bounded drain is over), its channel
-		 * ends, whoever else holds the other end. */
-		if (!s->exited || (!ch->drained && now_ms() < s->drain_until))
+		if (!s->exited)
 			return 0;
+		if (drain_exited(ch, s->drain_until))
+			return 1;
+		/* What the exited process wrote has been read: its channel
+		 * ends here, whoever else holds the other end. */
 		ch->eof = true;
 		ex->pfds[s->index].fd = -1;
-		s->exited = false;
-		ex->ndraining--;
 	}
-	if (ch->ilen > ch->ipos || ch->big) {
-		/* End of stream in the middle of a frame (the child died
-		 * while sending): that frame is lost. push_failure drops a
-		 * broken buffer. */
-		ch->broken = true;
-		ch->broken_errno = ECONNRESET;
-	} else if (s->final) {
+	/* End of stream in the middle of a frame (the child died while
+	 * sending): that frame is lost. */
+	cut = ch->ilen > ch->ipos || ch->big;
+	if (!cut && s->final) {
 		s->remove = true;
 		return 0;
 	}
@@ -894,6 +926,13 @@ static int settle(struct exchange *ex, struct slot *s)
 	if (s->awaiting) {
 		s->awaiting = false;
 		ex->nawait--;
+	}
+	if (cut) {
+		/* Marked only now: a broken channel fails every look at its
+		 * head, which must not happen while it awaits its reaping.
+		 * push_failure drops the broken buffer. */
+		ch->broken = true;
+		ch->broken_errno = ECONNRESET;
 	}
 	s->final = true;
 	/* A message cut short by a signal (killed while sending, or over its
@@ -1098,17 +1137,9 @@ static void check_exits(struct exchange *ex, int64_t now)
 		    ch->pid <= 0 || ch->reaped || ch->rfd < 0 ||
 		    channel_reap_nohang(ch) != 1)
 			continue;
+		/* What it wrote is read by the next scan (settle). */
 		s->exited = true;
 		s->drain_until = now + EXIT_DRAIN_MS;
-		ex->ndraining++;
-		/* What it wrote before exiting may still be in the kernel's
-		 * buffer: read it now, unless a whole frame waits first. */
-		ch->drained = false;
-		if (channel_head(ch) == 0 && channel_fill(ch) < 0 &&
-		    errno != EAGAIN && errno != EWOULDBLOCK) {
-			ch->broken = true;
-			ch->broken_errno = errno;
-		}
 	}
 }
 
@@ -1161,12 +1192,9 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		if (ex->nawait)
 			t = 0;
 		{
-			/* Wake for the next exit check, and soon while an
-			 * exited child's channel drains. */
+			/* Wake for the next exit check. */
 			int64_t d = ex->next_exit_check - now_ms();
 
-			if (ex->ndraining && d > EXIT_DRAIN_MS)
-				d = EXIT_DRAIN_MS;
 			if (d < 0)
 				d = 0;
 			if (t < 0 || d < t)

@@ -240,11 +240,11 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
  * everything, sees end of stream. Receiving still works. */
 int channel_shutdown(struct channel *ch);
 
-/* Sends signal sig to the process at the other end. A process the library
- * forked leads a process group of its own, and the signal goes to that
- * whole group, so what the process started (and left in its group) gets it
- * too. -1 with ESRCH if it has already been reaped, EINVAL if there is no
- * process. */
+/* Sends signal sig to the process at the other end. When that process leads
+ * a process group of its own (the children of an exchange or pmap with a
+ * time limit), the signal goes to the whole group, so what the process
+ * started (and left in its group) gets it too. -1 with ESRCH if it has
+ * already been reaped, EINVAL if there is no process. */
 int channel_kill(struct channel *ch, int sig);
 
 /* Waits up to timeout_ms for the process at the other end to end and reaps
@@ -295,10 +295,12 @@ enum exchange_policy {
 
 /* Options of an exchange. A zeroed struct gives the defaults.
  *
- * Every process the exchange forks leads a process group of its own: a time
- * limit's SIGTERM and SIGKILL go to the whole group, so what the task
- * started is stopped with it (and the terminal's Ctrl-C reaches only the
- * caller's group). A task ends when its process exits: while it waits, the
+ * With a time limit, every process the exchange forks leads a process group
+ * of its own: SIGTERM and SIGKILL go to the whole group, so what the task
+ * started is stopped with it (the terminal's Ctrl-C then reaches only the
+ * caller's group; the children see end of stream when the caller dies).
+ * Without one, children stay in the caller's group. A task ends when its
+ * process exits: while it waits, the
  * exchange checks every 250 ms for children that have exited with their
  * channel still held open by something they started, reads what they
  * wrote, and settles them without waiting for that other process. */

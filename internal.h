@@ -72,7 +72,7 @@ struct channel {
 	int status;		/* wait status, valid when reaped == 1 */
 	int reaped;		/* 0 not yet, 1 reaped, -1 reaped by others */
 	bool group;		/* the process leads a process group of its
-				   own (channel_fork's children) */
+				   own (CHANNEL_OWN_GROUP) */
 	bool eof;		/* read returned 0: the peer closed */
 	bool broken;		/* a protocol error stopped receiving */
 	int broken_errno;	/* errno returned while broken */
@@ -131,17 +131,22 @@ struct channel {
 
 /* How channel_fork links the two processes: two pipes (the lowest latency
  * for round trips) or one socket pair (one system call and one descriptor
- * per side fewer, and no SIGPIPE to guard against). */
+ * per side fewer, and no SIGPIPE to guard against); with CHANNEL_OWN_GROUP
+ * added, the child leads a process group of its own, which channel_kill
+ * then signals as a whole (one system call more in the child: only for
+ * children that a time limit may stop). */
 enum channel_link {
 	CHANNEL_LINK_PIPES = 0,
 	CHANNEL_LINK_SOCKET = 1,
+	CHANNEL_OWN_GROUP = 2,
 };
 
-/* Creates a parent/child channel pair and forks. Returns the pid in the
- * parent, 0 in the child, -1 on failure (no process, nothing leaked); *out
- * receives the channel in both processes. Flushes stdio first; the child
- * closes every other registered channel's descriptors. */
-HIDDEN pid_t channel_fork(struct channel **out, int link);
+/* Creates a parent/child channel pair and forks. flags: enum channel_link.
+ * Returns the pid in the parent, 0 in the child, -1 on failure (no
+ * process, nothing leaked); *out receives the channel in both processes.
+ * Flushes stdio first; the child closes every other registered channel's
+ * descriptors. */
+HIDDEN pid_t channel_fork(struct channel **out, int flags);
 
 /* Wraps a connected stream socket (persistent processes). pid is -1. */
 HIDDEN struct channel *channel_from_socket(int fd);
@@ -191,7 +196,8 @@ HIDDEN int channel_reap_nohang(struct channel *ch);
  * function pfn whose result it sends back. When worker is true the process
  * then answers the task with a DONE frame and keeps taking TASK frames
  * until STOP or end of stream (reuse mode); a worker is always linked by
- * pipes. link (enum channel_link) is for a one-task process. Returns as
+ * pipes. link (enum channel_link, CHANNEL_OWN_GROUP included) is for a
+ * one-task process; a worker takes its CHANNEL_OWN_GROUP only. Returns as
  * channel_fork; the child never returns. */
 HIDDEN pid_t manage_fork(struct channel **out, channel_fn *fn,
 			 exchange_plain_fn *pfn, void *ctx, const void *arg,
@@ -202,6 +208,10 @@ HIDDEN pid_t manage_fork(struct channel **out, channel_fn *fn,
 HIDDEN ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
 			       exchange_plain_fn *pfn, const void *arg,
 			       size_t len, void *ctx);
+
+/* CHANNEL_OWN_GROUP when the exchange's children should lead process groups
+ * of their own (it has a time limit), else 0. */
+HIDDEN int exchange_group_flag(const struct exchange *ex);
 
 /* The head of the exchange's list of managed handles (manage.c keeps it;
  * exchange_free calls manage_free_list on it). */

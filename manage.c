@@ -74,7 +74,9 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	pid_t pid;
 	int r;
 
-	pid = channel_fork(&ch, worker ? CHANNEL_LINK_PIPES : link);
+	if (worker)
+		link &= CHANNEL_OWN_GROUP;
+	pid = channel_fork(&ch, link);
 	if (pid != 0) {
 		*out = ch;
 		return pid;
@@ -144,7 +146,7 @@ pid_t exchange_create(struct exchange *ex, struct channel **child)
 	*child = NULL;
 	if (exchange_wait(ex) < 0)
 		return -1;
-	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
+	pid = channel_fork(&ch, CHANNEL_LINK_PIPES | exchange_group_flag(ex));
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
@@ -385,7 +387,8 @@ static int pmap_spawn(struct pmap *pm, int k)
 	struct channel *ch;
 	pid_t pid;
 
-	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
+	pid = channel_fork(&ch, pm->time_limit_ms > 0 ? CHANNEL_OWN_GROUP
+						      : CHANNEL_LINK_PIPES);
 	if (pid < 0)
 		return -1;
 	if (pid == 0)
