@@ -65,8 +65,12 @@ $(STATIC): $(OBJS)
 	rm -f $@
 	$(AR) rcs $@ $(OBJS)
 
+# -z now binds the library's calls into libc when it is loaded: a forked
+# child that calls a function the parent never did would otherwise run the
+# dynamic linker and write its GOT, copy-on-write faults in every task.
 $(SHARED): $(OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) $(SAN) $(LDFLAGS) -o $@ $(OBJS)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,-z,now $(SAN) $(LDFLAGS) \
+	    -o $@ $(OBJS)
 	ln -sf libexchange.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libexchange.so
 

@@ -346,10 +346,7 @@ static void channel_release(struct channel *ch)
 	free(ch);
 }
 
-/* In a new child: close every descriptor of every channel but keep, and
- * forget those channels, so that only keep remains registered. Their memory
- * is the child's copy of the parent's and is left alone: the parent's
- * structures (an exchange, say) still point at it. */
+/* Closes the descriptors first to last. */
 static void close_run(int first, int last)
 {
 	int fd;
@@ -362,23 +359,39 @@ static void close_run(int first, int last)
 		close(fd);
 }
 
-/* Descriptors below this are gathered in a bitmap and closed in runs; the
- * rare ones above are closed one by one. */
+/* Closes the n descriptors of fds (sorted in place) in runs of adjacent
+ * numbers: one close_range per run. */
+static void close_sorted(int *fds, int n)
+{
+	int i, j, fd, start;
+
+	for (i = 1; i < n; i++) {
+		fd = fds[i];
+		for (j = i; j > 0 && fds[j - 1] > fd; j--)
+			fds[j] = fds[j - 1];
+		fds[j] = fd;
+	}
+	for (i = 0; i < n; i = j) {
+		start = fds[i];
+		for (j = i + 1; j < n && fds[j] <= fds[j - 1] + 1; j++)
+			;
+		close_run(start, fds[j - 1]);
+	}
+}
+
+/* Descriptors below this are gathered in a bitmap and closed in runs when
+ * there are too many for close_sorted; the rare ones above are closed one
+ * by one. */
 #define RUN_FDS 32768
 
-/* extra: the parent's ends of keep's own link (-1 for none), closed in
- * the same runs. */
-static void close_others(struct channel *keep, const int extra[2])
+/* The many-channels case of close_others, in a frame of its own so that
+ * the common case does not write a 4 KiB bitmap onto fresh stack pages. */
+static NOINLINE void close_many(struct channel *keep, const int extra[2])
 {
 	unsigned char bits[RUN_FDS / 8];
 	struct channel *c;
 	int top = -1, fd, start, k;
 
-	/* Descriptors are handed out lowest first, so the channels' ones
-	 * mostly sit next to each other: a handful of close_range calls
-	 * instead of one close per descriptor in each new child. Nothing is
-	 * allocated here: the parent may have threads, and malloc after fork
-	 * is best avoided. */
 	for (c = registry; c; c = c->next)
 		for (k = 0; c != keep && k < 2; k++) {
 			fd = k ? c->wfd : c->rfd;
@@ -407,7 +420,6 @@ static void close_others(struct channel *keep, const int extra[2])
 			else if (fd >= 0)
 				bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
 		}
-		c->rfd = c->wfd = -1;
 	}
 	for (fd = 0; fd <= top; fd++) {
 		if (!(bits[fd / 8] & (1u << (fd % 8))))
@@ -417,6 +429,46 @@ static void close_others(struct channel *keep, const int extra[2])
 			fd++;
 		close_run(start, fd);
 	}
+}
+
+/* Up to this many descriptors are sorted on the stack by close_others. */
+#define FEW_FDS 64
+
+/* In a new child: close every descriptor of every channel but keep, and
+ * forget those channels, so that only keep remains registered. extra: the
+ * parent's ends of keep's own link (-1 for none), closed in the same runs.
+ *
+ * Descriptors are handed out lowest first, so the channels' ones mostly
+ * sit next to each other: a handful of close_range calls instead of one
+ * close per descriptor. Nothing is allocated (the parent may have threads,
+ * and malloc after fork is best avoided), and nothing of the other
+ * channels is written: every page the child writes is a copy-on-write
+ * fault, the largest cost of a short task. Their memory is the child's copy
+ * of the parent's, unreachable once the registry holds keep alone. */
+static void close_others(struct channel *keep, const int extra[2])
+{
+	int fds[FEW_FDS], n = 0, k, fd;
+	struct channel *c;
+
+	for (k = 0; k < 2; k++)
+		if (extra[k] >= 0)
+			fds[n++] = extra[k];
+	for (c = registry; c; c = c->next) {
+		if (c == keep)
+			continue;
+		for (k = 0; k < 2; k++) {
+			fd = k ? c->wfd : c->rfd;
+			if (fd < 0 || (k && fd == c->rfd))
+				continue;
+			if (n == FEW_FDS) {
+				close_many(keep, extra);
+				goto done;
+			}
+			fds[n++] = fd;
+		}
+	}
+	close_sorted(fds, n);
+done:
 	registry = keep;
 	keep->prev = keep->next = NULL;
 }

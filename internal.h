@@ -26,8 +26,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define HIDDEN __attribute__((visibility("hidden")))
+#define NOINLINE __attribute__((noinline))
 #else
 #define HIDDEN
+#define NOINLINE
 #endif
 
 #define FRAME_MAGIC 0x31484358u	/* "XCH1" */
