@@ -71,10 +71,12 @@ struct work {
 	channel_fn *fn;		/* the function, or NULL for pfn */
 	exchange_plain_fn *pfn;	/* the plain function, or NULL */
 	void *ctx;		/* given to the function */
-	void *arg;		/* malloc'd copy of the argument, or NULL */
+	void *arg;		/* the copy of the argument in argbuf, or NULL */
 	size_t len;		/* its length */
 	size_t task;		/* its task number */
 	int attempts;		/* runs so far (EXCHANGE_RETRY) */
+	unsigned char argbuf[];	/* the argument bytes, in the same allocation
+				   (one malloc and one free per task) */
 };
 
 /* The exchange's record of one channel. */
@@ -213,10 +215,7 @@ struct exchange_managed **exchange_managed_list(struct exchange *ex)
 
 static void work_free(struct work *w)
 {
-	if (w) {
-		free(w->arg);
-		free(w);
-	}
+	free(w);
 }
 
 static void collector_free(struct collector *col)
@@ -483,16 +482,18 @@ static struct work *work_new(channel_fn *fn, exchange_plain_fn *pfn,
 			     void *ctx, const void *arg, size_t len,
 			     size_t task)
 {
-	struct work *w = calloc(1, sizeof(*w));
+	struct work *w;
 
+	if (len > SIZE_MAX - sizeof(*w)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	w = malloc(sizeof(*w) + len);
 	if (!w)
 		return NULL;
+	memset(w, 0, sizeof(*w));
 	if (len) {
-		w->arg = malloc(len);
-		if (!w->arg) {
-			free(w);
-			return NULL;
-		}
+		w->arg = w->argbuf;
 		memcpy(w->arg, arg, len);
 	}
 	w->fn = fn;
