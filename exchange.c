@@ -58,9 +58,11 @@
 
 /* How often a waiting exchange asks whether its children have exited
  * without their channel ending (something they started holds it), and how
- * long it then reads what they left before settling. */
+ * much it then reads at most before settling. An exited process can have
+ * left no more than its channel's kernel buffer holds (a megabyte or so);
+ * the bound is for whatever it started, which may go on writing. */
 #define EXIT_CHECK_MS 250
-#define EXIT_DRAIN_MS 20
+#define EXIT_DRAIN_BYTES (8u << 20)
 
 /* Ready channels handled per exchange_store call. */
 #define STORE_BATCH 64
@@ -100,8 +102,9 @@ struct slot {
 	bool exited;		/* its process was reaped before end of
 				   stream: something it started holds the
 				   channel open */
-	int64_t drain_until;	/* exited: when to stop reading what it left
-				   (something it started may go on writing) */
+	size_t drain_left;	/* exited: bytes still to read at most of what
+				   it left (something it started may go on
+				   writing) */
 	int64_t deadline;	/* time limit of the running task, or 0 */
 	int64_t kill_at;	/* when SIGKILL follows SIGTERM, or 0 */
 };
@@ -840,14 +843,16 @@ static void describe_exit(const struct channel *ch, bool timed_out, int limit,
 }
 
 /* Reads what an exited process left in its channel: until the kernel's
- * buffer is empty, end of stream, or the deadline (something the process
- * started may go on writing). Returns 1 when a whole frame has arrived
- * (it is delivered first), 0 when the channel can end. */
-static int drain_exited(struct channel *ch, int64_t until)
+ * buffer is empty (everything the process wrote was there when it
+ * exited), end of stream, or *left bytes (something the process started
+ * may go on writing). No clock: a loaded machine must not cut the drain
+ * short. Returns 1 when a whole frame has arrived (it is delivered first),
+ * 0 when the channel can end. */
+static int drain_exited(struct channel *ch, size_t *left)
 {
 	ssize_t n;
 
-	while (!ch->broken) {
+	while (!ch->broken && *left > 0) {
 		n = channel_fill(ch);
 		if (n == 0)
 			break;
@@ -858,10 +863,9 @@ static int drain_exited(struct channel *ch, int64_t until)
 			}
 			break;
 		}
+		*left = (size_t)n < *left ? *left - (size_t)n : 0;
 		if (channel_head(ch) != 0)
 			return 1;
-		if (now_ms() >= until)
-			break;
 	}
 	return 0;
 }
@@ -893,7 +897,7 @@ static int settle(struct exchange *ex, struct slot *s)
 	if (!ch->eof) {
 		if (!s->exited)
 			return 0;
-		if (drain_exited(ch, s->drain_until))
+		if (drain_exited(ch, &s->drain_left))
 			return 1;
 		/* What the exited process wrote has been read: its channel
 		 * ends here, whoever else holds the other end. */
@@ -1140,7 +1144,7 @@ static void check_exits(struct exchange *ex, int64_t now)
 			continue;
 		/* What it wrote is read by the next scan (settle). */
 		s->exited = true;
-		s->drain_until = now + EXIT_DRAIN_MS;
+		s->drain_left = EXIT_DRAIN_BYTES;
 	}
 }
 
