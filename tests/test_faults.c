@@ -589,6 +589,14 @@ Test(faults, descriptor_exhaustion_then_recovery, .timeout = 60)
 	struct sums s;
 	int i, n = 12, emfile = 0, rc_finish;
 
+	/* valgrind keeps descriptors of its own near the limit and checks
+	 * each new one against a lowered limit itself (closing what it
+	 * refuses), so the test means nothing there; the plain and the
+	 * sanitizer runs have it. */
+	if (slow_run()) {
+		free(t);
+		cr_skip_test("valgrind handles a lowered descriptor limit itself");
+	}
 	cr_assert_not_null(t);
 	hygiene_begin(&h, "emfile");
 	o.udata = t;
@@ -647,16 +655,6 @@ static void on_alarm(int sig)
 		atomic_fetch_add(&sh->injected, 1);
 }
 
-/* Under valgrind (make test-valgrind sets FAULTS_SLOW) every signal costs
- * a trip through its scheduler and every byte copied is checked: the
- * storms are sparser and the transfers smaller, the faults the same. */
-static bool slow_run(void)
-{
-	const char *e = getenv("FAULTS_SLOW");
-
-	return e && *e && *e != '0';
-}
-
 static long storm_period_us(void)
 {
 	return slow_run() ? 5000 : 300;
@@ -678,16 +676,7 @@ static void storm_start(struct sigaction *old)
 
 static void storm_stop(const struct sigaction *old)
 {
-	struct sigaction ign = { .sa_handler = SIG_IGN };
-	struct itimerval off = { { 0, 0 }, { 0, 0 } };
-
-	setitimer(ITIMER_REAL, &off, NULL);
-	/* A SIGALRM raised just before the timer stopped may still be
-	 * pending: ignoring the signal discards it, so that restoring the
-	 * default action cannot end the test. */
-	sigemptyset(&ign.sa_mask);
-	sigaction(SIGALRM, &ign, NULL);
-	sigaction(SIGALRM, old, NULL);
+	timer_stop(old);
 }
 
 static void stormy_answer_fn(struct channel *ch, const void *arg, size_t len,
