@@ -1178,8 +1178,9 @@ static int head_frame(struct channel *ch, struct frame_header *h)
 
 ssize_t channel_fill(struct channel *ch)
 {
+	struct frame_header h;
+	size_t room, want = 1;
 	ssize_t n;
-	size_t room;
 
 	if (ch->rfd < 0) {
 		errno = EBADF;
@@ -1187,26 +1188,24 @@ ssize_t channel_fill(struct channel *ch)
 	}
 	if (ch->eof)
 		return 0;
+	if (!ch->big &&
+	    frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX, &h) == 1 &&
+	    h.size > buffered(ch)) {
+		/* Room for the rest of the frame at the head when it fits
+		 * ibuf, so that one read can complete it; a frame too large
+		 * for ibuf moves to its own allocation (head_frame) and is
+		 * received in place. */
+		if (h.size <= IBUF_MAX)
+			want = h.size - buffered(ch);
+		else if (h.kind != FRAME_STREAM)
+			(void)head_frame(ch, &h);
+	}
 	if (ch->big) {
 		room = ch->big_len - ch->big_have;
 		n = sys_read(ch->rfd, ch->big + ch->big_have, room);
 		if (n > 0)
 			ch->big_have += n;
 	} else {
-		struct frame_header h;
-		size_t want = 1;
-
-		/* Room for the rest of the frame at the head when it fits
-		 * ibuf, so that one read can complete it. */
-		if (frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX,
-				 &h) == 1 && h.size > buffered(ch)) {
-			if (h.size <= IBUF_MAX)
-				want = h.size - buffered(ch);
-			else if (h.kind != FRAME_STREAM &&
-				 head_frame(ch, &h) == 0 && ch->big)
-				/* Too large for ibuf: receive it in place. */
-				return channel_fill(ch);
-		}
 		if (reserve(ch, want) < 0)
 			return -1;
 		room = ch->icap - ch->ilen;
@@ -1597,7 +1596,9 @@ int channel_push_failure(struct channel *ch, int cause, int code,
 	frame_encode(p, FRAME_FAILURE, 8 + tlen);
 	memcpy(p + FRAME_HEADER_SIZE, cc, 8);
 	if (tlen)
-		memcpy(p + FRAME_HEADER_SIZE + 8, text, tlen);
+		/* The frame carries the text without its NUL (its length
+		 * is the frame's); receiving adds one. */
+		memcpy(p + FRAME_HEADER_SIZE + 8, text, tlen); /* NOLINT(bugprone-not-null-terminated-result) */
 	ch->ilen += size;
 	return 0;
 }

@@ -287,7 +287,9 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 		struct slot **ns;
 		struct pollfd *np;
 
-		ns = realloc(ex->slots, ncap * sizeof(*ns));
+		/* An array of pointers: sizeof(*ns) is a pointer's size. */
+		ns = realloc(ex->slots,
+			     ncap * sizeof(*ns)); /* NOLINT(bugprone-sizeof-expression) */
 		if (!ns)
 			return NULL;
 		ex->slots = ns;
@@ -1572,7 +1574,9 @@ int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
 		if (exchange_store(ex, time_left(deadline)) < 0)
 			return -1;
 	}
-	q = col->head;
+	q = col->head;	/* the loop above ends only with one there */
+	if (!q)
+		return 0;
 	col->head = q->next;
 	if (!col->head)
 		col->tail = NULL;
