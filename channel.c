@@ -1081,6 +1081,12 @@ int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
 		errno = EINVAL;
 		return -1;
 	}
+	/* No items, no frame: an empty stream frame is consumed by no get
+	 * (a get of no items reads nothing), so it would stay at the head
+	 * and fail the next receive of a message with EPROTO. Persistent
+	 * channels refuse streams whatever their length. */
+	if (n == 0 && !ch->persist)
+		return 0;
 	return channel_send_frame(ch, FRAME_STREAM, items, n * size, NULL, 0,
 				  timeout_ms);
 }

@@ -222,15 +222,17 @@ int channel_preload(struct channel *ch, const void *frames, size_t len);
  * CHANNEL_MAX_DEFAULT. Returns 0, or -1 with EINVAL. */
 int channel_set_max(struct channel *ch, size_t max);
 
-/* Item streams. channel_put sends n items of size bytes each; channel_get
- * receives exactly m items of size bytes into items, whatever the sizes of
- * the puts were: a get may take part of a put or span several. Order is kept.
- * Both sides must use the same item size. channel_put returns 0 or -1 like
- * channel_send. channel_get returns 0 when all m items arrived, or -1 with
- * errno: EPIPE (the other side closed and fewer than m items remained: they
- * were stored and *got says how many), ETIMEDOUT (*got items arrived and
- * were stored; the rest may follow), EPROTO (a message, not stream data, is
- * next), EINVAL. *got may be NULL. */
+/* Item streams. channel_put sends n items of size bytes each; a put of no
+ * items sends nothing and returns 0 (on a persistent channel it fails with
+ * ENOTSUP all the same). channel_get receives exactly m items of size bytes
+ * into items, whatever the sizes of the puts were: a get may take part of a
+ * put or span several. Order is kept. Both sides must use the same item
+ * size. channel_put returns 0 or -1 like channel_send. channel_get returns 0
+ * when all m items arrived, or -1 with errno: EPIPE (the other side closed
+ * and fewer than m items remained: they were stored and *got says how
+ * many), ETIMEDOUT (*got items arrived and were stored; the rest may
+ * follow), EPROTO (a message, not stream data, is next), EINVAL. *got may be
+ * NULL. */
 int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
 		int timeout_ms);
 int channel_get(struct channel *ch, void *items, size_t m, size_t size,

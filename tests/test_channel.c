@@ -648,6 +648,45 @@ Test(channel, stream_get_times_out_and_resumes, .timeout = 10)
 	channel_close(ch);
 }
 
+/* A put of no items sends nothing: the message after it is received as if
+ * the put had not happened, with or without a get of no items first. */
+Test(channel, put_of_no_items_sends_nothing, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+	int items[2] = { 7, 8 }, out[2];
+	size_t got = 99;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		int res = channel_put(ch, items, 0, sizeof(int), -1);
+
+		res |= channel_put(ch, NULL, 0, sizeof(int), -1);
+		channel_send(ch, &res, sizeof(res), -1);
+		res = channel_put(ch, items, 0, sizeof(int), -1);
+		channel_send(ch, "after", 5, -1);
+		channel_put(ch, items, 2, sizeof(int), -1);
+		channel_put(ch, items, 0, sizeof(int), -1);
+		channel_exit(ch, res == 0 ? 0 : 1);
+	}
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.len, sizeof(int));
+	cr_assert_eq(*(int *)m.data, 0, "the puts of no items succeeded");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_get(ch, out, 0, sizeof(int), &got, 5000), 0);
+	cr_assert_eq(got, 0);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_str_eq(m.data, "after");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_get(ch, out, 2, sizeof(int), &got, 5000), 0);
+	cr_assert_eq(got, 2);
+	cr_assert(out[0] == 7 && out[1] == 8);
+	/* Nothing follows the items: end of stream, not a stream frame. */
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	cr_assert_eq(channel_wait(ch, 5000), 0);
+	channel_close(ch);
+}
+
 Test(channel, large_arrays_stream_whole, .timeout = 30)
 {
 	size_t n = 4u << 20, i, got;
