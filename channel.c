@@ -1515,6 +1515,12 @@ int channel_peek(struct channel *ch, struct channel_msg *msg, int timeout_ms)
 			memcpy(cc, msg->data, sizeof(cc));
 			msg->data = (unsigned char *)msg->data + sizeof(cc);
 			msg->len -= sizeof(cc);
+		} else {
+			/* Too short for cause and code: channel_recv gives
+			 * an empty text, so lend the NUL after the payload
+			 * rather than its bytes. */
+			msg->data = (unsigned char *)msg->data + payload;
+			msg->len = 0;
 		}
 		msg->cause = cc[0];
 		msg->code = cc[1];

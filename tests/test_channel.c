@@ -531,6 +531,35 @@ Test(channel, peek_then_receive_the_same_message, .timeout = 10)
 	channel_close(ch);
 }
 
+/* A failure frame too short for its cause and code: peek lends what
+ * receive gives, an empty text with the default cause and code. */
+Test(channel, peek_agrees_with_receive_on_a_short_failure, .timeout = 10)
+{
+	unsigned char f[FRAME_HEADER_SIZE + 3];
+	struct channel *ch;
+	struct channel_msg p, m;
+
+	frame_encode(f, FRAME_FAILURE, 3);
+	memcpy(f + FRAME_HEADER_SIZE, "abc", 3);
+	ch = raw_child(f, sizeof(f));
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_peek(ch, &p, 5000), 1);
+	cr_assert_eq(p.kind, CHANNEL_FAILURE);
+	cr_assert_eq(p.len, 0);
+	cr_assert_str_eq(p.data, "");
+	cr_assert_eq(p.cause, CHANNEL_PROTOCOL);
+	cr_assert_eq(p.code, EPROTO);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_eq(m.kind, CHANNEL_FAILURE);
+	cr_assert_eq(m.len, 0);
+	cr_assert_str_eq(m.data, "");
+	cr_assert_eq(m.cause, p.cause);
+	cr_assert_eq(m.code, p.code);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	cr_assert_eq(channel_close(ch), 0);
+}
+
 Test(channel, flush_and_preload_move_messages, .timeout = 10)
 {
 	struct channel *a = channel_create(), *b;
