@@ -21,6 +21,8 @@
  * The states of a channel's input: reading (eof false), then end of stream
  * seen (eof true) with possibly whole frames still buffered; a malformed
  * frame sets broken, after which every receive fails with the same errno.
+ * The fault has a place in the stream: frames preloaded afterwards go in
+ * front of it (broken_ahead counts their bytes) and are received first.
  *
  * Every open channel is on a registry list, so that a freshly forked child
  * can close the descriptors of all channels but its own: a stray copy of a
@@ -1127,12 +1129,26 @@ static int reserve(struct channel *ch, size_t need)
 	return 0;
 }
 
+/* Stops receiving at the head. Nothing is in front of a fault found there:
+ * frames preloaded in front of an earlier one have all been received, or
+ * one of them is this fault (the maximum was lowered since). */
 static int set_broken(struct channel *ch, int err)
 {
 	ch->broken = true;
 	ch->broken_errno = err;
+	ch->broken_ahead = 0;
 	errno = err;
 	return -1;
+}
+
+/* Consumes n bytes at the head of ibuf, those preloaded in front of a
+ * fault first. */
+static void consume(struct channel *ch, size_t n)
+{
+	ch->ipos += n;
+	ch->broken_ahead -= n < ch->broken_ahead ? n : ch->broken_ahead;
+	if (ch->ipos == ch->ilen)
+		ch->ipos = ch->ilen = 0;
 }
 
 /* Looks at the frame at the head of ibuf. Returns 1 with *h when the whole
@@ -1144,7 +1160,7 @@ static int head_frame(struct channel *ch, struct frame_header *h)
 	size_t payload, have;
 	int r;
 
-	if (ch->broken) {
+	if (ch->broken && ch->broken_ahead == 0) {
 		errno = ch->broken_errno;
 		return -1;
 	}
@@ -1301,9 +1317,7 @@ static int take_frame(struct channel *ch, const struct frame_header *h,
 		if (!p)
 			return -1;
 		memcpy(p, ch->ibuf + ch->ipos + FRAME_HEADER_SIZE, payload);
-		ch->ipos += h->size;
-		if (ch->ipos == ch->ilen)
-			ch->ipos = ch->ilen = 0;
+		consume(ch, h->size);
 	}
 	p[payload] = '\0';
 	*data = p;
@@ -1319,9 +1333,7 @@ static void drop_frame(struct channel *ch, const struct frame_header *h)
 		ch->big = NULL;
 		return;
 	}
-	ch->ipos += h->size;
-	if (ch->ipos == ch->ilen)
-		ch->ipos = ch->ilen = 0;
+	consume(ch, h->size);
 }
 
 int channel_head(struct channel *ch)
@@ -1600,6 +1612,7 @@ int channel_push_failure(struct channel *ch, int cause, int code,
 		ch->ipos = ch->ilen = 0;
 		ch->stream_left = 0;
 		ch->broken = false;
+		ch->broken_ahead = 0;
 		ch->eof = true;
 	}
 	if (reserve(ch, size) < 0)
@@ -1624,11 +1637,9 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 {
 	int64_t deadline = deadline_of(timeout_ms);
 	unsigned char *out = NULL, *p;
-	size_t used = 0, cap = 0;
+	size_t used = 0, cap = 0, payload;
 	ssize_t count = 0;
 	struct frame_header h;
-	void *data;
-	size_t dlen;
 	int r, saved;
 
 	if (!ch || !frames || !len) {
@@ -1643,6 +1654,10 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 	}
 	free(ch->peek_data);
 	ch->peek_data = NULL;
+	/* An error after whole frames were taken ends the flush, which
+	 * returns them, as read(2) returns what it got: what was taken
+	 * cannot go back into the kernel, and a run of channel_recv would
+	 * have returned them too. The error comes on the next call. */
 	for (;;) {
 		r = await_frame(ch, &h, deadline);
 		if (r == 0)
@@ -1650,14 +1665,24 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		if (r < 0) {
 			if (errno == ETIMEDOUT)
 				break;
-			goto fail;
+			if (count == 0)
+				goto fail;
+			/* A bad frame has made the channel broken behind what
+			 * was taken, and a failed allocation is met again; a
+			 * failed read is kept as broken, as wait_writable
+			 * keeps one, or the next call would not see it. */
+			if (!ch->broken && errno != ENOMEM)
+				set_broken(ch, errno);
+			break;
 		}
 		if (h.kind == FRAME_STREAM) {
+			/* Items pending: the next call meets them again, and
+			 * a get can take them. */
+			if (count)
+				break;
 			errno = EPROTO;
 			goto fail;
 		}
-		if (take_frame(ch, &h, &data, &dlen) < 0)
-			goto fail;
 		if (cap - used < h.size) {
 			size_t ncap = cap ? cap : 4096;
 
@@ -1665,16 +1690,22 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 				ncap *= 2;
 			p = realloc(out, ncap);
 			if (!p) {
-				free(data);
+				if (count)
+					break;
 				goto fail;
 			}
 			out = p;
 			cap = ncap;
 		}
-		frame_encode(out + used, h.kind, dlen);
-		memcpy(out + used + FRAME_HEADER_SIZE, data, dlen);
+		/* Copied from where it was received, and only then dropped,
+		 * so a failed allocation leaves the frame in the channel. */
+		payload = (size_t)(h.size - FRAME_HEADER_SIZE);
+		frame_encode(out + used, h.kind, payload);
+		memcpy(out + used + FRAME_HEADER_SIZE,
+		       ch->big ? ch->big : ch->ibuf + ch->ipos +
+		       FRAME_HEADER_SIZE, payload);
+		drop_frame(ch, &h);
 		used += h.size;
-		free(data);
 		count++;
 	}
 	*frames = out;
@@ -1682,11 +1713,7 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 	return count;
 
 fail:
-	/* What was taken cannot be put back into the kernel; hand it to the
-	 * buffer's front again so nothing is lost. */
 	saved = errno;
-	if (used && channel_preload(ch, out, used) == 0)
-		used = 0;
 	free(out);
 	errno = saved;
 	return -1;
@@ -1736,6 +1763,10 @@ int channel_preload(struct channel *ch, const void *frames, size_t len)
 	ch->icap = len + have + IBUF_INITIAL;
 	ch->ipos = 0;
 	ch->ilen = len + have;
+	/* In front of a fault too: these frames are whole and valid, so
+	 * they are received before the error comes again. */
+	if (ch->broken)
+		ch->broken_ahead += len;
 	return 0;
 }
 
@@ -1794,7 +1825,7 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 					err = EPROTO;
 					break;
 				}
-				ch->ipos += FRAME_HEADER_SIZE;
+				consume(ch, FRAME_HEADER_SIZE);
 				ch->stream_left = h.size - FRAME_HEADER_SIZE;
 				continue;
 			}
@@ -1809,9 +1840,7 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 			if (take > need - done)
 				take = need - done;
 			memcpy(dst + done, ch->ibuf + ch->ipos, take);
-			ch->ipos += take;
-			if (ch->ipos == ch->ilen)
-				ch->ipos = ch->ilen = 0;
+			consume(ch, take);
 			ch->stream_left -= take;
 			done += take;
 			continue;
@@ -2076,6 +2105,7 @@ static void persist_drop_peer(struct channel *ch)
 	ch->wfd = -1;
 	ch->eof = false;
 	ch->broken = false;
+	ch->broken_ahead = 0;
 	ch->send_broken = false;
 	ch->drained = false;
 	ch->persist->qsent = ch->persist->qhead;

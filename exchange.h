@@ -206,15 +206,25 @@ ssize_t channel_size(const struct channel *ch);
 /* Receives every message that arrives within timeout_ms (0: only what is
  * already there; the wait ends early at end of stream) and returns them as
  * one buffer of encoded frames in *frames (the caller frees it) of *len
- * bytes. Returns the number of messages, or -1 on error. The frames can be
- * given back to any channel with channel_preload. */
+ * bytes. Returns the number of messages, or -1 on error; then *frames is
+ * NULL and no message was taken. Like read(2), a flush never loses what it
+ * took: an error after some messages ends the flush, which returns them,
+ * and the error comes on the next receive. After a malformed frame
+ * (EPROTO, EMSGSIZE), a frame cut short by end of stream (ECONNRESET) or a
+ * failed read the channel receives nothing more; stream items at the head
+ * (EPROTO for flush, recv and peek) are left for channel_get. The frames
+ * can be given back to any channel with channel_preload, this one
+ * included. */
 ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		      int timeout_ms);
 
 /* Puts len bytes of already-encoded frames (from channel_flush) in front of
  * whatever the channel has buffered, so they are received first, in order.
- * Returns 0, or -1 with EPROTO/EMSGSIZE if the bytes are not whole valid
- * frames (and then nothing was preloaded), ENOMEM. */
+ * On a channel that receives nothing more after an error (a malformed
+ * frame, say) they go in front of that error: they are received, and then
+ * the error comes again. Returns 0, or -1 with EPROTO/EMSGSIZE if the bytes
+ * are not whole valid frames (and then nothing was preloaded), EBUSY (a
+ * large frame or stream item is half received), ENOMEM. */
 int channel_preload(struct channel *ch, const void *frames, size_t len);
 
 /* Sets the largest message this channel will receive or send. Frames above

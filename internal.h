@@ -65,7 +65,8 @@ HIDDEN int frame_decode(const void *buf, size_t len, size_t max,
 
 /* Channel states, in the order a parent-side channel passes through them:
  * OPEN (reading), EOF (end of stream read; buffered frames may remain),
- * then closed. Receiving stops for good once broken is set. */
+ * then closed. Receiving stops for good once broken is set, except for
+ * frames preloaded in front of the fault afterwards. */
 struct channel {
 	int rfd;		/* read descriptor, -1 once closed */
 	int wfd;		/* write descriptor (== rfd for a socket) */
@@ -78,6 +79,9 @@ struct channel {
 	bool eof;		/* read returned 0: the peer closed */
 	bool broken;		/* a protocol error stopped receiving */
 	int broken_errno;	/* errno returned while broken */
+	size_t broken_ahead;	/* while broken: bytes of whole frames
+				   preloaded in front of the fault, which are
+				   received before it */
 	bool send_broken;	/* a partial frame was written: no more sends */
 	bool is_socket;		/* rfd is a socket: use send(MSG_NOSIGNAL) */
 	bool sigpipe_guard;	/* block SIGPIPE around each write */

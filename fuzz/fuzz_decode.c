@@ -215,18 +215,12 @@ static int drive(struct channel *ch, struct model *md, unsigned op,
 			}
 			break;
 		case 3:
-			/* Flush what is complete, and put it back in front. */
+			/* Flush what is complete (up to a fault, which the
+			 * next call meets), and put it back in front. */
 			k = channel_flush(ch, &frames, &flen, 0);
 			if (k < 0) {
-#ifndef FUZZ_STRICT
-				/* Known: a flush that meets a malformed
-				 * frame puts the whole frames it took before
-				 * it back into a channel that now receives
-				 * nothing, so they are lost, where
-				 * channel_recv would have returned them.
-				 * -DFUZZ_STRICT checks it. */
-				md->next = md->n;
-#endif
+				/* Nothing was taken: the error is the one a
+				 * receive meets, checked below. */
 				r = -1;
 				break;
 			}

@@ -611,6 +611,142 @@ Test(channel, flush_and_preload_move_messages, .timeout = 10)
 	channel_close(b);
 }
 
+/* A child sends two messages, then the bytes of bad; the parent flushes
+ * with maximum max (0: the default). The flush returns both messages and
+ * the next receive fails with err; put back in front of the fault, they
+ * are received again before it. */
+static void flush_before_fault(const void *bad, size_t blen, size_t max,
+			       int err)
+{
+	unsigned char bytes[256], *p = bytes;
+	struct channel *ch;
+	struct channel_msg m;
+	void *frames, *none;
+	size_t len, nlen;
+	int i;
+
+	cr_assert_leq(2 * FRAME_HEADER_SIZE + 7 + blen, sizeof(bytes));
+	frame_encode(p, FRAME_DATA, 3);
+	memcpy(p + FRAME_HEADER_SIZE, "one", 3);
+	p += FRAME_HEADER_SIZE + 3;
+	frame_encode(p, FRAME_ERROR, 4);
+	memcpy(p + FRAME_HEADER_SIZE, "two!", 4);
+	p += FRAME_HEADER_SIZE + 4;
+	memcpy(p, bad, blen);
+	ch = raw_child(bytes, (size_t)(p - bytes) + blen);
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_set_max(ch, max), 0);
+	cr_assert_eq(channel_flush(ch, &frames, &len, 5000), 2,
+		     "the messages before the fault are returned");
+	cr_assert_eq(len, 2 * FRAME_HEADER_SIZE + 7);
+	cr_assert_eq(memcmp(frames, bytes, len), 0);
+	/* The error comes on the next call, and stays. */
+	cr_assert_eq(channel_flush(ch, &none, &nlen, 0), -1);
+	cr_assert_eq(errno, err, "errno %d, expected %d", errno, err);
+	cr_assert_null(none);
+	cr_assert_eq(nlen, 0);
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, err);
+	/* Preloaded in front of the fault, they are received first. */
+	cr_assert_eq(channel_preload(ch, frames, len), 0);
+	for (i = 0; i < 2; i++) {
+		cr_assert_eq(channel_recv(ch, &m, 0), 1, "message %d", i);
+		cr_assert_str_eq(m.data, i ? "two!" : "one");
+		cr_assert_eq(m.kind, i ? CHANNEL_ERROR : CHANNEL_DATA);
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, err);
+	free(frames);
+	cr_assert_eq(channel_close(ch), 0);
+}
+
+Test(channel, flush_returns_the_messages_before_a_fault, .timeout = 20)
+{
+	unsigned char h[FRAME_HEADER_SIZE + 2];
+	int fds = count_fds();
+
+	/* Not a frame at all. */
+	flush_before_fault("GET / HTTP/1.0\r\n\r\n", 18, 0, EPROTO);
+	/* A frame above the maximum. */
+	frame_encode(h, FRAME_DATA, 100);
+	flush_before_fault(h, FRAME_HEADER_SIZE, 50, EMSGSIZE);
+	/* A frame cut short by end of stream. */
+	memcpy(h + FRAME_HEADER_SIZE, "ab", 2);
+	flush_before_fault(h, sizeof(h), 0, ECONNRESET);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* A channel that met a malformed frame receives nothing more, but frames
+ * preloaded into it are still received, in order, before the error. */
+Test(channel, preload_goes_in_front_of_a_fault, .timeout = 10)
+{
+	unsigned char f[2 * FRAME_HEADER_SIZE + 2];
+	struct channel *ch = raw_child("not a frame at all", 18);
+	struct channel_msg m;
+
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_recv(ch, &m, 5000), -1);
+	cr_assert_eq(errno, EPROTO);
+	frame_encode(f, FRAME_DATA, 1);
+	f[FRAME_HEADER_SIZE] = 'a';
+	frame_encode(f + FRAME_HEADER_SIZE + 1, FRAME_DATA, 1);
+	f[2 * FRAME_HEADER_SIZE + 1] = 'b';
+	cr_assert_eq(channel_preload(ch, f + FRAME_HEADER_SIZE + 1,
+				     FRAME_HEADER_SIZE + 1), 0);
+	cr_assert_eq(channel_preload(ch, f, FRAME_HEADER_SIZE + 1), 0);
+	cr_assert_eq(channel_peek(ch, &m, 0), 1);
+	cr_assert_str_eq(m.data, "a");
+	cr_assert_eq(channel_recv(ch, &m, 0), 1);
+	cr_assert_str_eq(m.data, "a");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_ready(ch, 0), 1);
+	cr_assert_eq(channel_recv(ch, &m, 0), 1);
+	cr_assert_str_eq(m.data, "b");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, EPROTO);
+	cr_assert_eq(channel_ready(ch, 0), -1);
+	cr_assert_eq(errno, EPROTO);
+	cr_assert_eq(channel_close(ch), 0);
+}
+
+/* A read that fails after a flush has taken messages: they are returned
+ * and the next receive reports the failure. A child that leaves with bytes
+ * of ours unread resets its socket, so the parent's read, once the
+ * child's messages are read, fails with ECONNRESET. */
+Test(channel, flush_keeps_a_read_error_for_the_next_call, .timeout = 10)
+{
+	struct channel *ch;
+	struct channel_msg m;
+	void *frames;
+	size_t len;
+	pid_t pid;
+
+	pid = channel_fork(&ch, CHANNEL_LINK_SOCKET);
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct pollfd pf = { .fd = ch->rfd, .events = POLLIN };
+
+		/* Leaves once the parent's byte is there, unread. */
+		poll(&pf, 1, 5000);
+		channel_send(ch, "one", 3, -1);
+		channel_send(ch, "two", 3, -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_send(ch, "x", 1, 1000), 0);
+	cr_assert_eq(channel_wait(ch, 5000), 0);
+	cr_assert_eq(channel_flush(ch, &frames, &len, 0), 2);
+	free(frames);
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, ECONNRESET);
+	cr_assert_eq(channel_flush(ch, &frames, &len, 0), -1);
+	cr_assert_eq(errno, ECONNRESET);
+	channel_close(ch);
+	cr_assert(reaped(pid));
+}
+
 Test(channel, streams_keep_order_across_put_and_get_sizes, .timeout = 10)
 {
 	struct channel *ch = channel_create();
