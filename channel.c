@@ -392,7 +392,8 @@ static void close_sorted(int *fds, int n)
 
 /* The many-channels case of close_others, in a frame of its own so that
  * the common case does not write a 4 KiB bitmap onto fresh stack pages. */
-static NOINLINE void close_many(struct channel *keep, const int extra[2])
+static NOINLINE void close_many(const struct channel *keep,
+				const int extra[2])
 {
 	unsigned char bits[RUN_FDS / 8];
 	struct channel *c;
@@ -900,13 +901,15 @@ static int write_all(struct channel *ch, struct iovec *iov, int iovcnt,
 			}
 			continue;
 		}
-		while (n > 0) {
+		/* The kernel wrote no more than was asked: n runs out with
+		 * the vectors at the latest. */
+		while (n > 0 && iovcnt > 0) {
 			size_t step = (size_t)n < iov[0].iov_len ?
 				      (size_t)n : iov[0].iov_len;
 
 			iov[0].iov_base = (char *)iov[0].iov_base + step;
 			iov[0].iov_len -= step;
-			n -= step;
+			n -= (ssize_t)step;
 			if (iov[0].iov_len == 0) {
 				iov++;
 				iovcnt--;
@@ -1675,6 +1678,25 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 				set_broken(ch, errno);
 			break;
 		}
+		/* Control frames are the library's, as in channel_recv:
+		 * consumed here, never handed over. */
+		if (h.kind == FRAME_DONE) {
+			drop_frame(ch, &h);
+			if (ch->on_control)
+				ch->on_control(ch, FRAME_DONE);
+			continue;
+		}
+		if (h.kind == FRAME_ACK && (ch->acking || ch->persist)) {
+			persist_control(ch, &h);
+			continue;
+		}
+		if (h.kind > FRAME_FAILURE && h.kind != FRAME_STREAM) {
+			/* TASK or STOP coming this way: a protocol error. */
+			set_broken(ch, EPROTO);
+			if (count)
+				break;
+			goto fail;
+		}
 		if (h.kind == FRAME_STREAM) {
 			/* Items pending: the next call meets them again, and
 			 * a get can take them. */
@@ -1683,7 +1705,9 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 			errno = EPROTO;
 			goto fail;
 		}
-		if (cap - used < h.size) {
+		/* A frame is never empty (its header is in it), so the first
+		 * one always allocates; the analysers are told so. */
+		if (!out || cap - used < h.size) {
 			size_t ncap = cap ? cap : 4096;
 
 			while (ncap - used < h.size)
@@ -1700,7 +1724,9 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		/* Copied from where it was received, and only then dropped,
 		 * so a failed allocation leaves the frame in the channel. */
 		payload = (size_t)(h.size - FRAME_HEADER_SIZE);
+		/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
 		frame_encode(out + used, h.kind, payload);
+		/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
 		memcpy(out + used + FRAME_HEADER_SIZE,
 		       ch->big ? ch->big : ch->ibuf + ch->ipos +
 		       FRAME_HEADER_SIZE, payload);

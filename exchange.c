@@ -530,8 +530,9 @@ static void queue_push(struct exchange *ex, struct work *w, bool front)
 /* Takes the first queued work matching the function (any when match is
  * false). */
 static struct work *queue_take(struct exchange *ex, bool match,
+			       /* cppcheck-suppress constParameter */
 			       channel_fn *fn, exchange_plain_fn *pfn,
-			       void *ctx)
+			       const void *ctx)
 {
 	struct work *w, *prev = NULL;
 

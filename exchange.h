@@ -212,9 +212,10 @@ ssize_t channel_size(const struct channel *ch);
  * and the error comes on the next receive. After a malformed frame
  * (EPROTO, EMSGSIZE), a frame cut short by end of stream (ECONNRESET) or a
  * failed read the channel receives nothing more; stream items at the head
- * (EPROTO for flush, recv and peek) are left for channel_get. The frames
- * can be given back to any channel with channel_preload, this one
- * included. */
+ * (EPROTO for flush, recv and peek) are left for channel_get. Only
+ * messages are returned: the library's own control frames are consumed as
+ * channel_recv consumes them. The frames can be given back to any channel
+ * with channel_preload, this one included. */
 ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		      int timeout_ms);
 

@@ -146,7 +146,7 @@ pid_t exchange_create(struct exchange *ex, struct channel **child)
 	*child = NULL;
 	if (exchange_wait(ex) < 0)
 		return -1;
-	pid = channel_fork(&ch, CHANNEL_LINK_PIPES | exchange_group_flag(ex));
+	pid = channel_fork(&ch, exchange_group_flag(ex)); /* pipes */
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
@@ -568,6 +568,7 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 	pm.fixed = opts ? opts->batch : 0;
 	pm.time_limit_ms = opts ? opts->time_limit_ms : 0;
 	pm.max_batch = PMAP_MAX_REPLY / (out_size + 1);
+	/* cppcheck-suppress knownConditionTrueFalse ; out_size may pass it */
 	if (pm.max_batch < 1)
 		pm.max_batch = 1;
 	nw = opts && opts->workers ? opts->workers : exchange_cores();
@@ -619,6 +620,9 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 			}
 			if (!w->ch)
 				continue;
+			/* pmap_send makes the worker busy when it had work to
+			 * hand out (through pm, which cppcheck does not see). */
+			/* cppcheck-suppress knownConditionTrueFalse */
 			if (!w->busy && !pmap_send(&pm, k) && !w->busy)
 				continue;
 			alive++;

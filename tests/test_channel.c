@@ -678,6 +678,38 @@ Test(channel, flush_returns_the_messages_before_a_fault, .timeout = 20)
 	cr_assert(no_children());
 }
 
+/* Control frames are the library's: a flush consumes a reuse DONE frame
+ * as channel_recv does, returns only the messages, and a TASK frame coming
+ * the wrong way is a protocol error after the messages before it. */
+Test(channel, flush_hands_over_messages_only, .timeout = 10)
+{
+	unsigned char bytes[4 * FRAME_HEADER_SIZE + 2], *p = bytes;
+	struct channel *ch;
+	struct channel_msg m;
+	void *frames;
+	size_t len;
+
+	frame_encode(p, FRAME_DONE, 0);
+	p += FRAME_HEADER_SIZE;
+	frame_encode(p, FRAME_DATA, 1);
+	p[FRAME_HEADER_SIZE] = 'a';
+	p += FRAME_HEADER_SIZE + 1;
+	frame_encode(p, FRAME_DONE, 0);
+	p += FRAME_HEADER_SIZE;
+	frame_encode(p, FRAME_TASK, 1);
+	p[FRAME_HEADER_SIZE] = 't';
+	ch = raw_child(bytes, sizeof(bytes));
+	cr_assert_not_null(ch);
+	cr_assert_eq(channel_flush(ch, &frames, &len, 5000), 1);
+	cr_assert_eq(len, FRAME_HEADER_SIZE + 1);
+	cr_assert_eq(memcmp(frames, bytes + FRAME_HEADER_SIZE, len), 0);
+	free(frames);
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, EPROTO);
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert(no_children());
+}
+
 /* A channel that met a malformed frame receives nothing more, but frames
  * preloaded into it are still received, in order, before the error. */
 Test(channel, preload_goes_in_front_of_a_fault, .timeout = 10)
