@@ -845,6 +845,21 @@ static void describe_exit(const struct channel *ch, bool timed_out, int limit,
 	}
 }
 
+/* A read of a monitored channel failed with err. A socket whose peer left
+ * with bytes of ours unread is reset (ECONNRESET) once its messages have
+ * been read: for the exchange that is the end of the stream, and the task's
+ * outcome comes from how its process ended. Any other error stops the
+ * channel. */
+static void read_failed(struct channel *ch, int err)
+{
+	if (err == ECONNRESET) {
+		ch->eof = true;
+		return;
+	}
+	ch->broken = true;
+	ch->broken_errno = err;
+}
+
 /* Reads what an exited process left in its channel: until the kernel's
  * buffer is empty (everything the process wrote was there when it
  * exited), end of stream, or *left bytes (something the process started
@@ -860,10 +875,8 @@ static int drain_exited(struct channel *ch, size_t *left)
 		if (n == 0)
 			break;
 		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				ch->broken = true;
-				ch->broken_errno = errno;
-			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				read_failed(ch, errno);
 			break;
 		}
 		*left = (size_t)n < *left ? *left - (size_t)n : 0;
@@ -1236,10 +1249,8 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 				ch->hup = true;
 			p->revents = 0;
 			if (channel_fill(ch) < 0 && errno != EAGAIN &&
-			    errno != EWOULDBLOCK) {
-				ch->broken = true;
-				ch->broken_errno = errno;
-			}
+			    errno != EWOULDBLOCK)
+				read_failed(ch, errno);
 		}
 		if (ex->nawait && r == 0) {
 			/* Nothing to read, and a child has closed its channel

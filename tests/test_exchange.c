@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -788,6 +789,40 @@ Test(exchange, sent_error_is_the_outcome, .timeout = 20)
 	cr_assert_eq(t.last.kind, CHANNEL_ERROR);
 	cr_assert_eq(t.last.cause, CHANNEL_SENT_ERROR);
 	cr_assert_str_eq(t.last.data, "no such thing");
+	channel_msg_free(&t.last);
+}
+
+/* Waits for the parent's message, leaves it unread and exits with status
+ * 4: its socket is reset, and the parent's read fails with ECONNRESET
+ * where it would otherwise see end of stream. */
+static void unread_fn(struct channel *ch, const void *arg, size_t len,
+		      void *ctx)
+{
+	struct pollfd p = { .fd = channel_fd(ch), .events = POLLIN };
+
+	(void)arg, (void)len, (void)ctx;
+	poll(&p, 1, 10000);
+	channel_exit(ch, 4);
+}
+
+/* A reset is the end of the stream: the outcome is the exit status, not a
+ * protocol failure, also after the task's result. */
+Test(exchange, reset_by_an_exiting_child_is_its_end, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .store_data = tally_store, .udata = &t };
+	struct exchange *ex = exchange_new(&o);
+
+	cr_assert_not_null(ex);
+	cr_assert_eq(exchange_start(ex, unread_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_broadcast(ex, "hello", 5, 1000), 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+	cr_assert_eq(t.messages + t.errors + t.failures, 1);
+	cr_assert_eq(t.last.cause, CHANNEL_EXITED, "cause %d: %s",
+		     t.last.cause, (char *)t.last.data);
+	cr_assert_eq(t.last.code, 4);
 	channel_msg_free(&t.last);
 }
 
