@@ -52,6 +52,27 @@
 
 #include "exchange.h"
 
+#ifdef __linux__
+/* Linux makes a pipe close-on-exec in the same call (POSIX added pipe2 in
+ * 2024; _POSIX_C_SOURCE=200809L does not declare it): four fcntl calls
+ * fewer per job. */
+int pipe2(int fds[2], int flags);
+#endif
+
+/* A close-on-exec pipe. */
+static int cloexec_pipe(int fds[2])
+{
+#ifdef __linux__
+	return pipe2(fds, O_CLOEXEC);
+#else
+	if (pipe(fds) < 0)
+		return -1;
+	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+	return 0;
+#endif
+}
+
 /* Seconds between SIGTERM and SIGKILL for a job over its time limit. */
 #define PRUN_GRACE_MS 1000
 
@@ -463,12 +484,8 @@ static struct job *job_start(struct run *r, char *arg)
 	j->arg = arg;
 	j->fd[0] = j->fd[1] = -1;
 	argv = command_argv(&r->cmd, arg, &path);
-	if (pipe(outp) < 0 || pipe(errp) < 0)
+	if (cloexec_pipe(outp) < 0 || cloexec_pipe(errp) < 0)
 		goto fail;
-	fcntl(outp[0], F_SETFD, FD_CLOEXEC);
-	fcntl(outp[1], F_SETFD, FD_CLOEXEC);
-	fcntl(errp[0], F_SETFD, FD_CLOEXEC);
-	fcntl(errp[1], F_SETFD, FD_CLOEXEC);
 	pid = fork();
 	if (pid < 0)
 		goto fail;
