@@ -1029,9 +1029,12 @@ Test(channel, signals_during_a_large_transfer, .timeout = 30)
 	if (channel_pid(ch) == 0) {
 		unsigned char *p = malloc(len);
 
-		setitimer(ITIMER_REAL, &it, NULL);
+		/* The storm starts with the transfer: under valgrind, a
+		 * signal every few milliseconds leaves a filling loop
+		 * almost no time to run. */
 		for (i = 0; p && i < len; i++)
 			p[i] = (unsigned char)(i % 251);
+		setitimer(ITIMER_REAL, &it, NULL);
 		channel_send(ch, p, len, -1);
 		wait_for_parent(ch);
 		channel_exit(ch, 0);
