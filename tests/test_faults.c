@@ -1685,6 +1685,8 @@ static void run_leavers(bool reuse, bool continuous)
 	 * machine. */
 	cr_assert_lt(ms, 10000, "the exchange waited %lld ms for them",
 		     (long long)ms);
+	record("leavers", "injected", 2);
+	record("leavers", "survived", 2);
 	shared_free();
 	free(t);
 	hygiene_end(&h);
