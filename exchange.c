@@ -77,8 +77,10 @@ struct work {
 	size_t len;		/* its length */
 	size_t task;		/* its task number */
 	int attempts;		/* runs so far (EXCHANGE_RETRY) */
-	unsigned char argbuf[];	/* the argument bytes, in the same allocation
-				   (one malloc and one free per task) */
+	max_align_t argbuf[];	/* the argument bytes, in the same allocation
+				   (one malloc and one free per task),
+				   aligned as malloc would align them: the
+				   function reads its own struct there */
 };
 
 /* The exchange's record of one channel. */

@@ -826,6 +826,46 @@ Test(exchange, reset_by_an_exiting_child_is_its_end, .timeout = 20)
 	channel_msg_free(&t.last);
 }
 
+/* Sends 1 when its argument is aligned as malloc aligns memory, else 0. */
+static void aligned_fn(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
+{
+	size_t v = (uintptr_t)arg % _Alignof(max_align_t) == 0;
+
+	(void)len, (void)ctx;
+	channel_send(ch, &v, sizeof(v), -1);
+}
+
+/* A function reads its own struct from its argument: whether it runs at
+ * once, from the queue, or in a reuse worker, the bytes are aligned for
+ * any type. */
+Test(exchange, arguments_are_aligned_for_any_type, .timeout = 30)
+{
+	int mode;
+
+	for (mode = 0; mode < 2; mode++) {
+		struct tally t = { 0 };
+		struct exchange_options o = { .limit = 1, .reuse = mode == 1,
+					      .store_data = tally_store,
+					      .udata = &t };
+		struct exchange *ex = exchange_new(&o);
+		char arg[24] = "twenty-three bytes long";
+		size_t i;
+
+		cr_assert_not_null(ex);
+		for (i = 0; i < 8; i++)
+			cr_assert_eq(exchange_start(ex, aligned_fn, arg,
+						    sizeof(arg) - (i % 3),
+						    NULL), (ssize_t)i);
+		cr_assert_eq(exchange_finish(ex), 0);
+		exchange_free(ex);
+		cr_assert_eq(t.messages, 8);
+		cr_assert_eq(t.sum, 8, "mode %d: %zu of 8 aligned", mode,
+			     t.sum);
+	}
+	cr_assert(no_children());
+}
+
 /* Sends a frame the channel layer refuses: larger than the maximum. */
 static void big_fn(struct channel *ch, const void *arg, size_t len, void *ctx)
 {
