@@ -683,6 +683,23 @@ static int reap(struct channel *ch, int flags)
 	return 1;
 }
 
+int channel_ended_unreaped(const struct channel *ch)
+{
+	siginfo_t si;
+	int r;
+
+	if (!ch || ch->pid <= 0 || ch->reaped)
+		return 0;
+	/* WNOWAIT leaves the zombie in place, and with it the process group
+	 * it leads. */
+	memset(&si, 0, sizeof(si));
+	do
+		r = waitid(P_PID, (id_t)ch->pid, &si,
+			   WEXITED | WNOHANG | WNOWAIT);
+	while (r < 0 && errno == EINTR);
+	return r == 0 && si.si_pid == ch->pid;
+}
+
 int channel_reap_nohang(struct channel *ch)
 {
 	if (!ch || ch->pid <= 0)

@@ -929,9 +929,11 @@ static int settle(struct exchange *ex, struct slot *s)
 		s->remove = true;
 		return 0;
 	}
-	if (s->kill_at && !ch->reaped) {
+	if (s->kill_at && channel_ended_unreaped(ch)) {
 		/* Over its time limit and gone on SIGTERM: what it started
-		 * gets the SIGKILL now, while the group is still its own. */
+		 * gets the SIGKILL now, while the group is still its own (the
+		 * unreaped leader holds it). A process still cleaning up
+		 * after SIGTERM keeps its grace period. */
 		channel_kill(ch, SIGKILL);
 		s->kill_at = 0;
 	}

@@ -192,6 +192,10 @@ HIDDEN int channel_uncork(struct channel *ch, int timeout_ms);
  * timeout then read without polling first. For a reuse worker's own end. */
 HIDDEN int channel_set_blocking(struct channel *ch);
 
+/* 1 when the process has ended and is not reaped yet (a zombie, which
+ * keeps the process group it leads in being), else 0. */
+HIDDEN int channel_ended_unreaped(const struct channel *ch);
+
 /* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
  * by others), 0 still running, -1 no process. */
 HIDDEN int channel_reap_nohang(struct channel *ch);

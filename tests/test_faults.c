@@ -1611,6 +1611,61 @@ Test(faults, time_limit_stops_what_the_task_started, .timeout = 60)
 	run_time_limits(modes, 3, true);
 }
 
+static volatile sig_atomic_t term_seen;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	term_seen = 1;
+}
+
+/* On SIGTERM: closes its channel at once, then cleans up for 200 ms and
+ * marks that it finished. */
+static void tidy_fn(struct channel *ch, const void *arg, size_t len,
+		    void *ctx)
+{
+	struct sigaction sa = { .sa_handler = on_term };
+
+	(void)arg, (void)len, (void)ctx;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!term_seen)
+		pause_ms(5);
+	channel_close(ch);
+	pause_ms(200);
+	atomic_store(&sh->flag, 1);
+	_exit(0);
+}
+
+/* A task that closes its channel on SIGTERM and then cleans up keeps its
+ * grace period: the SIGKILL does not follow the end of its stream. */
+Test(faults, time_limit_grace_outlasts_the_channel, .timeout = 30)
+{
+	struct exchange_options o = { .time_limit_ms = 100, .grace_ms = 5000,
+				      .store_data = tally_store };
+	struct tally *t = calloc(1, sizeof(*t));
+	struct hygiene h;
+	struct exchange *ex;
+
+	cr_assert_not_null(t);
+	hygiene_begin(&h, "timelimit");
+	shared_new();
+	o.udata = t;
+	ex = exchange_new(&o);
+	cr_assert_not_null(ex);
+	cr_assert_eq(exchange_start(ex, tidy_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert_eq(atomic_load(&sh->flag), 1, "killed while cleaning up");
+	cr_assert_eq(t->failure[0], 1);
+	cr_assert_eq(t->cause[0], CHANNEL_TIMED_OUT);
+	record("timelimit", "injected", 1);
+	record("timelimit", "survived", 1);
+	shared_free();
+	free(t);
+	hygiene_end(&h);
+}
+
 /* mode 1 answers, then leaves behind a grandchild that holds the channel
  * (it inherits the task's descriptors) and sleeps; mode 0 only answers. */
 static void leaving_fn(struct channel *ch, const void *arg, size_t len,
