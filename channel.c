@@ -1356,6 +1356,23 @@ static void drop_frame(struct channel *ch, const struct frame_header *h)
 	consume(ch, h->size);
 }
 
+/* Consumes the whole frame at the head (described by h) when it is one of
+ * the library's own control frames: a reuse DONE (then on_control runs) or
+ * a persistent ACK. Returns true when it did; users never see them. */
+static bool take_control(struct channel *ch, const struct frame_header *h)
+{
+	if (h->kind == FRAME_ACK && (ch->acking || ch->persist)) {
+		persist_control(ch, h);
+		return true;
+	}
+	if (h->kind != FRAME_DONE)
+		return false;
+	drop_frame(ch, h);
+	if (ch->on_control)
+		ch->on_control(ch, FRAME_DONE);
+	return true;
+}
+
 int channel_head(struct channel *ch)
 {
 	struct frame_header h;
@@ -1367,15 +1384,8 @@ int channel_head(struct channel *ch)
 		r = head_frame(ch, &h);
 		if (r <= 0)
 			return r;
-		if (h.kind == FRAME_ACK && (ch->acking || ch->persist)) {
-			persist_control(ch, &h);
-			continue;
-		}
-		if (h.kind != FRAME_DONE)
+		if (!take_control(ch, &h))
 			return (int)h.kind;
-		drop_frame(ch, &h);
-		if (ch->on_control)
-			ch->on_control(ch, FRAME_DONE);
 	}
 }
 
@@ -1453,16 +1463,8 @@ static int await_user_frame(struct channel *ch, struct frame_header *h,
 		}
 		if (r <= 0)
 			return r;
-		if (h->kind == FRAME_DONE) {
-			drop_frame(ch, h);
-			if (ch->on_control)
-				ch->on_control(ch, FRAME_DONE);
+		if (take_control(ch, h))
 			continue;
-		}
-		if (h->kind == FRAME_ACK && (ch->acking || ch->persist)) {
-			persist_control(ch, h);
-			continue;
-		}
 		if (h->kind > FRAME_FAILURE) {
 			errno = EPROTO;
 			return -1;
@@ -1697,16 +1699,8 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		}
 		/* Control frames are the library's, as in channel_recv:
 		 * consumed here, never handed over. */
-		if (h.kind == FRAME_DONE) {
-			drop_frame(ch, &h);
-			if (ch->on_control)
-				ch->on_control(ch, FRAME_DONE);
+		if (take_control(ch, &h))
 			continue;
-		}
-		if (h.kind == FRAME_ACK && (ch->acking || ch->persist)) {
-			persist_control(ch, &h);
-			continue;
-		}
 		if (h.kind > FRAME_FAILURE && h.kind != FRAME_STREAM) {
 			/* TASK or STOP coming this way: a protocol error. */
 			set_broken(ch, EPROTO);
