@@ -1189,7 +1189,7 @@ static void retry_reaps(struct exchange *ex)
 static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		  size_t cap)
 {
-	int64_t deadline = deadline_of(timeout_ms), next;
+	int64_t deadline = deadline_of(timeout_ms), next, now, d;
 	bool last = false;
 	size_t n, i;
 	int r, t;
@@ -1198,33 +1198,26 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		next = enforce_limits(ex);
 		if (ex->nawait)
 			retry_reaps(ex);
-		if (ex->nslots && now_ms() >= ex->next_exit_check)
-			check_exits(ex, now_ms());
+		now = now_ms();
+		if (ex->nslots && now >= ex->next_exit_check)
+			check_exits(ex, now);
 		n = scan_ready(ex, chs, cap);
 		if (n > 0)
 			return (int)n;
 		if (last || ex->nslots == 0)
 			return 0;
 		t = time_left(deadline);
-		if (next) {
-			int64_t d = next - now_ms();
-
-			if (d < 0)
-				d = 0;
-			if (t < 0 || d < t)
-				t = (int)d;
-		}
+		/* Wake for the next time limit or exit check, whichever is
+		 * first. */
+		if (!next || ex->next_exit_check < next)
+			next = ex->next_exit_check;
+		d = next - now_ms();
+		if (d < 0)
+			d = 0;
+		if (t < 0 || d < t)
+			t = (int)d;
 		if (ex->nawait)
 			t = 0;
-		{
-			/* Wake for the next exit check. */
-			int64_t d = ex->next_exit_check - now_ms();
-
-			if (d < 0)
-				d = 0;
-			if (t < 0 || d < t)
-				t = (int)d;
-		}
 		r = poll(ex->pfds, ex->nslots, t);
 		if (r < 0) {
 			if (errno != EINTR)
