@@ -674,11 +674,6 @@ static void storm_start(struct sigaction *old)
 	cr_assert_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
 }
 
-static void storm_stop(const struct sigaction *old)
-{
-	timer_stop(old);
-}
-
 static void stormy_answer_fn(struct channel *ch, const void *arg, size_t len,
 			     void *ctx)
 {
@@ -716,7 +711,7 @@ Test(faults, signal_storm_during_large_transfers, .timeout = 120)
 					    sizeof(j), NULL), i);
 	}
 	cr_assert_eq(exchange_finish(ex), 0);
-	storm_stop(&old);
+	timer_stop(&old);
 	exchange_free(ex);
 	s = sum_up(t, n);
 	record("signal", "injected", atomic_load(&sh->injected));
@@ -764,7 +759,7 @@ Test(faults, store_timeout_holds_under_a_signal_storm, .timeout = 30)
 		r[k] = exchange_store(ex, 250);
 		ms[k] = now_ms() - t0;
 	}
-	storm_stop(&old);
+	timer_stop(&old);
 	exchange_free(ex);
 	record("signal", "injected", atomic_load(&sh->injected));
 	for (k = 0; k < 3; k++) {
