@@ -98,6 +98,14 @@ struct exchange_hooks exchange_hooks;
 /* The registry of open channels (see the opening comment). */
 static struct channel *registry;
 
+/* The fork generation: 0 in the first process, one more in each child
+ * forked by channel_fork. Every channel records the generation that made
+ * it; the copies a child inherits of its parent's other channels carry an
+ * older one, and are inert there: their descriptor numbers are closed in
+ * the child and may name files it opened since, so nothing but freeing
+ * their memory is done with them. Nothing of them is written at fork. */
+static unsigned fork_gen;
+
 static int write_frames(struct channel *ch, struct iovec *iov, int iovcnt,
 			int timeout_ms);
 static int flush_out(struct channel *ch, int timeout_ms);
@@ -324,6 +332,7 @@ static struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
 	ch->pid = pid;
 	ch->max = CHANNEL_MAX_DEFAULT;
 	ch->task = CHANNEL_NO_TASK;
+	ch->gen = fork_gen;
 	ch->next = registry;
 	if (registry)
 		registry->prev = ch;
@@ -344,7 +353,11 @@ static void channel_unregister(struct channel *ch)
 
 static void channel_release(struct channel *ch)
 {
-	channel_unregister(ch);
+	/* An inherited copy is on no registry of this process: its links
+	 * point into the parent's list, of which only copies exist here. */
+	if (!channel_inherited(ch))
+		channel_unregister(ch);
+	free(ch->local);
 	free(ch->ibuf);
 	free(ch->big);
 	free(ch->obuf);
@@ -527,6 +540,10 @@ pid_t channel_fork(struct channel **out, int flags)
 		 * parent a call. */
 		if (flags & CHANNEL_OWN_GROUP)
 			setpgid(0, 0);
+		/* A new generation: the copies of the parent's other channels
+		 * become inert here (see fork_gen). */
+		fork_gen++;
+		ch->gen = fork_gen;
 		/* The child: its end becomes the channel's descriptors. The
 		 * parent's ends close with the other channels' descriptors,
 		 * usually in the same close_range run. */
@@ -605,6 +622,16 @@ struct channel *channel_start(channel_fn *fn, const void *arg, size_t len,
 		channel_exit(ch, 0);
 	}
 	return ch;
+}
+
+int channel_inherited(const struct channel *ch)
+{
+	return ch->gen != fork_gen;
+}
+
+unsigned channel_generation(void)
+{
+	return fork_gen;
 }
 
 pid_t channel_pid(const struct channel *ch)
@@ -715,6 +742,11 @@ int channel_kill(struct channel *ch, int sig)
 		errno = EINVAL;
 		return -1;
 	}
+	if (channel_inherited(ch)) {
+		/* The process is a sibling's, not this process's child. */
+		errno = EBADF;
+		return -1;
+	}
 	if (ch->reaped) {
 		errno = ESRCH;
 		return -1;
@@ -740,6 +772,10 @@ int channel_wait(struct channel *ch, int timeout_ms)
 
 	if (!ch || ch->pid <= 0) {
 		errno = EINVAL;
+		return -1;
+	}
+	if (channel_inherited(ch)) {
+		errno = ECHILD;
 		return -1;
 	}
 	for (;;) {
@@ -808,6 +844,10 @@ int channel_shutdown(struct channel *ch)
 		errno = EINVAL;
 		return -1;
 	}
+	if (channel_inherited(ch)) {
+		errno = EBADF;
+		return -1;
+	}
 	if (ch->is_socket) {
 		if (ch->wfd >= 0 && shutdown(ch->wfd, SHUT_WR) < 0)
 			return -1;
@@ -819,12 +859,28 @@ int channel_shutdown(struct channel *ch)
 	return 0;
 }
 
+void channel_close_fds(struct channel *ch)
+{
+	if (channel_inherited(ch))
+		return;
+	if (ch->wfd != ch->rfd)
+		close_fd(&ch->wfd);
+	close_fd(&ch->rfd);
+	ch->wfd = -1;
+}
+
 int channel_close(struct channel *ch)
 {
 	int rc = 0, saved = 0;
 
 	if (!ch)
 		return 0;
+	if (channel_inherited(ch)) {
+		/* Inert: its descriptor numbers are not its own here, and its
+		 * process is not this process's child. */
+		channel_release(ch);
+		return 0;
+	}
 	if (ch->wfd != ch->rfd)
 		close_fd(&ch->wfd);
 	close_fd(&ch->rfd);
@@ -958,6 +1014,10 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 
 	if (!ch || (alen && !a) || (blen && !b)) {
 		errno = EINVAL;
+		return -1;
+	}
+	if (channel_inherited(ch)) {
+		errno = EBADF;
 		return -1;
 	}
 	if (ch->persist)
@@ -1166,9 +1226,23 @@ static int set_broken(struct channel *ch, int err)
 static void consume(struct channel *ch, size_t n)
 {
 	ch->ipos += n;
+	ch->progress++;
 	ch->broken_ahead -= n < ch->broken_ahead ? n : ch->broken_ahead;
+	ch->trusted -= n < ch->trusted ? n : ch->trusted;
 	if (ch->ipos == ch->ilen)
 		ch->ipos = ch->ilen = 0;
+}
+
+/* Whether a whole frame is at the head of ibuf (bytes in front of a fault
+ * included). */
+static bool whole_at_head(const struct channel *ch)
+{
+	struct frame_header h;
+
+	if (ch->broken && ch->broken_ahead == 0)
+		return false;
+	return frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX,
+			    &h) == 1 && h.size <= buffered(ch);
 }
 
 /* Looks at the frame at the head of ibuf. Returns 1 with *h when the whole
@@ -1180,21 +1254,35 @@ static int head_frame(struct channel *ch, struct frame_header *h)
 	size_t payload, have;
 	int r;
 
-	if (ch->broken && ch->broken_ahead == 0) {
-		errno = ch->broken_errno;
-		return -1;
-	}
 	if (ch->big) {
 		h->kind = ch->big_kind;
 		h->size = ch->big_len + FRAME_HEADER_SIZE;
 		h->magic = FRAME_MAGIC;
 		return ch->big_have == ch->big_len;
 	}
+	if (ch->local && !whole_at_head(ch)) {
+		/* The failure made here comes after the whole frames that
+		 * were buffered: it takes the head as a complete large
+		 * frame would. */
+		ch->big = ch->local;
+		ch->big_kind = FRAME_FAILURE;
+		ch->big_len = ch->big_have = ch->local_len;
+		ch->local = NULL;
+		return head_frame(ch, h);
+	}
+	if (ch->broken && ch->broken_ahead == 0) {
+		errno = ch->broken_errno;
+		return -1;
+	}
 	r = frame_decode(ch->ibuf + ch->ipos, buffered(ch), ch->max, h);
 	if (r < 0)
 		return set_broken(ch, errno);
 	if (r == 0)
 		return 0;
+	/* A FAILURE is the parent's record of a task's end: one from the
+	 * other side is forged, unless this process preloaded it. */
+	if (h->kind == FRAME_FAILURE && ch->trusted < h->size)
+		return set_broken(ch, EPROTO);
 	payload = (size_t)(h->size - FRAME_HEADER_SIZE);
 	have = buffered(ch) - FRAME_HEADER_SIZE;
 	if (have >= payload)
@@ -1224,7 +1312,7 @@ ssize_t channel_fill(struct channel *ch)
 	size_t room, want = 1;
 	ssize_t n;
 
-	if (ch->rfd < 0) {
+	if (ch->rfd < 0 || channel_inherited(ch)) {
 		errno = EBADF;
 		return -1;
 	}
@@ -1280,6 +1368,10 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 	ssize_t n;
 	int r;
 
+	if (channel_inherited(ch)) {
+		errno = EBADF;
+		return -1;
+	}
 	for (;;) {
 		r = head_frame(ch, h);
 		if (r != 0)
@@ -1332,6 +1424,7 @@ static int take_frame(struct channel *ch, const struct frame_header *h,
 	if (ch->big) {
 		p = ch->big;
 		ch->big = NULL;
+		ch->progress++;
 	} else {
 		p = malloc(payload + 1);
 		if (!p)
@@ -1351,6 +1444,7 @@ static void drop_frame(struct channel *ch, const struct frame_header *h)
 	if (ch->big) {
 		free(ch->big);
 		ch->big = NULL;
+		ch->progress++;
 		return;
 	}
 	consume(ch, h->size);
@@ -1591,7 +1685,7 @@ int channel_active(const struct channel *ch)
 	if (!ch)
 		return 0;
 	return !ch->eof || buffered(ch) > 0 || ch->big != NULL ||
-	       ch->stream_left > 0;
+	       ch->stream_left > 0 || ch->local != NULL;
 }
 
 ssize_t channel_size(const struct channel *ch)
@@ -1614,11 +1708,24 @@ ssize_t channel_size(const struct channel *ch)
 	return (ssize_t)n;
 }
 
+void channel_discard(struct channel *ch)
+{
+	free(ch->big);
+	ch->big = NULL;
+	free(ch->peek_data);
+	ch->peek_data = NULL;
+	ch->ipos = ch->ilen = 0;
+	ch->stream_left = 0;
+	ch->broken = false;
+	ch->broken_ahead = 0;
+	ch->trusted = 0;
+	ch->eof = true;
+}
+
 int channel_push_failure(struct channel *ch, int cause, int code,
 			 const char *text)
 {
 	size_t tlen = text ? strlen(text) : 0;
-	size_t size = FRAME_HEADER_SIZE + 8 + tlen;
 	int32_t cc[2] = { cause, code };
 	unsigned char *p;
 
@@ -1629,25 +1736,40 @@ int channel_push_failure(struct channel *ch, int cause, int code,
 	if (ch->big || ch->broken || ch->stream_left) {
 		/* What is half received (or malformed) will never be a whole
 		 * frame now: drop it, and read nothing more after it. */
-		free(ch->big);
-		ch->big = NULL;
-		ch->ipos = ch->ilen = 0;
-		ch->stream_left = 0;
-		ch->broken = false;
-		ch->broken_ahead = 0;
-		ch->eof = true;
+		channel_discard(ch);
 	}
-	if (reserve(ch, size) < 0)
+	if (ch->local)
+		return 0;
+	p = malloc(sizeof(cc) + tlen + 1);
+	if (!p)
 		return -1;
-	p = ch->ibuf + ch->ilen;
-	frame_encode(p, FRAME_FAILURE, 8 + tlen);
-	memcpy(p + FRAME_HEADER_SIZE, cc, 8);
+	memcpy(p, cc, sizeof(cc));
 	if (tlen)
-		/* The frame carries the text without its NUL (its length
-		 * is the frame's); receiving adds one. */
-		memcpy(p + FRAME_HEADER_SIZE + 8, text, tlen); /* NOLINT(bugprone-not-null-terminated-result) */
-	ch->ilen += size;
+		memcpy(p + sizeof(cc), text, tlen);
+	ch->local = p;
+	ch->local_len = sizeof(cc) + tlen;
 	return 0;
+}
+
+struct channel *channel_new_failure(size_t task, int cause, int code,
+				    const char *text)
+{
+	struct channel *ch = calloc(1, sizeof(*ch));
+
+	if (!ch)
+		return NULL;
+	/* On no registry: it has no descriptor for a child to close. */
+	ch->rfd = ch->wfd = -1;
+	ch->pid = -1;
+	ch->max = CHANNEL_MAX_DEFAULT;
+	ch->gen = fork_gen;
+	ch->eof = true;
+	ch->task = task;
+	if (channel_push_failure(ch, cause, code, text) < 0) {
+		free(ch);
+		return NULL;
+	}
+	return ch;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1804,6 +1926,8 @@ int channel_preload(struct channel *ch, const void *frames, size_t len)
 	 * they are received before the error comes again. */
 	if (ch->broken)
 		ch->broken_ahead += len;
+	/* Made here: FAILURE frames among them are taken as they are. */
+	ch->trusted += len;
 	return 0;
 }
 
@@ -1845,6 +1969,10 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 		errno = EINVAL;
 		return -1;
 	}
+	if (channel_inherited(ch)) {
+		errno = EBADF;
+		return -1;
+	}
 	need = m * size;
 	while (done < need) {
 		if (ch->stream_left == 0) {
@@ -1864,6 +1992,8 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 				}
 				consume(ch, FRAME_HEADER_SIZE);
 				ch->stream_left = h.size - FRAME_HEADER_SIZE;
+				/* A stream taken is a message received. */
+				ch->delivered++;
 				continue;
 			}
 			if (ch->big) {
@@ -1890,6 +2020,7 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 			n = sys_read(ch->rfd, dst + done, take);
 			if (n > 0) {
 				ch->stream_left -= n;
+				ch->progress++;
 				done += n;
 				continue;
 			}

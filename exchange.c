@@ -96,6 +96,8 @@ struct slot {
 	bool failure_pending;	/* worker: a FAILURE for the task it ran is
 				   buffered; new work waits until consumed */
 	bool stopping;		/* worker: STOP was sent */
+	bool idle;		/* worker: done, no task, waiting for work
+				   (counted in nidle) */
 	bool awaiting;		/* at end of stream, waiting to be reaped */
 	bool final;		/* its outcome is settled; remove once empty */
 	bool remove;		/* to be removed at the end of the scan */
@@ -139,6 +141,14 @@ struct exchange {
 	struct slot **slots;	/* monitored channels */
 	struct pollfd *pfds;	/* slots[i]'s descriptor is pfds[i] */
 	size_t nslots;		/* channels monitored */
+	size_t nidle;		/* of which idle reuse workers */
+	int limit;		/* processes at most (opts.limit, or the
+				   number of cores for reuse without one),
+				   0 for no limit */
+	unsigned gen;		/* the fork generation that made it: a copy
+				   inherited by a child is inert there */
+	bool terminating;	/* exchange_terminate: every process was
+				   sent SIGTERM; SIGKILL follows the grace */
 	size_t cap;		/* entries allocated in both arrays */
 	size_t scan;		/* where the next scan starts */
 	unsigned long removals;	/* counts removals, to revalidate channels */
@@ -208,6 +218,10 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 		return NULL;
 	if (opts)
 		ex->opts = *opts;
+	ex->limit = ex->opts.limit;
+	if (ex->opts.reuse && ex->limit == 0)
+		ex->limit = exchange_cores();
+	ex->gen = channel_generation();
 	ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
 	ex->next_exit_check = now_ms() + EXIT_CHECK_MS;
 	return ex;
@@ -243,6 +257,46 @@ static void collector_free(struct collector *col)
 	free(col);
 }
 
+/* Waits for the process of a slot whose channel is closed, until deadline
+ * (-1: for ever). Returns whether it has been reaped (or there is none). */
+static bool reaped_by(struct channel *ch, int64_t deadline)
+{
+	if (ch->pid <= 0 || channel_reap_nohang(ch) != 0)
+		return true;
+	if (deadline >= 0 && time_left(deadline) == 0)
+		return false;
+	return channel_wait(ch, deadline < 0 ? -1 : time_left(deadline)) == 0 ||
+	       errno != ETIMEDOUT;
+}
+
+/* The end of the processes of slots [first, first + n) after their channels
+ * have been closed: each has until the end of its time limit to leave (it
+ * has seen end of stream), then SIGTERM, the grace period and SIGKILL to
+ * its group, all of them in step, so that the wait is bounded by the
+ * latest limit and one grace period. One already told to stop
+ * (exchange_terminate, or over its limit) has the rest of its grace. A
+ * process without a time limit is waited for (channel_close). */
+static void end_processes(struct exchange *ex, size_t first, size_t n)
+{
+	int grace = ex->opts.grace_ms > 0 ? ex->opts.grace_ms : 1000;
+	size_t i;
+
+	for (i = first; i < first + n; i++) {
+		struct slot *s = ex->slots[i];
+
+		if (s->kill_at || !s->deadline || reaped_by(s->ch, s->deadline))
+			continue;
+		channel_kill(s->ch, SIGTERM);
+		s->kill_at = now_ms() + grace;
+	}
+	for (i = first; i < first + n; i++) {
+		struct slot *s = ex->slots[i];
+
+		if (s->kill_at && !reaped_by(s->ch, s->kill_at))
+			channel_kill(s->ch, SIGKILL);
+	}
+}
+
 void exchange_free(struct exchange *ex)
 {
 	struct work *w, *next;
@@ -251,8 +305,13 @@ void exchange_free(struct exchange *ex)
 	if (!ex)
 		return;
 	/* Closing a channel makes its child see end of stream (a reuse
-	 * worker leaves, a running task gets EPIPE when it sends), so the
-	 * reap that follows does not wait for ever. */
+	 * worker leaves, a running task gets EPIPE when it sends): all of
+	 * them first, so that they end together. A copy inherited by a child
+	 * only frees its memory (its channels are inert there). */
+	for (i = 0; i < ex->nslots; i++)
+		channel_close_fds(ex->slots[i]->ch);
+	if (ex->gen == channel_generation())
+		end_processes(ex, 0, ex->nslots);
 	for (i = 0; i < ex->nslots; i++) {
 		struct channel *ch = ex->slots[i]->ch;
 
@@ -359,15 +418,11 @@ static bool still_registered(const struct exchange *ex,
 	return false;
 }
 
-/* Appends a FAILURE for the running task. Its text must pass the channel's
- * maximum on the way out, even when the caller set a tiny one. */
+/* Records a FAILURE for the running task: the channel delivers it after the
+ * whole messages it holds. */
 static int push_failure(struct channel *ch, int cause, int code,
 			const char *text)
 {
-	size_t need = 8 + strlen(text);
-
-	if (ch->max < need)
-		ch->max = need;
 	return channel_push_failure(ch, cause, code, text);
 }
 
@@ -386,29 +441,30 @@ static void start_clock(struct exchange *ex, struct slot *s)
 /* A task that could not start still has one outcome: a channel with no
  * process and no descriptor, holding one FAILURE message, is registered
  * like any other, so store_data (or a collector) sees it the same way. */
-static int add_not_started(struct exchange *ex, size_t task, int err)
+static int add_outcome(struct exchange *ex, size_t task, int cause, int code,
+		       const char *text)
 {
-	struct channel *ch = calloc(1, sizeof(*ch));
+	struct channel *ch = channel_new_failure(task, cause, code, text);
 	struct slot *s;
-	char text[128];
 
 	if (!ch)
 		return -1;
-	ch->rfd = ch->wfd = -1;
-	ch->pid = -1;
-	ch->max = CHANNEL_MAX_DEFAULT;
-	ch->eof = true;
-	ch->task = task;
-	snprintf(text, sizeof(text), "could not be started: %s",
-		 err == ECANCELED ? "cancelled after a failure"
-				  : strerror(err));
-	if (push_failure(ch, CHANNEL_NOT_STARTED, err, text) < 0 ||
-	    !(s = slot_add(ex, ch))) {
+	s = slot_add(ex, ch);
+	if (!s) {
 		channel_close(ch);
 		return -1;
 	}
 	s->final = true;
 	return 0;
+}
+
+static int add_not_started(struct exchange *ex, size_t task, int err)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), "could not be started: %s",
+		 err == ECANCELED ? "cancelled" : strerror(err));
+	return add_outcome(ex, task, CHANNEL_NOT_STARTED, err, text);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -424,14 +480,89 @@ int exchange_group_flag(const struct exchange *ex)
 	return ex->opts.time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0;
 }
 
+/* An idle worker takes new work of its function, and gives its place up
+ * for other work: it makes the exchange neither busy nor unfinished. */
 bool exchange_busy(const struct exchange *ex)
 {
-	return ex && ex->opts.limit > 0 && ex->nslots >= (size_t)ex->opts.limit;
+	return ex && ex->limit > 0 &&
+	       ex->nslots - ex->nidle >= (size_t)ex->limit;
 }
 
 bool exchange_unfinished(const struct exchange *ex)
 {
-	return ex && (ex->nslots > 0 || ex->qhead);
+	return ex && (ex->nslots > ex->nidle || ex->qhead);
+}
+
+/* No process can be added: the places not busy are idle workers'. */
+static bool full(const struct exchange *ex)
+{
+	return ex->limit > 0 && ex->nslots >= (size_t)ex->limit;
+}
+
+/* The idle worker that runs fn, pfn and ctx, or NULL. */
+static struct slot *idle_worker(const struct exchange *ex, channel_fn *fn,
+				exchange_plain_fn *pfn, const void *ctx)
+{
+	size_t i;
+
+	for (i = 0; ex->nidle && i < ex->nslots; i++) {
+		struct slot *s = ex->slots[i];
+
+		if (s->idle && s->fn == fn && s->pfn == pfn && s->ctx == ctx)
+			return s;
+	}
+	return NULL;
+}
+
+static void set_idle(struct exchange *ex, struct slot *s, bool idle)
+{
+	if (s->idle == idle)
+		return;
+	s->idle = idle;
+	if (idle)
+		ex->nidle++;
+	else
+		ex->nidle--;
+}
+
+/* Tells a worker between tasks to leave. */
+static void stop_worker(struct exchange *ex, struct slot *s)
+{
+	struct channel *ch = s->ch;
+
+	set_idle(ex, s, false);
+	s->stopping = true;
+	ch->task = CHANNEL_NO_TASK;
+	s->deadline = s->kill_at = 0;
+	work_free(s->cur);
+	s->cur = NULL;
+	channel_send_frame(ch, FRAME_STOP, NULL, 0, NULL, 0, -1);
+}
+
+/* Whether a worker has been told to leave and has not gone yet. */
+static bool worker_leaving(const struct exchange *ex)
+{
+	size_t i;
+
+	for (i = 0; i < ex->nslots; i++)
+		if (ex->slots[i]->stopping)
+			return true;
+	return false;
+}
+
+/* Stops one idle worker, so that its place can take other work once it has
+ * gone. Returns whether there was one. */
+static bool stop_an_idle_worker(struct exchange *ex)
+{
+	size_t i;
+
+	for (i = 0; ex->nidle && i < ex->nslots; i++) {
+		if (ex->slots[i]->idle) {
+			stop_worker(ex, ex->slots[i]);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Forks a process for the task (a worker in reuse mode) and registers it.
@@ -554,9 +685,11 @@ static struct work *queue_take(struct exchange *ex, bool match,
 	return NULL;
 }
 
-/* Gives an idle worker its next task, or STOP. Called from the channel
- * layer's control hook, possibly inside store_data: it touches only this
- * slot and the queue. */
+/* Gives a worker between tasks its next task of its function; with none
+ * queued it waits idle for more, and with only other work queued (or once
+ * the exchange has stopped) it leaves, giving its place up. Called from the
+ * channel layer's control hook, possibly inside store_data: it touches only
+ * this slot and the queue. */
 static void worker_next(struct exchange *ex, struct slot *s)
 {
 	struct channel *ch = s->ch;
@@ -569,6 +702,7 @@ static void worker_next(struct exchange *ex, struct slot *s)
 	if (w) {
 		if (channel_send_frame(ch, FRAME_TASK, w->arg, w->len, NULL,
 				       0, -1) == 0) {
+			set_idle(ex, s, false);
 			ch->task = w->task;
 			ch->delivered = 0;
 			s->done = false;
@@ -585,13 +719,15 @@ static void worker_next(struct exchange *ex, struct slot *s)
 		/* The worker has gone: the task waits for another one, and
 		 * this worker's end of stream will follow. */
 		queue_push(ex, w, true);
+	} else if (!ex->stopped && !ex->qhead) {
+		set_idle(ex, s, true);
+		ch->task = CHANNEL_NO_TASK;
+		s->deadline = s->kill_at = 0;
+		work_free(s->cur);
+		s->cur = NULL;
+		return;
 	}
-	s->stopping = true;
-	ch->task = CHANNEL_NO_TASK;
-	s->deadline = s->kill_at = 0;
-	work_free(s->cur);
-	s->cur = NULL;
-	channel_send_frame(ch, FRAME_STOP, NULL, 0, NULL, 0, -1);
+	stop_worker(ex, s);
 }
 
 static void note_failure(struct exchange *ex)
@@ -629,9 +765,32 @@ static void worker_control(struct channel *ch, uint32_t kind)
 static int start_queued(struct exchange *ex)
 {
 	struct work *w;
+	struct slot *s;
+	int started = 0;
 
-	while (ex->qhead && !exchange_busy(ex)) {
+	while (ex->qhead) {
+		if (!ex->stopped) {
+			s = idle_worker(ex, ex->qhead->fn, ex->qhead->pfn,
+					ex->qhead->ctx);
+			if (s) {
+				worker_next(ex, s);
+				started++;
+				continue;
+			}
+		}
+		if (exchange_busy(ex))
+			break;
+		if (full(ex)) {
+			/* The free places are idle workers of other
+			 * functions: one leaves (unless one is leaving
+			 * already), and its place is taken once it has
+			 * gone. */
+			if (!worker_leaving(ex))
+				stop_an_idle_worker(ex);
+			break;
+		}
 		w = queue_take(ex, false, NULL, NULL, NULL);
+		started++;
 		if (ex->stopped) {
 			int rc = add_not_started(ex, w->task, ECANCELED);
 
@@ -644,7 +803,7 @@ static int start_queued(struct exchange *ex)
 			   w) < 0)
 			return -1;
 	}
-	return 0;
+	return started;
 }
 
 ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
@@ -652,11 +811,15 @@ ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
 			void *ctx)
 {
 	struct work *w = NULL;
+	struct slot *idle;
 	size_t task;
-	size_t i;
 
 	if (!ex || (!fn == !pfn) || (len && !arg)) {
 		errno = EINVAL;
+		return -1;
+	}
+	if (ex->gen != channel_generation()) {
+		errno = EBADF;
 		return -1;
 	}
 	task = ex->next_task++;
@@ -665,24 +828,20 @@ ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
 			return -1;
 		return (ssize_t)task;
 	}
-	if (ex->opts.reuse && !ex->qhead) {
-		/* An idle worker of the same function takes it at once. */
-		for (i = 0; i < ex->nslots; i++) {
-			struct slot *s = ex->slots[i];
-
-			if (s->worker && s->done && !s->stopping &&
-			    !s->failure_pending && s->fn == fn &&
-			    s->pfn == pfn && s->ctx == ctx)
-				break;
-		}
-		if (i < ex->nslots) {
-			w = work_new(fn, pfn, ctx, arg, len, task);
-			if (!w)
-				return -1;
-			queue_push(ex, w, false);
-			worker_next(ex, ex->slots[i]);
-			return (ssize_t)task;
-		}
+	idle = ex->qhead ? NULL : idle_worker(ex, fn, pfn, ctx);
+	if (idle || (!ex->qhead && !exchange_busy(ex) && full(ex))) {
+		/* An idle worker of the same function takes it at once;
+		 * else one of another function leaves, and the work waits
+		 * for its place. */
+		w = work_new(fn, pfn, ctx, arg, len, task);
+		if (!w)
+			return -1;
+		queue_push(ex, w, false);
+		if (idle)
+			worker_next(ex, idle);
+		else if (!worker_leaving(ex))
+			stop_an_idle_worker(ex);
+		return (ssize_t)task;
 	}
 	if (exchange_busy(ex) || ex->qhead) {
 		/* Queued work starts in start order, so nothing overtakes
@@ -734,11 +893,61 @@ int exchange_add(struct exchange *ex, struct channel *ch)
 
 int exchange_remove(struct exchange *ex, struct channel *ch)
 {
+	bool close_it, owed;
+	struct slot *s;
+	size_t task;
+
 	if (!ex || !ch || ch->owner != ex || !ch->slot) {
 		errno = ENOENT;
 		return -1;
 	}
-	slot_remove(ex, ch->slot, !ex->opts.no_autoclose);
+	s = ch->slot;
+	close_it = !ex->opts.no_autoclose;
+	/* Work the exchange started keeps its one outcome: removed before it
+	 * gave one (nothing received, nothing whole waiting to be), it is
+	 * CHANNEL_REMOVED. */
+	task = ch->task;
+	owed = !s->user && !s->final && task != CHANNEL_NO_TASK &&
+	       ch->delivered == 0 && channel_head(ch) == 0;
+	if (close_it && ex->gen == channel_generation()) {
+		channel_close_fds(ch);
+		end_processes(ex, s->index, 1);
+	}
+	slot_remove(ex, s, close_it);
+	if (owed && add_outcome(ex, task, CHANNEL_REMOVED, 0,
+				"removed before it ended") < 0)
+		return -1;
+	return 0;
+}
+
+int exchange_terminate(struct exchange *ex)
+{
+	int grace;
+	size_t i;
+
+	if (!ex) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (ex->gen != channel_generation()) {
+		errno = EBADF;
+		return -1;
+	}
+	grace = ex->opts.grace_ms > 0 ? ex->opts.grace_ms : 1000;
+	/* Nothing new starts: queued work is cancelled as after a failure
+	 * under EXCHANGE_STOP. */
+	ex->stopped = true;
+	ex->terminating = true;
+	for (i = 0; i < ex->nslots; i++) {
+		struct slot *s = ex->slots[i];
+		struct channel *ch = s->ch;
+
+		if (ch->pid <= 0 || ch->reaped || s->kill_at)
+			continue;
+		s->deadline = 0;
+		s->kill_at = now_ms() + grace;
+		channel_kill(ch, SIGTERM);
+	}
 	return 0;
 }
 
@@ -790,10 +999,18 @@ int exchange_finish(struct exchange *ex)
 		errno = EINVAL;
 		return -1;
 	}
-	while (exchange_unfinished(ex))
+	for (;;) {
+		if (!exchange_unfinished(ex)) {
+			/* The work is done: idle workers leave, and finish
+			 * returns once they have. */
+			if (!ex->nidle)
+				return 0;
+			while (stop_an_idle_worker(ex))
+				;
+		}
 		if (exchange_store(ex, -1) < 0)
 			return -1;
-	return 0;
+	}
 }
 
 int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
@@ -809,7 +1026,10 @@ int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
 	for (i = 0; i < ex->nslots; i++) {
 		struct channel *ch = ex->slots[i]->ch;
 
-		if (ch->wfd < 0 || ex->slots[i]->worker)
+		/* Every running task, on its own process or on a worker; a
+		 * worker between tasks has none to read it. */
+		if (ch->wfd < 0 || ch->task == CHANNEL_NO_TASK ||
+		    ex->slots[i]->final)
 			continue;
 		if (channel_send(ch, buf, len, timeout_ms) == 0)
 			n++;
@@ -984,8 +1204,10 @@ static int settle(struct exchange *ex, struct slot *s)
 				code = code2;
 			} else {
 				cause = CHANNEL_LOST;
-				code = c2 == CHANNEL_SIGNALED ? code2
-							       : code2 + 256;
+				if (c2 == CHANNEL_SIGNALED)
+					code = code2;
+				else
+					code = code2 < 0 ? -1 : code2 + 256;
 				snprintf(text, sizeof(text),
 					 "its worker was lost (%s)",
 					 c2 == CHANNEL_SIGNALED ?
@@ -1025,21 +1247,15 @@ static void protocol_failure(struct exchange *ex, struct slot *s)
 	struct channel *ch = s->ch;
 	int err = ch->broken ? ch->broken_errno : EPROTO;
 
-	ch->broken = true;
+	/* Nothing more is read: what follows a bad frame has no framing. */
+	channel_discard(ch);
+	ex->pfds[s->index].fd = -1;
 	if (ch->pid > 0 && !ch->reaped)
 		channel_kill(ch, SIGKILL);
-	if (!s->final && ch->task != CHANNEL_NO_TASK && ch->delivered == 0) {
-		s->final = true;
-		if (push_failure(ch, CHANNEL_PROTOCOL, err,
-					 "the channel carried a bad frame") ==
-		    0) {
-			note_failure(ex);
-			return;
-		}
-	}
-	/* Drop the buffer and stop reading. */
-	push_failure(ch, CHANNEL_PROTOCOL, err, "");
-	ch->ipos = ch->ilen = 0;
+	if (!s->final && ch->task != CHANNEL_NO_TASK && ch->delivered == 0 &&
+	    push_failure(ch, CHANNEL_PROTOCOL, err,
+			 "the channel carried a bad frame") == 0)
+		note_failure(ex);
 	s->final = true;
 }
 
@@ -1054,7 +1270,7 @@ static int64_t enforce_limits(struct exchange *ex)
 	int64_t now, next = 0, t;
 	size_t i;
 
-	if (ex->opts.time_limit_ms <= 0)
+	if (ex->opts.time_limit_ms <= 0 && !ex->terminating)
 		return 0;
 	now = now_ms();
 	for (i = 0; i < ex->nslots; i++) {
@@ -1204,7 +1420,17 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		n = scan_ready(ex, chs, cap);
 		if (n > 0)
 			return (int)n;
-		if (last || ex->nslots == 0)
+		if (ex->qhead && !exchange_busy(ex)) {
+			/* The scan freed a place: queued work starts now, not
+			 * after the next event. */
+			r = start_queued(ex);
+			if (r < 0)
+				return -1;
+			if (r > 0)
+				continue;
+		}
+		/* Idle workers send nothing until given work. */
+		if (last || !exchange_unfinished(ex))
 			return 0;
 		t = time_left(deadline);
 		/* Wake for the next time limit or exit check, whichever is
@@ -1297,10 +1523,7 @@ static int deliver(struct exchange *ex, struct channel *ch)
 
 	for (;;) {
 		struct slot *s = ch->slot;
-		unsigned long removals;
-		unsigned delivered;
-		size_t ipos, ilen;
-		void *big, *ibuf;
+		unsigned long removals, progress;
 
 		h = channel_head(ch);
 		if (h < 0 || (h > FRAME_FAILURE && h != FRAME_STREAM)) {
@@ -1328,34 +1551,37 @@ static int deliver(struct exchange *ex, struct channel *ch)
 		if (h == FRAME_ERROR)
 			note_failure(ex);
 		removals = ex->removals;
-		delivered = ch->delivered;
-		ipos = ch->ipos;
-		ilen = ch->ilen;
-		big = ch->big;
-		ibuf = ch->ibuf;
+		progress = ch->progress;
 		rc = 0;
+		/* A callback that fails without saying why gets EIO, not
+		 * whatever errno an earlier call left. */
+		errno = 0;
 		if (ex->opts.store_data)
 			rc = ex->opts.store_data(ex, ch, ex->opts.udata);
 		calls++;
 		if (rc < 0) {
-			int saved = errno;
-
 			/* Nothing about the message changes: the next store
 			 * offers it again. */
-			errno = saved ? saved : EIO;
+			if (!errno)
+				errno = EIO;
 			return -1;
 		}
 		if (!still_registered(ex, ch, removals))
 			return calls;
+		if (ch->progress == progress) {
+			/* store_data left it there. A message is dropped, so
+			 * that the loop cannot spin on it; items nobody takes
+			 * (no store_data, a Map or a Queue) block the channel
+			 * for good: the task's outcome is a protocol failure,
+			 * and the others carry on. */
+			if (h == FRAME_STREAM)
+				protocol_failure(ex, s);
+			else if (channel_recv(ch, &m, 0) == 1)
+				channel_msg_free(&m);
+			continue;
+		}
 		if (h == FRAME_STREAM)
 			return calls;
-		if (ch->delivered == delivered && ch->ipos == ipos &&
-		    ch->ilen == ilen && ch->big == big && ch->ibuf == ibuf) {
-			/* store_data left it there: drop it, so that the
-			 * loop cannot spin on it. */
-			if (channel_recv(ch, &m, 0) == 1)
-				channel_msg_free(&m);
-		}
 	}
 }
 
@@ -1428,6 +1654,10 @@ static int collect(struct exchange *ex, struct channel *ch, void *udata)
 	int r;
 
 	(void)ex;
+	/* Items are no message: left in place, they make the task's
+	 * outcome a protocol failure (deliver). */
+	if (channel_head(ch) == FRAME_STREAM)
+		return 0;
 	r = channel_recv(ch, &m, 0);
 	if (r <= 0)
 		return r < 0 && errno != ETIMEDOUT ? -1 : 0;

@@ -106,10 +106,15 @@ enum channel_cause {
 	CHANNEL_EXITED,		/* exited without a result; code: exit status */
 	CHANNEL_TIMED_OUT,	/* exceeded its time limit; code: limit in ms */
 	CHANNEL_NOT_STARTED,	/* fork or pipe failed; code: the errno */
-	CHANNEL_LOST,		/* its worker died mid-task; code: signal, or
-				   exit status + 256 */
-	CHANNEL_PROTOCOL,	/* the channel carried a bad frame; code: errno
-				   (EPROTO or EMSGSIZE) */
+	CHANNEL_LOST,		/* its worker died mid-task; code: signal,
+				   exit status + 256, or -1 when the status
+				   is unknown */
+	CHANNEL_PROTOCOL,	/* the channel carried a bad frame, a frame
+				   only the parent may make (a FAILURE, a
+				   TASK), or stream items that nothing took;
+				   code: errno (EPROTO or EMSGSIZE) */
+	CHANNEL_REMOVED,	/* exchange_remove took it out before it gave
+				   an outcome; code 0 */
 };
 
 /* One received message. After channel_recv the caller owns data and frees it
@@ -318,8 +323,11 @@ enum exchange_policy {
  * channel still held open by something they started, reads what they
  * wrote, and settles them without waiting for that other process. */
 struct exchange_options {
-	int limit;		/* most channels active at once; 0: no limit */
-	bool reuse;		/* finished children take the next task */
+	int limit;		/* most channels active at once; 0: no limit
+				   (with reuse: exchange_cores() workers) */
+	bool reuse;		/* finished children take the next task; an
+				   idle worker waits for more work until
+				   exchange_finish or exchange_free */
 	bool continuous;	/* a channel stays until its child closes it,
 				   however many messages it sends */
 	bool no_autoclose;	/* remove leaves the channel open, unreaped */
@@ -337,15 +345,34 @@ struct exchange_options {
 struct exchange *exchange_new(const struct exchange_options *opts);
 
 /* Closes every channel (children see end of stream and are reaped, waiting
- * for them), drops queued work, and frees the exchange. */
+ * for them), drops queued work, and frees the exchange. The wait is
+ * bounded by the time limit: a child still running at the end of its limit
+ * gets SIGTERM, then after the grace period SIGKILL (to its process group),
+ * all children in step. Without a time limit a child that does not end at
+ * end of stream is waited for as long as it runs: call exchange_terminate
+ * first to end it. In a child that inherited the exchange (from
+ * exchange_create, say), it only frees the child's copy: no descriptor is
+ * closed and no process waited for or signalled. */
 void exchange_free(struct exchange *ex);
+
+/* Ends the work: every running process gets SIGTERM, and SIGKILL once the
+ * grace period (grace_ms, default 1000 ms) has passed while the exchange
+ * waits (store, finish, free); queued and later work is not started (its
+ * outcome is CHANNEL_NOT_STARTED with code ECANCELED). Each task still has
+ * its one outcome: its result if it gave one, else the signal that ended
+ * it. Returns 0, or -1 with EINVAL. */
+int exchange_terminate(struct exchange *ex);
 
 /* Adds a channel to be monitored; the exchange owns it from then on, also
  * when this fails. 0, or -1 with EEXIST, ENOMEM. */
 int exchange_add(struct exchange *ex, struct channel *ch);
 
-/* Stops monitoring ch. Unless no_autoclose, closes it and reaps its process;
- * otherwise ownership returns to the caller. 0, or -1 with ENOENT. */
+/* Stops monitoring ch. Unless no_autoclose, closes it and reaps its process
+ * (bounded by the time limit as exchange_free is); otherwise ownership
+ * returns to the caller. A task the exchange started that has given no
+ * outcome yet gets one: CHANNEL_FAILURE with cause CHANNEL_REMOVED, on a
+ * channel of its own that store_data (or the Map or Queue) sees next. 0, or
+ * -1 with ENOENT, ENOMEM (the channel is removed all the same). */
 int exchange_remove(struct exchange *ex, struct channel *ch);
 
 /* The number of channels monitored. Stores up to cap of them in chs (which
@@ -365,10 +392,12 @@ int exchange_ready(struct exchange *ex, int timeout_ms, struct channel **chs,
  * Returns the number of store_data calls (0 on timeout), -1 on error. */
 int exchange_store(struct exchange *ex, int timeout_ms);
 
-/* True while channels are monitored or work is queued. */
+/* True while channels other than idle reuse workers are monitored, or work
+ * is queued. */
 bool exchange_unfinished(const struct exchange *ex);
 
-/* True when as many channels are active as the limit allows. */
+/* True when as many channels are active as the limit allows. An idle reuse
+ * worker does not count: new work goes to it, or it leaves to make room. */
 bool exchange_busy(const struct exchange *ex);
 
 /* Waits (calling exchange_store) until the exchange is not busy, then adds
@@ -378,11 +407,16 @@ int exchange_add_wait(struct exchange *ex, struct channel *ch);
 /* Calls exchange_store until the exchange is not busy. 0 or -1. */
 int exchange_wait(struct exchange *ex);
 
-/* Calls exchange_store until nothing is unfinished. 0 or -1. */
+/* Calls exchange_store until nothing is unfinished; then idle reuse workers
+ * are told to leave, and it returns once they have. 0 or -1. */
 int exchange_finish(struct exchange *ex);
 
-/* Sends one message to every monitored channel. Returns the number of
- * channels it reached; a channel whose reader has gone is skipped. */
+/* Sends one message to every running task: each monitored channel with a
+ * task on it, reuse workers' included. Returns the number of channels it
+ * reached. Skipped: a channel whose reader has gone, one whose outcome is
+ * settled, and a reuse worker between tasks (it has no task to read the
+ * message; one that reaches a worker after its task ended is dropped
+ * there, as a fork-per-task child that exits drops what it did not read). */
 int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
 		       int timeout_ms);
 

@@ -114,6 +114,21 @@ struct channel {
 	size_t ocap;		/* allocated size of obuf */
 	struct channel *prev;	/* registry of all open channels */
 	struct channel *next;
+	unsigned gen;		/* the fork generation of the process that
+				   made it (see channel.c): a copy inherited
+				   by a child of a later generation is inert */
+	unsigned char *local;	/* a FAILURE payload made in this process
+				   (channel_push_failure), received once no
+				   whole frame is in front of it, or NULL */
+	size_t local_len;	/* its length */
+	size_t trusted;		/* bytes at the head of ibuf preloaded in
+				   this process: a FAILURE frame is taken
+				   from among them only, never from the
+				   other side */
+	unsigned long progress;	/* counts takings at the head (messages,
+				   stream headers and item bytes), so that a
+				   caller can tell whether a callback took
+				   anything */
 
 	/* Bookkeeping of the exchange that owns the channel. */
 	struct exchange *owner;	/* NULL when in no exchange */
@@ -178,10 +193,35 @@ HIDDEN int channel_send_frame(struct channel *ch, uint32_t kind,
 HIDDEN int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 			      size_t *len, int timeout_ms);
 
-/* Appends a FAILURE frame (cause, code, text) after everything buffered, so
- * that the next receive after the buffered messages returns it. */
+/* Records a FAILURE (cause, code, text) made by this process: it is received
+ * after the whole frames already buffered, as a frame of kind FRAME_FAILURE.
+ * FAILURE frames never come from the other side: one read from the
+ * descriptor is a protocol error (EPROTO). A half-received frame or stream
+ * is dropped first, and nothing more is read. One failure at a time: while
+ * one is pending, another is ignored. */
 HIDDEN int channel_push_failure(struct channel *ch, int cause, int code,
 				const char *text);
+
+/* A channel with no descriptor and no process that holds one FAILURE, for
+ * a task that could not start. NULL on ENOMEM. */
+HIDDEN struct channel *channel_new_failure(size_t task, int cause, int code,
+					   const char *text);
+
+/* Drops everything buffered or half received and reads nothing more: the
+ * channel is at its end of stream. A pending FAILURE stays. */
+HIDDEN void channel_discard(struct channel *ch);
+
+/* Closes the descriptors, leaving the process to reap (channel_wait, then
+ * channel_close). */
+HIDDEN void channel_close_fds(struct channel *ch);
+
+/* 1 when the channel was inherited from the parent of this process through
+ * a fork of the library's (it is inert here: its descriptors are not its
+ * own), else 0. */
+HIDDEN int channel_inherited(const struct channel *ch);
+
+/* The fork generation of this process (see channel_inherited). */
+HIDDEN unsigned channel_generation(void);
 
 /* Sends the frames held back while ch->cork was set, in one write, and
  * clears cork. A receive that has to wait flushes them too, so a worker

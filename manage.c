@@ -87,23 +87,35 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	}
 	/* Between tasks a worker only waits for the next one, so its read
 	 * end (which no other process holds) blocks: one read per task, no
-	 * poll. Its results are corked and leave with DONE in one write when
-	 * it waits for the next task (or earlier, when fn itself waits). */
+	 * poll. A message is on its way when channel_send returns (a task
+	 * killed by its time limit has sent what it sent); only a plain
+	 * function's result, the task's last message, is held back to leave
+	 * with DONE in one write. */
 	channel_set_blocking(ch);
-	ch->cork = true;
+	ch->cork = pfn != NULL;
 	run_one(ch, fn, pfn, ctx, arg, len);
 	for (;;) {
 		if (channel_send_frame(ch, FRAME_DONE, NULL, 0, NULL, 0,
 				       -1) < 0)
 			break;
-		r = channel_recv_frame(ch, &kind, &data, &dlen, -1);
+		/* A message for a task that has ended (a broadcast that
+		 * crossed its DONE) has no reader: it is dropped. */
+		do {
+			r = channel_recv_frame(ch, &kind, &data, &dlen, -1);
+			if (r > 0 && kind != FRAME_TASK &&
+			    (kind == FRAME_DATA || kind == FRAME_ERROR)) {
+				free(data);
+				continue;
+			}
+			break;
+		} while (1);
 		if (r <= 0)
 			break;
 		if (kind != FRAME_TASK) {
 			free(data);
 			break;
 		}
-		ch->cork = true;
+		ch->cork = pfn != NULL;
 		run_one(ch, fn, pfn, ctx, data, dlen);
 		free(data);
 	}

@@ -33,7 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* One message the model expects. */
 struct expect {
-	uint32_t kind;		/* FRAME_DATA, FRAME_ERROR or FRAME_FAILURE */
+	uint32_t kind;		/* FRAME_DATA or FRAME_ERROR (FAILURE frames
+				   preloaded by a test would be taken too) */
 	const uint8_t *payload;	/* into the stream */
 	size_t len;		/* payload bytes */
 };
@@ -80,6 +81,12 @@ static void model_build(struct model *md, const uint8_t *s, size_t len,
 		r = frame_decode(s + off, len - off, max, &h);
 		if (r < 0) {
 			md->end = errno;
+			return;
+		}
+		if (r == 1 && h.kind == FRAME_FAILURE) {
+			/* Only the receiving process makes FAILURE frames:
+			 * one from the other side is forged. */
+			md->end = EPROTO;
 			return;
 		}
 		if (r == 1 && h.kind == FRAME_STREAM) {

@@ -539,10 +539,12 @@ Test(channel, peek_agrees_with_receive_on_a_short_failure, .timeout = 10)
 	struct channel *ch;
 	struct channel_msg p, m;
 
+	/* Preloaded: a FAILURE frame from the other side is refused. */
 	frame_encode(f, FRAME_FAILURE, 3);
 	memcpy(f + FRAME_HEADER_SIZE, "abc", 3);
-	ch = raw_child(f, sizeof(f));
+	ch = raw_child("", 0);
 	cr_assert_not_null(ch);
+	cr_assert_eq(channel_preload(ch, f, sizeof(f)), 0);
 	cr_assert_eq(channel_peek(ch, &p, 5000), 1);
 	cr_assert_eq(p.kind, CHANNEL_FAILURE);
 	cr_assert_eq(p.len, 0);
