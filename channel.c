@@ -1884,6 +1884,7 @@ int channel_preload(struct channel *ch, const void *frames, size_t len)
 	struct frame_header h;
 	size_t off = 0, have;
 	unsigned char *nb;
+	int r;
 
 	if (!ch || (len && !frames)) {
 		errno = EINVAL;
@@ -1895,11 +1896,13 @@ int channel_preload(struct channel *ch, const void *frames, size_t len)
 		return -1;
 	}
 	while (off < len) {
-		if (frame_decode(p + off, len - off, ch->max, &h) <= 0) {
-			if (errno != EMSGSIZE)
-				errno = EPROTO;
+		/* 0 is a header cut short, which sets no errno; -1 has set
+		 * EPROTO or EMSGSIZE. */
+		r = frame_decode(p + off, len - off, ch->max, &h);
+		if (r == 0)
+			errno = EPROTO;
+		if (r <= 0)
 			return -1;
-		}
 		if (h.size > len - off) {
 			errno = EPROTO;
 			return -1;

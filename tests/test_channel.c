@@ -613,6 +613,26 @@ Test(channel, flush_and_preload_move_messages, .timeout = 10)
 	channel_close(b);
 }
 
+/* A truncated header (fewer than 16 bytes) is EPROTO whatever errno held
+ * before the call. */
+Test(channel, preload_of_a_truncated_header_is_eproto, .timeout = 10)
+{
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0)
+		channel_exit(ch, 0);
+	errno = EMSGSIZE;
+	cr_assert_eq(channel_preload(ch, "trunc", 5), -1);
+	cr_assert_eq(errno, EPROTO, "errno %d", errno);
+	errno = 0;
+	cr_assert_eq(channel_preload(ch, "trunc", 5), -1);
+	cr_assert_eq(errno, EPROTO, "errno %d", errno);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0, "nothing was preloaded");
+	cr_assert_eq(channel_close(ch), 0);
+}
+
 /* A child sends two messages, then the bytes of bad; the parent flushes
  * with maximum max (0: the default). The flush returns both messages and
  * the next receive fails with err; put back in front of the fault, they
