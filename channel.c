@@ -1163,6 +1163,14 @@ int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
 		errno = EINVAL;
 		return -1;
 	}
+	/* A connection to a persistent process carries acknowledged
+	 * messages only: the process refuses stream items, and one frame of
+	 * them would stop its receiving for good. Refused here, before
+	 * anything is written, whatever the length. */
+	if (ch->acking) {
+		errno = ENOTSUP;
+		return -1;
+	}
 	/* No items, no frame: an empty stream frame is consumed by no get
 	 * (a get of no items reads nothing), so it would stay at the head
 	 * and fail the next receive of a message with EPROTO. Persistent

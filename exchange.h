@@ -239,16 +239,18 @@ int channel_preload(struct channel *ch, const void *frames, size_t len);
 int channel_set_max(struct channel *ch, size_t max);
 
 /* Item streams. channel_put sends n items of size bytes each; a put of no
- * items sends nothing and returns 0 (on a persistent channel it fails with
- * ENOTSUP all the same). channel_get receives exactly m items of size bytes
- * into items, whatever the sizes of the puts were: a get may take part of a
- * put or span several. Order is kept. Both sides must use the same item
- * size. channel_put returns 0 or -1 like channel_send. channel_get returns 0
- * when all m items arrived, or -1 with errno: EPIPE (the other side closed
- * and fewer than m items remained: they were stored and *got says how
- * many), ETIMEDOUT (*got items arrived and were stored; the rest may
- * follow), EPROTO (a message, not stream data, is next), EINVAL. *got may be
- * NULL. */
+ * items sends nothing and returns 0. Persistent processes take no streams:
+ * in the process (channel_start_persistent) and on a connection to one
+ * (channel_connect) channel_put fails with ENOTSUP, whatever n, and sends
+ * nothing, so the connection carries messages as before. channel_get
+ * receives exactly m items of size bytes into items, whatever the sizes of
+ * the puts were: a get may take part of a put or span several. Order is
+ * kept. Both sides must use the same item size. channel_put returns 0 or -1
+ * like channel_send. channel_get returns 0 when all m items arrived, or -1
+ * with errno: EPIPE (the other side closed and fewer than m items remained:
+ * they were stored and *got says how many), ETIMEDOUT (*got items arrived
+ * and were stored; the rest may follow), EPROTO (a message, not stream
+ * data, is next), EINVAL. *got may be NULL. */
 int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
 		int timeout_ms);
 int channel_get(struct channel *ch, void *items, size_t m, size_t size,
@@ -560,10 +562,11 @@ pid_t channel_start_persistent(const char *address, channel_fn *fn,
  * so a peer that closes half way leaves the rest to the next one. The
  * receive returns 0 once the process has ended after all its messages were
  * received. Use channel_recv, channel_peek and channel_ready on it, not
- * channel_flush or channel_get. The caller owns the channel and releases it
- * with channel_close(). NULL with errno: ENAMETOOLONG, ENOENT or
- * ECONNREFUSED (nobody listens there, after trying until the timeout),
- * ETIMEDOUT (the backlog stayed full), EINVAL, ENOMEM. */
+ * channel_flush or channel_get; channel_put fails with ENOTSUP. The caller
+ * owns the channel and releases it with channel_close(). NULL with errno:
+ * ENAMETOOLONG, ENOENT or ECONNREFUSED (nobody listens there, after trying
+ * until the timeout), ETIMEDOUT (the backlog stayed full), EINVAL,
+ * ENOMEM. */
 struct channel *channel_connect(const char *address, int timeout_ms);
 
 /* Connects to the persistent process at address as channel_connect does and

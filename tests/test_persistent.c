@@ -863,6 +863,38 @@ Test(persistent, streams_are_refused, .timeout = 30)
 	cr_assert_eq(rmdir(dir), 0);
 }
 
+/* Refused in the peer too: a put on a connection sends nothing, and the
+ * connection carries messages both ways afterwards. */
+Test(persistent, peer_put_is_refused_and_the_link_still_works,
+     .timeout = 30)
+{
+	char dir[64], path[128];
+	struct channel *ch;
+	int items[4] = { 1, 2, 3, 4 }, v, stop = -1;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/peerput.socket", dir);
+	cr_assert_gt(channel_start_persistent(path, doubler, NULL, 0, NULL),
+		     0);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	errno = 0;
+	cr_assert_eq(channel_put(ch, items, 4, sizeof(items[0]), 5000), -1);
+	cr_assert_eq(errno, ENOTSUP, "errno %d", errno);
+	errno = 0;
+	cr_assert_eq(channel_put(ch, items, 0, sizeof(items[0]), 5000), -1);
+	cr_assert_eq(errno, ENOTSUP, "errno %d", errno);
+	v = 21;
+	cr_assert_eq(channel_send(ch, &v, sizeof(v), 5000), 0);
+	cr_assert_eq(recv_int(ch, &v), 1, "%s", strerror(errno));
+	cr_assert_eq(v, 42);
+	cr_assert_eq(channel_send(ch, &stop, sizeof(stop), 5000), 0);
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
+
 /* A large message, then a small one. The first peer gives up in the
  * middle of the large one; between the two peers each
  * message arrives exactly once, whole. */
