@@ -517,7 +517,17 @@ struct exchange_pmap_options {
 /* Runs the map. Workers are forked once and receive batches of indices (the
  * input is read from their copy of the parent's memory). Returns the number
  * of elements computed (n when all succeeded), or -1 with errno (EINVAL,
- * ENOMEM, or the errno of the fork if no worker could be started). */
+ * ENOMEM, or the errno of the fork if no worker could be started).
+ *
+ * Sizes. in_size 0 gives every call the pointer in itself (which may then
+ * be NULL); out_size 0 returns only each element's status (out may then be
+ * NULL). Whatever n, EINVAL for: n above SSIZE_MAX (the count could not be
+ * returned); n * in_size, n * out_size or in_size above PTRDIFF_MAX, or n
+ * outcomes above PTRDIFF_MAX bytes (no array is that large); out_size above
+ * CHANNEL_MAX_DEFAULT - 1 (one element's reply, a status byte and its
+ * output, travels as one message). ENOMEM when n is above SIZE_MAX /
+ * sizeof(size_t) (the list of elements to run again cannot be allocated).
+ * These checks come before any worker is forked. */
 ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 		      size_t in_size, void *out, size_t out_size,
 		      const struct exchange_pmap_options *opts);

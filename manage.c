@@ -330,6 +330,42 @@ struct pmap {
 	int time_limit_ms;	/* per batch, or 0 */
 };
 
+/* Element k of the input or output array. An element of no bytes is the
+ * array's pointer itself, which may be NULL (no arithmetic on it). */
+static const void *pmap_in(const struct pmap *pm, size_t k)
+{
+	return pm->in_size ? pm->in + k * pm->in_size : pm->in;
+}
+
+static void *pmap_out(const struct pmap *pm, size_t k)
+{
+	return pm->out_size ? pm->out + k * pm->out_size : pm->out;
+}
+
+/* Checks the sizes of a call: 0, or -1 with EINVAL for a count pmap could
+ * not return, an array larger than any object (PTRDIFF_MAX bytes), or an
+ * element whose reply (its status byte and its output) no channel carries;
+ * ENOMEM when the list of elements to run again cannot be sized. */
+static int pmap_check_sizes(size_t n, size_t in_size, size_t out_size,
+			    bool outcomes)
+{
+	const size_t big = (size_t)PTRDIFF_MAX;
+
+	if (n > (size_t)SSIZE_MAX || in_size > big ||
+	    out_size > CHANNEL_MAX_DEFAULT - 1 ||
+	    (in_size && n > big / in_size) ||
+	    (out_size && n > big / out_size) ||
+	    (outcomes && n > big / sizeof(struct exchange_outcome))) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n > SIZE_MAX / sizeof(size_t)) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
 static int64_t pmap_now(void)
 {
 	struct timespec ts;
@@ -371,12 +407,11 @@ static _Noreturn void pmap_child(struct channel *ch, struct pmap *pm)
 		for (i = 0; i < b.count; i++) {
 			size_t k = b.start + i;
 
-			status[i] = pm->fn(pm->in + k * pm->in_size,
-					   pm->out + k * pm->out_size,
+			status[i] = pm->fn(pmap_in(pm, k), pmap_out(pm, k),
 					   pm->ctx) == 0 ? 0 : 1;
 		}
 		if (channel_send_frame(ch, FRAME_DATA, status, b.count,
-				       pm->out + b.start * pm->out_size,
+				       pmap_out(pm, b.start),
 				       b.count * pm->out_size, -1) < 0)
 			break;
 	}
@@ -472,8 +507,9 @@ static int pmap_reply(struct pmap *pm, struct pmap_worker *w, const void *data,
 		errno = EPROTO;
 		return -1;
 	}
-	memcpy(pm->out + w->b.start * pm->out_size, p + count,
-	       count * pm->out_size);
+	if (pm->out_size)
+		memcpy(pmap_out(pm, w->b.start), p + count,
+		       count * pm->out_size);
 	for (i = 0; i < count; i++)
 		pmap_outcome(pm, (size_t)w->b.start + i,
 			     p[i] ? CHANNEL_SENT_ERROR : CHANNEL_OK, 0);
@@ -560,12 +596,12 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 	size_t i;
 
 	if (!fn || (n && ((in_size && !in) || (out_size && !out))) ||
-	    (opts && (opts->workers < 0 || opts->time_limit_ms < 0)) ||
-	    (out_size && n > SIZE_MAX / out_size) ||
-	    (in_size && n > SIZE_MAX / in_size)) {
+	    (opts && (opts->workers < 0 || opts->time_limit_ms < 0))) {
 		errno = EINVAL;
 		return -1;
 	}
+	if (pmap_check_sizes(n, in_size, out_size, opts && opts->outcomes) < 0)
+		return -1;
 	if (n == 0)
 		return 0;
 	memset(&pm, 0, sizeof(pm));
@@ -579,6 +615,8 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 	pm.outcomes = opts ? opts->outcomes : NULL;
 	pm.fixed = opts ? opts->batch : 0;
 	pm.time_limit_ms = opts ? opts->time_limit_ms : 0;
+	/* out_size + 1 cannot wrap (pmap_check_sizes), and a batch of one
+	 * element always fits in a channel's message. */
 	pm.max_batch = PMAP_MAX_REPLY / (out_size + 1);
 	/* cppcheck-suppress knownConditionTrueFalse ; out_size may pass it */
 	if (pm.max_batch < 1)
@@ -596,7 +634,8 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 	pfds = calloc((size_t)nw, sizeof(*pfds));
 	who = calloc((size_t)nw, sizeof(*who));
 	/* A batch lost with its worker is re-run element by element; at
-	 * most one batch per worker is out at a time, so n entries do. */
+	 * most one batch per worker is out at a time, so n entries do (n
+	 * times their size does not wrap: pmap_check_sizes). */
 	pm.redo = malloc(n * sizeof(*pm.redo));
 	if (!pm.w || !pfds || !who || !pm.redo) {
 		err = ENOMEM;

@@ -14,8 +14,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,6 +535,115 @@ Test(pmap, bad_arguments)
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_eq(exchange_pmap(twice_plus_one, NULL, 0, sizeof(x), NULL,
 				   sizeof(x), NULL), 0);
+}
+
+/* Kills its worker: a size check that let it run would show as lost
+ * elements, or (with a batch too large for its redo list) a heap overflow. */
+static int dies(const void *in, void *out, void *ctx)
+{
+	(void)in;
+	(void)out;
+	(void)ctx;
+	kill(getpid(), SIGKILL);
+	return -1;
+}
+
+/* Elements of no bytes: every call gets the array's pointer itself. */
+struct same_ptrs {
+	const void *in;		/* expected input pointer */
+	void *out;		/* expected output pointer */
+};
+
+static int same_pointers(const void *in, void *out, void *ctx)
+{
+	const struct same_ptrs *e = ctx;
+
+	return in == e->in && out == e->out ? 0 : -1;
+}
+
+/* in_size and out_size 0 with a modest n work; each element's outcome is
+ * its status alone. */
+Test(pmap, zero_sizes_share_one_pointer, .timeout = 20)
+{
+	long x = 7, y = 9;
+	struct exchange_outcome oc[5];
+	struct same_ptrs e = { &x, &y };
+	struct exchange_pmap_options o = { .workers = 2, .outcomes = oc,
+					   .ctx = &e };
+	size_t i;
+
+	cr_assert_eq(exchange_pmap(same_pointers, &x, 5, 0, &y, 0, &o), 5);
+	for (i = 0; i < 5; i++)
+		cr_assert_eq(oc[i].cause, CHANNEL_OK, "element %zu", i);
+	e.in = NULL;
+	e.out = NULL;
+	cr_assert_eq(exchange_pmap(same_pointers, NULL, 5, 0, NULL, 0, &o), 5);
+	for (i = 0; i < 5; i++)
+		cr_assert_eq(oc[i].cause, CHANNEL_OK, "element %zu", i);
+	cr_assert_eq(x, 7);
+	cr_assert_eq(y, 9);
+	cr_assert(no_children());
+}
+
+/* Sizes no call can honour fail at once, before any worker is forked. */
+static void pmap_refuses(size_t n, size_t in_size, size_t out_size,
+			 struct exchange_outcome *oc, int err)
+{
+	static long buf[4];
+	struct exchange_pmap_options o = { .workers = 2, .outcomes = oc };
+	ssize_t r;
+
+	hook_forks(0);
+	errno = 0;
+	r = exchange_pmap(dies, buf, n, in_size, buf, out_size, &o);
+	unhook_forks();
+	cr_assert_eq(r, -1, "n %zu, in_size %zu, out_size %zu: %zd", n,
+		     in_size, out_size, r);
+	cr_assert_eq(errno, err, "n %zu, in_size %zu, out_size %zu: errno %d",
+		     n, in_size, out_size, errno);
+	cr_assert_eq(forks, 0, "no worker was forked");
+}
+
+Test(pmap, zero_sizes_with_a_huge_n_are_refused, .timeout = 20)
+{
+	struct exchange_outcome oc[1];
+
+	/* A count pmap could not return. */
+	pmap_refuses(SIZE_MAX, 0, 0, NULL, EINVAL);
+	pmap_refuses((size_t)SSIZE_MAX + 1, 0, 0, NULL, EINVAL);
+	/* A redo list of n entries that no allocation can hold. */
+	pmap_refuses(SIZE_MAX / sizeof(size_t) + 2, 0, 0, NULL, ENOMEM);
+	/* An outcome array larger than any object. */
+	pmap_refuses(PTRDIFF_MAX / sizeof(struct exchange_outcome) + 1, 0, 0,
+		     oc, EINVAL);
+	cr_assert(no_children());
+}
+
+Test(pmap, element_sizes_beyond_any_array_are_refused, .timeout = 20)
+{
+	pmap_refuses(1, 0, SIZE_MAX, NULL, EINVAL);
+	pmap_refuses(0, 0, SIZE_MAX, NULL, EINVAL);
+	pmap_refuses(1, SIZE_MAX, 0, NULL, EINVAL);
+	pmap_refuses(1, SIZE_MAX, sizeof(long), NULL, EINVAL);
+	pmap_refuses(1, (size_t)PTRDIFF_MAX + 1, sizeof(long), NULL, EINVAL);
+	/* One element's reply (a status byte and the output) must fit in a
+	 * channel's largest message. */
+	pmap_refuses(1, sizeof(long), CHANNEL_MAX_DEFAULT, NULL, EINVAL);
+	pmap_refuses(1, sizeof(long), (size_t)PTRDIFF_MAX, NULL, EINVAL);
+	cr_assert(no_children());
+}
+
+Test(pmap, arrays_whose_size_overflows_are_refused, .timeout = 20)
+{
+	pmap_refuses(SIZE_MAX / sizeof(long) + 1, sizeof(long), sizeof(long),
+		     NULL, EINVAL);
+	pmap_refuses(2, SIZE_MAX / 2 + 1, sizeof(long), NULL, EINVAL);
+	pmap_refuses(SIZE_MAX / 2 + 1, 0, 2, NULL, EINVAL);
+	/* No wrap-around, but beyond the largest object. */
+	pmap_refuses(2, (size_t)PTRDIFF_MAX / 2 + 1, sizeof(long), NULL,
+		     EINVAL);
+	pmap_refuses((size_t)PTRDIFF_MAX / 8 + 1, 0, 8, NULL, EINVAL);
+	cr_assert(no_children());
 }
 
 /* 500 fails; 777 kills its worker; 901 aborts. */
