@@ -49,6 +49,13 @@
 #include <unistd.h>
 
 #ifdef __linux__
+#include <sys/prctl.h>
+#endif
+#ifdef __FreeBSD__
+#include <sys/procctl.h>
+#endif
+
+#ifdef __linux__
 /* Linux has made descriptors with their flags in one call for long; POSIX
  * added these only in 2024, so _POSIX_C_SOURCE=200809L does not declare
  * them. */
@@ -493,12 +500,41 @@ done:
 	keep->prev = keep->next = NULL;
 }
 
+/* In a child just forked: asks the system to SIGKILL it when its parent
+ * dies, so that a child that never touches its channel (it computes, or
+ * sleeps) does not outlive a parent killed without a chance to close
+ * anything. On Linux the signal comes when the thread that forked ends,
+ * not only the process: a child forked from a thread that then exits is
+ * killed too (exchange.h says so). FreeBSD sends it when the parent
+ * process ends. Other systems have no such request: there a child ends
+ * when it next touches its channel. A parent that died before the request
+ * was made sends no signal, so the child then compares its parent with
+ * the pid saved before fork, and ends at once if it has been adopted. */
+static void die_with_parent(pid_t parent)
+{
+	int armed = 0;
+
+#if defined(__linux__)
+	armed = prctl(PR_SET_PDEATHSIG, (unsigned long)SIGKILL, 0UL, 0UL,
+		      0UL) == 0;
+#elif defined(__FreeBSD__)
+	int sig = SIGKILL;
+
+	armed = procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &sig) == 0;
+#endif
+	if (armed && getppid() != parent) {
+		/* As the signal would have ended it. */
+		raise(SIGKILL);
+		_exit(127);
+	}
+}
+
 pid_t channel_fork(struct channel **out, int flags)
 {
 	int down[2] = { -1, -1 }, up[2] = { -1, -1 };
 	int link = flags & CHANNEL_LINK_SOCKET;
 	struct channel *ch;
-	pid_t pid;
+	pid_t pid, parent;
 	int saved;
 
 	*out = NULL;
@@ -523,6 +559,7 @@ pid_t channel_fork(struct channel **out, int flags)
 	/* Empty the stdio buffers now, or the child would write its copy of
 	 * them a second time. */
 	fflush(NULL);
+	parent = getpid();
 	pid = sys_fork();
 	if (pid < 0) {
 		saved = errno;
@@ -533,6 +570,9 @@ pid_t channel_fork(struct channel **out, int flags)
 	if (pid == 0) {
 		int parent_ends[2];
 
+		/* First of all: from here on the parent may die at any
+		 * moment, and the child must not be left running. */
+		die_with_parent(parent);
 		/* With CHANNEL_OWN_GROUP the child leads a process group of
 		 * its own, so that a kill (a time limit) stops what it starts
 		 * as well. Only the child sets it: channel_kill falls back to
@@ -2678,6 +2718,8 @@ pid_t channel_start_persistent(const char *address, channel_fn *fn,
 	if (make_pipe(rfds) < 0)
 		return -1;
 	fflush(NULL);
+	/* sys_fork, not channel_fork: the process is meant to outlive its
+	 * caller, so it asks for no parent-death signal. */
 	mid = sys_fork();
 	if (mid < 0) {
 		saved = errno;

@@ -37,6 +37,20 @@
  * arrives when it should) but keeps the caller's other descriptors. Stdio is
  * flushed before every fork, and children end with _exit(), so the parent's
  * atexit handlers and stdio buffers are never run or written twice.
+ *
+ * A parent's death: every child the library forks (channel_create,
+ * channel_start, the exchange's tasks and reuse workers, pmap's workers) is
+ * sent SIGKILL when its parent dies, even when it never touches its
+ * channel, on Linux (prctl PR_SET_PDEATHSIG) and FreeBSD (procctl
+ * PROC_PDEATHSIG_CTL). On Linux the signal comes when the thread that
+ * called the library ends, not only the process: fork from a thread that
+ * outlives its children. A parent that died while the child was being
+ * forked is caught too: the child then ends at once. The request lasts
+ * across an exec in the child (not one of a set-user-ID program). On other
+ * systems a child is not killed: it ends when it next touches its channel
+ * (end of stream, EPIPE). Persistent and background processes
+ * (channel_start_persistent) are never killed this way: they are meant to
+ * outlive their caller.
  */
 #ifndef EXCHANGE_H
 #define EXCHANGE_H
@@ -144,6 +158,9 @@ typedef void channel_fn(struct channel *ch, const void *arg, size_t len,
  * Returns the channel in both processes: in the child channel_pid() returns
  * 0. The child holds only its own end of this channel: every descriptor of
  * every other channel is closed in it. The child ends with channel_exit().
+ * When the parent (on Linux: the calling thread) dies first, the child is
+ * killed with SIGKILL on Linux and FreeBSD, and on other systems ends only
+ * when it touches its channel (see "A parent's death" above).
  * Returns NULL with errno set (EMFILE, ENFILE, EAGAIN, ENOMEM) on failure,
  * and then no process was created. The parent owns the channel and releases
  * it with channel_close(). */
@@ -318,12 +335,13 @@ enum exchange_policy {
  * With a time limit, every process the exchange forks leads a process group
  * of its own: SIGTERM and SIGKILL go to the whole group, so what the task
  * started is stopped with it (the terminal's Ctrl-C then reaches only the
- * caller's group; the children see end of stream when the caller dies).
- * Without one, children stay in the caller's group. A task ends when its
- * process exits: while it waits, the
- * exchange checks every 250 ms for children that have exited with their
- * channel still held open by something they started, reads what they
- * wrote, and settles them without waiting for that other process. */
+ * caller's group; the children see end of stream when the caller dies,
+ * and on Linux and FreeBSD are killed with it: see "A parent's death" at
+ * the top). Without one, children stay in the caller's group. A task ends
+ * when its process exits: while it waits, the exchange checks every 250 ms
+ * for children that have exited with their channel still held open by
+ * something they started, reads what they wrote, and settles them without
+ * waiting for that other process. */
 struct exchange_options {
 	int limit;		/* most channels active at once; 0: no limit
 				   (with reuse: exchange_cores() workers) */
@@ -555,7 +573,8 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
  * The socket file has mode 0600. A file left by a process that is gone
  * (nothing listens) is replaced; an address where a process listens is
  * never taken over. The process keeps the caller's other descriptors, like
- * any child of the library.
+ * any child of the library, but unlike them it is not killed when the
+ * caller dies (see "A parent's death" at the top).
  * Returns the background process's pid, or -1 with errno: ENAMETOOLONG (the
  * path does not fit in sockaddr_un's sun_path; it is never truncated),
  * EADDRINUSE (a process listens there, or the path is not a socket),

@@ -166,7 +166,8 @@ enum channel_link {
  * Returns the pid in the parent, 0 in the child, -1 on failure (no
  * process, nothing leaked); *out receives the channel in both processes.
  * Flushes stdio first; the child closes every other registered channel's
- * descriptors. */
+ * descriptors and, where the system allows, asks to be killed when its
+ * parent dies (exchange.h, "A parent's death"). */
 HIDDEN pid_t channel_fork(struct channel **out, int flags);
 
 /* Wraps a connected stream socket (persistent processes). pid is -1. */

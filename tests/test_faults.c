@@ -48,6 +48,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Shared memory, figures, hygiene                                          */
 /* ------------------------------------------------------------------------ */
@@ -1864,6 +1868,175 @@ Test(faults, children_end_when_the_parent_is_killed, .timeout = 60)
 	shared_free();
 	hygiene_end(&h);
 }
+
+#ifdef __linux__
+/* Children that never touch their channel see no end of stream when their
+ * parent dies: only the parent-death signal the library asks for ends
+ * them. Each sends its pid down a pipe it inherited (children keep the
+ * caller's descriptors), then sleeps. */
+#define DEAF_CHILDREN 4
+
+static void report_and_sleep(int fd)
+{
+	struct timespec ts = { 30, 0 };
+	pid_t self = getpid();
+
+	if (write(fd, &self, sizeof(self)) != (ssize_t)sizeof(self))
+		_exit(5);
+	nanosleep(&ts, NULL);
+}
+
+static void deaf_fn(struct channel *ch, const void *arg, size_t len,
+		    void *ctx)
+{
+	(void)ch, (void)len, (void)ctx;
+	report_and_sleep(*(const int *)arg);
+}
+
+static int deaf_map(const void *in, void *out, void *ctx)
+{
+	(void)out, (void)ctx;
+	report_and_sleep(*(const int *)in);
+	return 0;
+}
+
+/* The middle process: a channel_start child, a fork-per-task child, a
+ * reuse worker and a pmap worker, all deaf; pmap then waits for ever.
+ * No cr_ call here. */
+static void deaf_middle(int fd)
+{
+	struct exchange_options ro = { .reuse = true };
+	struct exchange_pmap_options po = { .workers = 1 };
+	struct exchange *ex = exchange_new(NULL), *rx = exchange_new(&ro);
+
+	if (!ex || !rx)
+		_exit(2);
+	if (!channel_start(deaf_fn, &fd, sizeof(fd), NULL) ||
+	    exchange_start(ex, deaf_fn, &fd, sizeof(fd), NULL) < 0 ||
+	    exchange_start(rx, deaf_fn, &fd, sizeof(fd), NULL) < 0)
+		_exit(3);
+	exchange_pmap(deaf_map, &fd, 1, sizeof(fd), NULL, 0, &po);
+	_exit(4);
+}
+
+/* A fork that lets its parent die first: the child reports its pid, waits
+ * until it has been adopted, and only then returns into channel_fork, as
+ * if the parent had been killed between fork and the parent-death request.
+ * Set in the middle process only. */
+static int adopt_fd = -1;
+
+static pid_t fork_then_outlive(void)
+{
+	pid_t parent = getpid(), pid = fork(), self;
+
+	if (pid != 0)
+		return pid;
+	self = getpid();
+	if (write(adopt_fd, &self, sizeof(self)) != (ssize_t)sizeof(self))
+		_exit(5);
+	while (getppid() == parent)
+		pause_ms(1);
+	return 0;
+}
+
+/* The middle process for the race: one channel_start child, forked
+ * through fork_then_outlive; then it waits to be killed. */
+static _Noreturn void late_middle(int fd)
+{
+	adopt_fd = fd;
+	exchange_hooks.fork = fork_then_outlive;
+	if (!channel_start(deaf_fn, &fd, sizeof(fd), NULL))
+		_exit(3);
+	exchange_hooks.fork = NULL;
+	for (;;)
+		pause();
+}
+
+/* Forks a process that runs start_children(fd), which starts n children
+ * that each write their pid to fd; SIGKILLs that process once all have,
+ * and checks that every child ends by SIGKILL within a few seconds. The
+ * test adopts the orphans (a child subreaper), so it can reap them and see
+ * how they ended. */
+static void check_orphans_end(void (*start_children)(int fd), int n)
+{
+	pid_t mid, pids[DEAF_CHILDREN];
+	int rep[2], st[DEAF_CHILDREN], done[DEAF_CHILDREN] = { 0 };
+	int i, left = n, orphans = 0, mst = 0;
+	size_t got = 0, want = (size_t)n * sizeof(pid_t);
+	struct hygiene h;
+	struct pollfd p;
+	int64_t deadline;
+	ssize_t r;
+
+	cr_assert_leq(n, DEAF_CHILDREN);
+	hygiene_begin(&h, "orphans");
+	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL), 0);
+	cr_assert_eq(pipe(rep), 0);
+	mid = fork();
+	cr_assert_geq(mid, 0);
+	if (mid == 0) {
+		close(rep[0]);
+		start_children(rep[1]);
+		_exit(6);
+	}
+	close(rep[1]);
+	p.fd = rep[0];
+	p.events = POLLIN;
+	while (got < want) {
+		if (poll(&p, 1, 20000) != 1)
+			break;
+		r = read(rep[0], (char *)pids + got, want - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	cr_assert_eq(kill(mid, SIGKILL), 0);
+	cr_assert_eq(waitpid(mid, &mst, 0), mid);
+	cr_assert_eq(got, want, "the middle process reported %zu bytes "
+		     "(status %#x)", got, mst);
+	record("orphans", "injected", n);
+
+	/* Adopted by the test, each is reaped here once it has ended. */
+	deadline = now_ms() + 5000;
+	while (left > 0 && now_ms() < deadline) {
+		for (i = 0; i < n; i++)
+			if (!done[i] &&
+			    waitpid(pids[i], &st[i], WNOHANG) == pids[i]) {
+				done[i] = 1;
+				left--;
+			}
+		if (left > 0)
+			pause_ms(10);
+	}
+	for (i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		orphans++;
+		kill(pids[i], SIGKILL);
+		waitpid(pids[i], &st[i], 0);
+	}
+	close(rep[0]);
+	prctl(PR_SET_CHILD_SUBREAPER, 0UL, 0UL, 0UL, 0UL);
+	record("orphans", "orphans", orphans);
+	cr_assert_eq(orphans, 0, "%d children outlived their parent",
+		     orphans);
+	for (i = 0; i < n; i++)
+		cr_assert(WIFSIGNALED(st[i]) && WTERMSIG(st[i]) == SIGKILL,
+			  "child %d: status %#x", i, st[i]);
+	record("orphans", "survived", n);
+	hygiene_end(&h);
+}
+
+Test(faults, deaf_children_end_when_the_parent_is_killed, .timeout = 60)
+{
+	check_orphans_end(deaf_middle, DEAF_CHILDREN);
+}
+
+Test(faults, a_child_whose_parent_died_during_fork_ends, .timeout = 60)
+{
+	check_orphans_end(late_middle, 1);
+}
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Large messages both ways at once                                         */
