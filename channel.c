@@ -14,7 +14,9 @@
  * Receiving. Bytes read from the kernel go into ibuf, as much as one read
  * returns, so that one read usually brings a whole small frame (or several).
  * A frame too large for ibuf is received straight into an allocation of its
- * own size (big), so a large message is copied once, from the kernel. Stream
+ * own size (big), so a large message is copied once, from the kernel; once
+ * big is complete, the bytes that follow it go to ibuf again (a send that
+ * waits for room keeps reading), and big is received before them. Stream
  * frames are consumed piecemeal: a get copies their payload into the
  * caller's array, reading the rest straight into it.
  *
@@ -31,6 +33,7 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -944,15 +947,17 @@ int channel_close(struct channel *ch)
 /* Waits until wfd can take more, reading meanwhile whatever the other
  * side sends into the receive buffer: two processes sending each other
  * large messages at once would otherwise each wait for the other to read.
- * Returns 1 when writable, 0 on timeout, -1 on error. */
+ * A blocking read end (a reuse worker's) is read too: each read follows a
+ * poll that reported it readable, and a pipe read then returns what is
+ * there without waiting for more. Returns 1 when writable, 0 on timeout,
+ * -1 on error. */
 static int wait_writable(struct channel *ch, int64_t deadline)
 {
 	struct pollfd p[2] = {
 		{ .fd = ch->wfd, .events = POLLOUT },
 		{ .fd = -1, .events = POLLIN },
 	};
-	bool reading = ch->rfd >= 0 && !ch->eof && !ch->broken &&
-		       !ch->blocking;
+	bool reading = ch->rfd >= 0 && !ch->eof && !ch->broken;
 	nfds_t n = 1;
 	int r;
 
@@ -1366,27 +1371,31 @@ ssize_t channel_fill(struct channel *ch)
 	}
 	if (ch->eof)
 		return 0;
-	if (!ch->big &&
-	    frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX, &h) == 1 &&
+	if (frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX, &h) == 1 &&
 	    h.size > buffered(ch)) {
 		/* Room for the rest of the frame at the head when it fits
 		 * ibuf, so that one read can complete it; a frame too large
 		 * for ibuf moves to its own allocation (head_frame) and is
-		 * received in place. */
+		 * received in place, unless big still holds the one before
+		 * it. */
 		if (h.size <= IBUF_MAX)
 			want = h.size - buffered(ch);
-		else if (h.kind != FRAME_STREAM)
+		else if (h.kind != FRAME_STREAM && !ch->big)
 			(void)head_frame(ch, &h);
 	}
-	if (ch->big) {
+	if (ch->big && ch->big_have < ch->big_len) {
 		room = ch->big_len - ch->big_have;
 		n = sys_read(ch->rfd, ch->big + ch->big_have, room);
 		if (n > 0)
 			ch->big_have += n;
 	} else {
+		/* Once big is complete, what follows it in the stream goes
+		 * to ibuf: take_frame hands out big first, then ibuf. A read
+		 * of nothing would return 0, which is end of stream. */
 		if (reserve(ch, want) < 0)
 			return -1;
 		room = ch->icap - ch->ilen;
+		assert(room > 0);
 		n = sys_read(ch->rfd, ch->ibuf + ch->ilen, room);
 		if (n > 0)
 			ch->ilen += n;

@@ -94,7 +94,8 @@ struct channel {
 	uint64_t stream_left;	/* bytes left in the stream frame at the head
 				   that a get has started */
 	unsigned char *big;	/* a frame too large for ibuf, being received
-				   straight into its own allocation, or NULL */
+				   straight into its own allocation, or NULL;
+				   it comes before the bytes in ibuf */
 	uint32_t big_kind;	/* its frame kind */
 	size_t big_len;		/* its payload length */
 	size_t big_have;	/* payload bytes received so far */

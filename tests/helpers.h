@@ -1,6 +1,6 @@
 /*
  * helpers.h - hygiene checks shared by the tests: open descriptors and
- * children left behind.
+ * children left behind; and the byte pattern of large test messages.
  */
 #ifndef TESTS_HELPERS_H
 #define TESTS_HELPERS_H
@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -71,6 +72,38 @@ static inline int no_children(void)
 	int st;
 
 	return waitpid(-1, &st, WNOHANG) < 0 && errno == ECHILD;
+}
+
+/* The byte at offset off of message idx in the tests that move large
+ * messages: a byte lost, repeated, shifted or taken from another message
+ * shows. */
+static inline unsigned char pattern_byte(size_t idx, size_t off)
+{
+	return (unsigned char)(idx * 131 + off * 7 + (off >> 12));
+}
+
+static inline void pattern_fill(void *buf, size_t len, size_t idx)
+{
+	unsigned char *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = pattern_byte(idx, i);
+}
+
+/* 1 when the len bytes at buf are message idx of want bytes, else 0. */
+static inline int pattern_check(const void *buf, size_t len, size_t want,
+				size_t idx)
+{
+	const unsigned char *p = buf;
+	size_t i;
+
+	if (len != want)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (p[i] != pattern_byte(idx, i))
+			return 0;
+	return 1;
 }
 
 #endif

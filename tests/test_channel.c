@@ -1245,3 +1245,72 @@ Test(channel, large_messages_both_ways_over_a_socket, .timeout = 60)
 	free(p);
 	cr_assert_eq(channel_close(ch), 0);
 }
+
+/* Both sides flood at once: the child sends four messages of 1 MiB, then
+ * receives; the parent sends 16 MiB, then receives. While its send waits
+ * for room, each side reads what the other sends, and every byte of every
+ * message must arrive, in order. With blocking set, both read ends block
+ * (as a reuse worker's does), which must not stop that reading. */
+static void flood_both_ways(bool blocking)
+{
+	size_t small = 1u << 20, large = 16u << 20, i;
+	unsigned char *p = malloc(large);
+	int fds = count_fds(), st;
+	struct channel *ch;
+	struct channel_msg m;
+	pid_t pid;
+
+	cr_assert_not_null(p);
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		size_t ok = 0;
+
+		if (blocking && channel_set_blocking(ch) < 0)
+			channel_exit(ch, 3);
+		for (i = 0; i < 4; i++) {
+			pattern_fill(p, small, i);
+			if (channel_send(ch, p, small, 20000) < 0)
+				channel_exit(ch, 2);
+		}
+		if (channel_recv(ch, &m, 20000) == 1)
+			ok = (size_t)pattern_check(m.data, m.len, large, 100);
+		if (channel_send(ch, &ok, sizeof(ok), 20000) < 0)
+			channel_exit(ch, 4);
+		channel_exit(ch, 0);
+	}
+	pid = channel_pid(ch);
+	if (blocking)
+		cr_assert_eq(channel_set_blocking(ch), 0);
+	pattern_fill(p, large, 100);
+	cr_assert_eq(channel_send(ch, p, large, 20000), 0, "errno %d", errno);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(channel_recv(ch, &m, 20000), 1,
+			     "message %zu of 4 (errno %d)", i, errno);
+		cr_assert(pattern_check(m.data, m.len, small, i),
+			  "message %zu exact", i);
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	cr_assert_eq(m.len, sizeof(size_t));
+	cr_assert_eq(*(size_t *)m.data, 1, "the child got the 16 MiB exact");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 20000), 0, "end of stream");
+	cr_assert_eq(channel_wait(ch, 5000), 0);
+	cr_assert_eq(channel_status(ch, &st), 1);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert(reaped(pid));
+	cr_assert_eq(count_fds(), fds);
+	free(p);
+}
+
+Test(channel, a_waiting_send_keeps_what_arrives_meanwhile, .timeout = 60)
+{
+	flood_both_ways(false);
+}
+
+Test(channel, a_waiting_send_reads_on_blocking_descriptors, .timeout = 60)
+{
+	flood_both_ways(true);
+}

@@ -1319,3 +1319,123 @@ Test(exchange, a_busy_channel_does_not_starve_the_others, .timeout = 30)
 	exchange_free(ex);
 	cr_assert(no_children());
 }
+
+/* Flooding both ways: a child sends FLOOD_N messages of FLOOD_LEN bytes
+ * while store_data answers each one with FLOOD_LEN bytes of its own, so
+ * each side's send waits while the other side's messages keep coming. */
+#define FLOOD_LEN ((size_t)8 << 20)
+#define FLOOD_N 4
+
+/* Sends its messages, then receives the answers and reports how many
+ * were exact (a size_t). */
+static void flood_fn(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	unsigned char *p = malloc(FLOOD_LEN);
+	struct channel_msg m;
+	size_t i, good = 0;
+
+	(void)arg, (void)len, (void)ctx;
+	if (!p)
+		channel_exit(ch, 99);
+	for (i = 0; i < FLOOD_N; i++) {
+		pattern_fill(p, FLOOD_LEN, i);
+		if (channel_send(ch, p, FLOOD_LEN, 20000) < 0)
+			break;
+	}
+	free(p);
+	for (i = 0; i < FLOOD_N; i++) {
+		if (channel_recv(ch, &m, 20000) != 1)
+			break;
+		good += (size_t)pattern_check(m.data, m.len, FLOOD_LEN,
+					      100 + i);
+		channel_msg_free(&m);
+	}
+	channel_send(ch, &good, sizeof(good), 20000);
+}
+
+struct flood {
+	unsigned char *answer;	/* FLOOD_LEN bytes */
+	size_t messages;	/* large messages received */
+	size_t exact;		/* of them, exact and in order */
+	size_t answered;	/* answers sent whole */
+	int send_errno;		/* of the last answer that failed */
+	size_t report;		/* the child's count, SIZE_MAX until sent */
+	size_t other;		/* anything else received */
+};
+
+static int flood_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct flood *f = udata;
+	struct channel_msg m;
+	size_t i;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) != 1)
+		return 0;
+	if (m.kind == CHANNEL_DATA && m.len == FLOOD_LEN) {
+		i = f->messages++;
+		f->exact += (size_t)pattern_check(m.data, m.len, FLOOD_LEN, i);
+		channel_msg_free(&m);
+		pattern_fill(f->answer, FLOOD_LEN, 100 + i);
+		if (channel_send(ch, f->answer, FLOOD_LEN, 20000) == 0)
+			f->answered++;
+		else
+			f->send_errno = errno;
+		return 0;
+	}
+	if (m.kind == CHANNEL_DATA && m.len == sizeof(size_t))
+		f->report = *(size_t *)m.data;
+	else
+		f->other++;
+	channel_msg_free(&m);
+	return 0;
+}
+
+static void flood_exchange(struct exchange_options o)
+{
+	struct flood f = { .report = SIZE_MAX };
+	struct timespec t0, t;
+	struct exchange *ex;
+
+	f.answer = malloc(FLOOD_LEN);
+	cr_assert_not_null(f.answer);
+	o.store_data = flood_store;
+	o.udata = &f;
+	ex = exchange_new(&o);
+	cr_assert_not_null(ex);
+	cr_assert_eq(exchange_start(ex, flood_fn, NULL, 0, NULL), 0);
+	/* Finite waits, so that a lost message fails the test. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (exchange_unfinished(ex)) {
+		cr_assert_geq(exchange_store(ex, 1000), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		cr_assert_lt(t.tv_sec - t0.tv_sec, 45, "finished in time");
+	}
+	exchange_free(ex);
+	free(f.answer);
+	cr_assert_eq(f.messages, FLOOD_N, "%zu messages", f.messages);
+	cr_assert_eq(f.exact, FLOOD_N);
+	cr_assert_eq(f.answered, FLOOD_N, "answer errno %d", f.send_errno);
+	cr_assert_eq(f.report, FLOOD_N, "the child got %zu answers exact",
+		     f.report);
+	cr_assert_eq(f.other, 0);
+	cr_assert(no_children());
+}
+
+Test(exchange, store_data_answers_while_the_child_floods, .timeout = 60)
+{
+	flood_exchange((struct exchange_options){ .limit = 0 });
+}
+
+Test(exchange, store_data_answers_while_a_worker_floods, .timeout = 60)
+{
+	flood_exchange((struct exchange_options){ .reuse = true,
+						  .limit = 1 });
+}
+
+Test(exchange, store_data_answers_while_a_continuous_child_floods,
+     .timeout = 60)
+{
+	flood_exchange((struct exchange_options){ .continuous = true });
+}
