@@ -2013,6 +2013,18 @@ static void unread(struct channel *ch, const unsigned char *bytes, size_t k)
 	ch->stream_left += k;
 }
 
+/* Before a read in a get: a blocking read end (a reuse worker's) would
+ * wait in the read itself, past the deadline, so with a deadline it polls
+ * first. A non-blocking one reads at once (EAGAIN says there was nothing),
+ * and so does a blocking one without a deadline. Returns 1 when the read
+ * may go ahead, 0 on timeout, -1 on error. */
+static int await_readable(struct channel *ch, int64_t deadline)
+{
+	if (!ch->blocking || deadline < 0)
+		return 1;
+	return wait_fd(ch->rfd, POLLIN, deadline);
+}
+
 int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 		size_t *got, int timeout_ms)
 {
@@ -2077,6 +2089,11 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 			take = need - done;
 			if (take > ch->stream_left)
 				take = (size_t)ch->stream_left;
+			r = await_readable(ch, deadline);
+			if (r <= 0) {
+				err = r < 0 ? errno : ETIMEDOUT;
+				break;
+			}
 			n = sys_read(ch->rfd, dst + done, take);
 			if (n > 0) {
 				ch->stream_left -= n;
@@ -2096,6 +2113,11 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 		}
 		if (ch->eof) {
 			err = EPIPE;
+			break;
+		}
+		r = await_readable(ch, deadline);
+		if (r <= 0) {
+			err = r < 0 ? errno : ETIMEDOUT;
 			break;
 		}
 		n = channel_fill(ch);

@@ -1439,3 +1439,78 @@ Test(exchange, store_data_answers_while_a_continuous_child_floods,
 {
 	flood_exchange((struct exchange_options){ .continuous = true });
 }
+
+/* Waits 200 ms for stream items that never come and sends back the errno
+ * it got (an int), and how long it waited (int64_t ms). */
+static void get_nothing_fn(struct channel *ch, const void *arg, size_t len,
+			   void *ctx)
+{
+	struct timespec t0, t1;
+	int64_t res[2];
+	size_t got = 99;
+	int item;
+
+	(void)arg, (void)len, (void)ctx;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	res[0] = channel_get(ch, &item, 1, sizeof(item), &got, 200) < 0 ?
+		 errno : 0;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	res[1] = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
+		 (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	if (got != 0)
+		res[0] = -1;
+	channel_send(ch, res, sizeof(res), 5000);
+}
+
+struct got_result {
+	int n;			/* results received */
+	int64_t res[2];		/* the last one */
+};
+
+static int got_result_store(struct exchange *ex, struct channel *ch,
+			    void *udata)
+{
+	struct got_result *g = udata;
+	struct channel_msg m;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) != 1)
+		return 0;
+	if (m.kind == CHANNEL_DATA && m.len == sizeof(g->res)) {
+		memcpy(g->res, m.data, sizeof(g->res));
+		g->n++;
+	}
+	channel_msg_free(&m);
+	return 0;
+}
+
+/* A reuse worker's read end blocks between tasks; a get with a timeout
+ * in its task still waits no longer than that timeout. */
+Test(exchange, a_get_in_a_worker_keeps_its_timeout, .timeout = 30)
+{
+	struct got_result g = { 0 };
+	struct exchange_options o = { .reuse = true, .limit = 1,
+				      .store_data = got_result_store,
+				      .udata = &g };
+	struct exchange *ex = exchange_new(&o);
+	struct timespec t0, t;
+	int i;
+
+	cr_assert_not_null(ex);
+	for (i = 0; i < 2; i++)
+		cr_assert_eq(exchange_start(ex, get_nothing_fn, NULL, 0, NULL),
+			     i);
+	/* Finite waits: a get that blocks fails the test, not hangs it. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (exchange_unfinished(ex)) {
+		cr_assert_geq(exchange_store(ex, 500), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec >= 10)
+			break;
+	}
+	cr_assert_eq(g.n, 2, "%d of 2 gets returned", g.n);
+	cr_assert_eq(g.res[0], ETIMEDOUT, "errno %lld", (long long)g.res[0]);
+	cr_assert_geq(g.res[1], 199, "waited %lld ms", (long long)g.res[1]);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
