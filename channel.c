@@ -116,8 +116,8 @@ static struct channel *registry;
  * their memory is done with them. Nothing of them is written at fork. */
 static unsigned fork_gen;
 
-static int write_frames(struct channel *ch, struct iovec *iov, int iovcnt,
-			int timeout_ms);
+static int write_frames(struct channel *ch, const struct iovec *frame,
+			int n, int timeout_ms);
 static int flush_out(struct channel *ch, int timeout_ms);
 
 /* Persistent channels: defined in the section at the end of this file,
@@ -895,7 +895,7 @@ int channel_shutdown(struct channel *ch)
 		if (ch->wfd >= 0 && shutdown(ch->wfd, SHUT_WR) < 0)
 			return -1;
 		/* Sending is over, but wfd is also the read descriptor. */
-		ch->send_broken = true;
+		ch->send_errno = EPIPE;
 		return 0;
 	}
 	close_fd(&ch->wfd);
@@ -993,12 +993,16 @@ static int wait_writable(struct channel *ch, int64_t deadline)
 	}
 }
 
-/* Writes all of iov (modified as it goes) before deadline. */
+/* Writes all of iov (modified as it goes) before deadline. *written
+ * counts the bytes the kernel took, on failure too: whether a frame was
+ * cut depends on it. */
 static int write_all(struct channel *ch, struct iovec *iov, int iovcnt,
-		     int64_t deadline)
+		     int64_t deadline, size_t *written)
 {
 	ssize_t n;
 	int r;
+
+	*written = 0;
 
 	while (iovcnt > 0) {
 		if (iov[0].iov_len == 0) {
@@ -1019,6 +1023,7 @@ static int write_all(struct channel *ch, struct iovec *iov, int iovcnt,
 			}
 			continue;
 		}
+		*written += (size_t)n;
 		/* The kernel wrote no more than was asked: n runs out with
 		 * the vectors at the latest. */
 		while (n > 0 && iovcnt > 0) {
@@ -1055,7 +1060,7 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		       size_t alen, const void *b, size_t blen, int timeout_ms)
 {
 	unsigned char hdr[FRAME_HEADER_SIZE];
-	struct iovec iov[4];
+	struct iovec iov[3];
 
 	if (!ch || (alen && !a) || (blen && !b)) {
 		errno = EINVAL;
@@ -1068,8 +1073,8 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 	if (ch->persist)
 		return persist_send_frame(ch, kind, a, alen, b, blen,
 					  timeout_ms);
-	if (ch->wfd < 0 || ch->send_broken) {
-		errno = EPIPE;
+	if (ch->wfd < 0 || ch->send_errno) {
+		errno = ch->wfd < 0 ? EPIPE : ch->send_errno;
 		return -1;
 	}
 	if (alen > ch->max || blen > ch->max - alen) {
@@ -1113,26 +1118,19 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		ch->olen += size;
 		return 0;
 	}
-	/* Frames held back go first, in the same write. */
-	iov[0].iov_base = ch->obuf;
-	iov[0].iov_len = ch->olen;
-	iov[1].iov_base = hdr;
-	iov[1].iov_len = sizeof(hdr);
-	iov[2].iov_base = (void *)a;
-	iov[2].iov_len = alen;
-	iov[3].iov_base = (void *)b;
-	iov[3].iov_len = blen;
-	ch->olen = 0;
-	return write_frames(ch, iov, 4, timeout_ms);
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)a;
+	iov[1].iov_len = alen;
+	iov[2].iov_base = (void *)b;
+	iov[2].iov_len = blen;
+	return write_frames(ch, iov, 3, timeout_ms);
 }
 
 /* Writes the frames held back by cork. */
 static int flush_out(struct channel *ch, int timeout_ms)
 {
-	struct iovec iov = { .iov_base = ch->obuf, .iov_len = ch->olen };
-
-	ch->olen = 0;
-	return write_frames(ch, &iov, 1, timeout_ms);
+	return write_frames(ch, NULL, 0, timeout_ms);
 }
 
 int channel_uncork(struct channel *ch, int timeout_ms)
@@ -1141,26 +1139,66 @@ int channel_uncork(struct channel *ch, int timeout_ms)
 	return ch->olen ? flush_out(ch, timeout_ms) : 0;
 }
 
-/* Writes whole frames, with SIGPIPE blocked around the write when the
- * channel needs it. */
-static int write_frames(struct channel *ch, struct iovec *iov, int iovcnt,
-			int timeout_ms)
+/* After a write that failed having taken done bytes of the olen held
+ * in obuf: when done ends a held frame (0 included), drops the frames
+ * that went and keeps the rest held, in order; returns false when done
+ * cuts one. The frames in obuf are our own, so each one decodes. */
+static bool keep_unsent(struct channel *ch, size_t done)
 {
-	sigset_t pipe_set, old;
-	bool guarded = false;
-	int rc, saved;
+	struct frame_header h;
+	size_t off = 0;
+	int r;
 
-	if (ch->wfd < 0 || ch->send_broken) {
-		errno = EPIPE;
+	while (off < done) {
+		r = frame_decode(ch->obuf + off, ch->olen - off, SIZE_MAX, &h);
+		assert(r == 1);
+		(void)r;
+		off += (size_t)h.size;
+	}
+	if (off != done)
+		return false;
+	memmove(ch->obuf, ch->obuf + done, ch->olen - done);
+	ch->olen -= done;
+	return true;
+}
+
+/* Writes the frames held back in obuf, then the frame in the n vectors of
+ * frame (none for a flush), in one write where the kernel takes it all,
+ * with SIGPIPE blocked around the write when the channel needs it.
+ *
+ * A failed write (timeout or error) that stopped between frames leaves
+ * the channel as it was for what did not go: held frames not written stay
+ * held, and a new frame none of whose bytes went is simply not sent. One
+ * that stopped inside a frame cannot be taken back: the stream is no
+ * longer framed, so sending ends, and every later send fails with
+ * ECONNABORTED. After EPIPE the reader has gone and later writes fail with
+ * EPIPE anyway. */
+static int write_frames(struct channel *ch, const struct iovec *frame,
+			int n, int timeout_ms)
+{
+	struct iovec iov[4];
+	sigset_t pipe_set, old;
+	bool guarded = false, cut;
+	size_t held = ch->olen, done;
+	int rc, saved, i;
+
+	assert(n >= 0 && n < 4);
+	if (ch->wfd < 0 || ch->send_errno) {
+		errno = ch->wfd < 0 ? EPIPE : ch->send_errno;
 		return -1;
 	}
+	/* Frames held back go first, in the same write. */
+	iov[0].iov_base = ch->obuf;
+	iov[0].iov_len = held;
+	for (i = 0; i < n; i++)
+		iov[i + 1] = frame[i];
 	if (ch->sigpipe_guard) {
 		sigemptyset(&pipe_set);
 		sigaddset(&pipe_set, SIGPIPE);
 		if (pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0)
 			guarded = !sigismember(&old, SIGPIPE);
 	}
-	rc = write_all(ch, iov, iovcnt, deadline_of(timeout_ms));
+	rc = write_all(ch, iov, n + 1, deadline_of(timeout_ms), &done);
 	saved = errno;
 	if (guarded) {
 		if (rc < 0 && saved == EPIPE) {
@@ -1174,14 +1212,24 @@ static int write_frames(struct channel *ch, struct iovec *iov, int iovcnt,
 		}
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
-	if (rc < 0) {
-		/* A partial frame cannot be taken back: the stream is no
-		 * longer framed, so this direction is done. */
-		if (saved != EPIPE)
-			ch->send_broken = true;
-		errno = saved;
+	if (rc == 0) {
+		ch->olen = 0;
+		return 0;
 	}
-	return rc;
+	if (done < held) {
+		cut = !keep_unsent(ch, done);
+	} else {
+		/* The held frames all went; the new one in part, or not. */
+		cut = done > held;
+		ch->olen = 0;
+	}
+	if (cut) {
+		ch->olen = 0;
+		if (saved != EPIPE)
+			ch->send_errno = ECONNABORTED;
+	}
+	errno = saved;
+	return -1;
 }
 
 int channel_send(struct channel *ch, const void *buf, size_t len,
@@ -2356,7 +2404,7 @@ static void persist_drop_peer(struct channel *ch)
 	ch->eof = false;
 	ch->broken = false;
 	ch->broken_ahead = 0;
-	ch->send_broken = false;
+	ch->send_errno = 0;
 	ch->drained = false;
 	ch->persist->qsent = ch->persist->qhead;
 }
@@ -2391,8 +2439,9 @@ static void persist_poll_acks(struct channel *ch)
 static int persist_write(struct channel *ch, const void *buf, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	size_t done;
 
-	if (write_all(ch, &iov, 1, -1) == 0)
+	if (write_all(ch, &iov, 1, -1, &done) == 0)
 		return 0;
 	persist_poll_acks(ch);
 	if (ch->rfd >= 0)

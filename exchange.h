@@ -185,10 +185,14 @@ pid_t channel_pid(const struct channel *ch);
 EXCHANGE_NORETURN void channel_exit(struct channel *ch, int status);
 
 /* Sends one message of len bytes (0 is allowed) within timeout_ms. Returns 0,
- * or -1 with errno: ETIMEDOUT (the channel stayed full; nothing or part of
- * the frame was written, and the channel can no longer be used to send),
- * EPIPE (the reader has gone), EMSGSIZE (len is above the channel maximum),
- * EINVAL. */
+ * or -1 with errno: ETIMEDOUT (the channel stayed full), EPIPE (the reader
+ * has gone), ECONNABORTED (sending was abandoned in the middle of a frame
+ * earlier), EMSGSIZE (len is above the channel maximum), EINVAL. A send that
+ * times out having written nothing of its message leaves the channel
+ * usable: the message was not sent, and later sends work. One whose message
+ * was cut in the middle, by a timeout or an error, cannot take the part
+ * written back: it ends this side's sending, and every later send fails
+ * with ECONNABORTED (receiving still works). */
 int channel_send(struct channel *ch, const void *buf, size_t len,
 		 int timeout_ms);
 

@@ -82,7 +82,10 @@ struct channel {
 	size_t broken_ahead;	/* while broken: bytes of whole frames
 				   preloaded in front of the fault, which are
 				   received before it */
-	bool send_broken;	/* a partial frame was written: no more sends */
+	int send_errno;		/* 0 while sending works, else what every
+				   send fails with: ECONNABORTED once a frame
+				   was cut in the middle, EPIPE once a socket
+				   was shut down */
 	bool is_socket;		/* rfd is a socket: use send(MSG_NOSIGNAL) */
 	bool sigpipe_guard;	/* block SIGPIPE around each write */
 	size_t max;		/* largest payload accepted */
@@ -227,7 +230,8 @@ HIDDEN unsigned channel_generation(void);
 
 /* Sends the frames held back while ch->cork was set, in one write, and
  * clears cork. A receive that has to wait flushes them too, so a worker
- * that asks its parent something never deadlocks on its own buffer. */
+ * that asks its parent something never deadlocks on its own buffer. A
+ * write that fails between two frames keeps those not written held. */
 HIDDEN int channel_uncork(struct channel *ch, int timeout_ms);
 
 /* Makes the read descriptor blocking (pipes only): receives without a

@@ -481,6 +481,7 @@ Test(channel, send_into_a_full_channel_times_out, .timeout = 10)
 	cr_assert_eq(errno, ETIMEDOUT);
 	/* Part of a frame went out: this direction can no longer send. */
 	cr_assert_eq(channel_send(ch, "x", 1, 0), -1);
+	cr_assert_eq(errno, ECONNABORTED);
 	free(p);
 	channel_close(ch);
 }
@@ -1313,4 +1314,203 @@ Test(channel, a_waiting_send_keeps_what_arrives_meanwhile, .timeout = 60)
 Test(channel, a_waiting_send_reads_on_blocking_descriptors, .timeout = 60)
 {
 	flood_both_ways(true);
+}
+
+/* The messages of the tests below: a sequence number, then a pattern
+ * that depends on it. 116 bytes a frame, below PIPE_BUF, so a pipe takes
+ * each one whole or not at all. */
+#define SEQ_LEN 100
+#define SEQ_MAX 4096
+
+static int send_seq(struct channel *ch, size_t seq, int timeout_ms)
+{
+	unsigned char buf[SEQ_LEN];
+
+	memcpy(buf, &seq, sizeof(seq));
+	pattern_fill(buf + sizeof(seq), SEQ_LEN - sizeof(seq), seq);
+	return channel_send(ch, buf, SEQ_LEN, timeout_ms);
+}
+
+/* The child of the tests below: waits until the test writes to go (it
+ * reads nothing before, so the channel fills), then receives to the end
+ * of stream and sends back the sequence numbers of the messages it got,
+ * SIZE_MAX for any that was not exact. */
+static void seq_child(struct channel *ch, int go)
+{
+	size_t *seen = malloc(SEQ_MAX * sizeof(size_t)), n = 0, seq;
+	struct channel_msg m;
+	char c;
+
+	if (!seen || read(go, &c, 1) != 1)
+		channel_exit(ch, 2);
+	while (n < SEQ_MAX && channel_recv(ch, &m, 20000) == 1) {
+		seq = SIZE_MAX;
+		if (m.len == SEQ_LEN) {
+			memcpy(&seq, m.data, sizeof(seq));
+			if (!pattern_check((unsigned char *)m.data +
+					   sizeof(seq), SEQ_LEN - sizeof(seq),
+					   SEQ_LEN - sizeof(seq), seq))
+				seq = SIZE_MAX;
+		}
+		seen[n++] = seq;
+		channel_msg_free(&m);
+	}
+	channel_send(ch, seen, n * sizeof(size_t), 20000);
+	channel_exit(ch, 0);
+}
+
+/* Fills the channel of a child that does not read: sends messages 0, 1,
+ * ... with timeout 0 until one times out. Returns how many went. */
+static size_t fill_with_seq(struct channel *ch)
+{
+	size_t k;
+
+	for (k = 0; k < SEQ_MAX / 2; k++)
+		if (send_seq(ch, k, 0) < 0)
+			break;
+	cr_assert_lt(k, SEQ_MAX / 2, "the channel filled up");
+	cr_assert_eq(errno, ETIMEDOUT);
+	return k;
+}
+
+/* Receives the child's list and checks it is want[0..n). */
+static void expect_seen(struct channel *ch, const size_t *want, size_t n)
+{
+	struct channel_msg m;
+	const size_t *seen;
+	size_t i;
+
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	seen = m.data;
+	cr_assert_eq(m.len, n * sizeof(size_t), "%zu messages, expected %zu",
+		     m.len / sizeof(size_t), n);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(seen[i], want[i], "message %zu: %zu, expected %zu",
+			     i, seen[i], want[i]);
+	channel_msg_free(&m);
+}
+
+/* A send that times out before writing any byte of its frame leaves the
+ * channel as it was: later sends work, and the reader gets every message
+ * sent whole and nothing of the one that timed out. */
+Test(channel, a_send_that_timed_out_unwritten_leaves_the_channel_usable,
+     .timeout = 30)
+{
+	size_t want[SEQ_MAX], k, i;
+	struct channel *ch;
+	int go[2], fds, st;
+
+	cr_assert_eq(pipe(go), 0);
+	fds = count_fds();
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		close(go[1]);
+		seq_child(ch, go[0]);
+	}
+	k = fill_with_seq(ch);
+	/* Message k timed out; k + 1 times out with a wait, too. */
+	cr_assert_eq(send_seq(ch, k + 1, 50), -1);
+	cr_assert_eq(errno, ETIMEDOUT, "errno %d", errno);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	cr_assert_eq(send_seq(ch, k + 2, 20000), 0, "errno %d", errno);
+	cr_assert_eq(channel_shutdown(ch), 0);
+	for (i = 0; i < k; i++)
+		want[i] = i;
+	want[k] = k + 2;
+	expect_seen(ch, want, k + 1);
+	cr_assert_eq(channel_wait(ch, 5000), 0);
+	cr_assert_eq(channel_status(ch, &st), 1);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert_eq(count_fds(), fds);
+	close(go[0]);
+	close(go[1]);
+}
+
+/* The same with frames held back by cork: a flush or a send that writes
+ * none of them keeps them held, and they leave, in order, with the next
+ * write. */
+Test(channel, held_frames_survive_a_write_that_timed_out_unwritten,
+     .timeout = 30)
+{
+	size_t want[SEQ_MAX], k, i;
+	struct channel *ch;
+	int go[2], fds;
+
+	cr_assert_eq(pipe(go), 0);
+	fds = count_fds();
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		close(go[1]);
+		seq_child(ch, go[0]);
+	}
+	k = fill_with_seq(ch);
+	ch->cork = true;
+	cr_assert_eq(send_seq(ch, k + 1, 0), 0, "held");
+	cr_assert_eq(send_seq(ch, k + 2, 0), 0, "held");
+	cr_assert_eq(channel_uncork(ch, 0), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	/* Not corked now: the held frames go first, with this one. */
+	cr_assert_eq(send_seq(ch, k + 3, 0), -1);
+	cr_assert_eq(errno, ETIMEDOUT, "errno %d", errno);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	cr_assert_eq(send_seq(ch, k + 4, 20000), 0, "errno %d", errno);
+	cr_assert_eq(channel_shutdown(ch), 0);
+	for (i = 0; i < k; i++)
+		want[i] = i;
+	want[k] = k + 1;
+	want[k + 1] = k + 2;
+	want[k + 2] = k + 4;
+	expect_seen(ch, want, k + 3);
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert_eq(count_fds(), fds);
+	close(go[0]);
+	close(go[1]);
+}
+
+/* A frame cut in the middle by a timeout cannot be taken back: sending
+ * ends, and every later send says so with ECONNABORTED (not EPIPE: the
+ * reader is still there). Receiving still works. */
+Test(channel, a_frame_cut_by_a_timeout_ends_sending, .timeout = 30)
+{
+	size_t len = 8u << 20;
+	char *p = calloc(1, len);
+	struct channel *ch;
+	struct channel_msg m;
+	int go[2], item = 1;
+
+	cr_assert_not_null(p);
+	cr_assert_eq(pipe(go), 0);
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		char c;
+
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			channel_exit(ch, 2);
+		channel_send(ch, "still here", 10, 20000);
+		wait_for_parent(ch);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_send(ch, p, len, 100), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	cr_assert_eq(channel_send(ch, "x", 1, 0), -1);
+	cr_assert_eq(errno, ECONNABORTED, "errno %d", errno);
+	cr_assert_eq(channel_send_error(ch, "x", 1000), -1);
+	cr_assert_eq(errno, ECONNABORTED);
+	cr_assert_eq(channel_put(ch, &item, 1, sizeof(item), 1000), -1);
+	cr_assert_eq(errno, ECONNABORTED);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	cr_assert_eq(channel_recv(ch, &m, 20000), 1);
+	cr_assert_str_eq(m.data, "still here");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_send(ch, "x", 1, 1000), -1);
+	cr_assert_eq(errno, ECONNABORTED);
+	free(p);
+	cr_assert_eq(channel_close(ch), 0);
+	close(go[0]);
+	close(go[1]);
 }
