@@ -1266,7 +1266,7 @@ int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
 	}
 	/* No items, no frame: an empty stream frame is consumed by no get
 	 * (a get of no items reads nothing), so it would stay at the head
-	 * and fail the next receive of a message with EPROTO. Persistent
+	 * and fail the next receive of a message with ENOMSG. Persistent
 	 * channels refuse streams whatever their length. */
 	if (n == 0 && !ch->persist)
 		return 0;
@@ -1599,14 +1599,14 @@ int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 		return -1;
 	}
 	if (ch->stream_left) {
-		errno = EPROTO;
+		errno = ENOMSG;
 		return -1;
 	}
 	r = await_frame(ch, &h, deadline_of(timeout_ms));
 	if (r <= 0)
 		return r;
 	if (h.kind == FRAME_STREAM) {
-		errno = EPROTO;
+		errno = ENOMSG;
 		return -1;
 	}
 	if (take_frame(ch, &h, data, len) < 0)
@@ -1635,7 +1635,8 @@ static void decode_failure(struct channel_msg *msg)
 }
 
 /* Waits for the next user frame: DONE frames are handed to on_control on
- * the way; stream data or reuse control frames at the head are EPROTO. */
+ * the way; stream data at the head (or a get in the middle of it) is
+ * ENOMSG, for a get to take, and reuse control frames there are EPROTO. */
 static int await_user_frame(struct channel *ch, struct frame_header *h,
 			    int timeout_ms)
 {
@@ -1648,7 +1649,7 @@ static int await_user_frame(struct channel *ch, struct frame_header *h,
 	}
 	for (;;) {
 		if (ch->stream_left) {
-			errno = EPROTO;
+			errno = ENOMSG;
 			return -1;
 		}
 		if (ch->persist && ch->rfd < 0 && head_frame(ch, h) == 0 &&
@@ -1665,7 +1666,7 @@ static int await_user_frame(struct channel *ch, struct frame_header *h,
 		if (take_control(ch, h))
 			continue;
 		if (h->kind > FRAME_FAILURE) {
-			errno = EPROTO;
+			errno = h->kind == FRAME_STREAM ? ENOMSG : EPROTO;
 			return -1;
 		}
 		return 1;
@@ -1898,7 +1899,7 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 	*frames = NULL;
 	*len = 0;
 	if (ch->stream_left) {
-		errno = EPROTO;
+		errno = ENOMSG;
 		return -1;
 	}
 	free(ch->peek_data);
@@ -1940,7 +1941,7 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 			 * a get can take them. */
 			if (count)
 				break;
-			errno = EPROTO;
+			errno = ENOMSG;
 			goto fail;
 		}
 		/* A frame is never empty (its header is in it), so the first
@@ -2107,7 +2108,7 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 			    frame_decode(ch->ibuf + ch->ipos, buffered(ch),
 					 ch->max, &h) == 1) {
 				if (h.kind != FRAME_STREAM) {
-					err = EPROTO;
+					err = ENOMSG;
 					break;
 				}
 				consume(ch, FRAME_HEADER_SIZE);
@@ -2117,7 +2118,7 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 				continue;
 			}
 			if (ch->big) {
-				err = EPROTO;
+				err = ENOMSG;
 				break;
 			}
 		} else if (buffered(ch) > 0) {

@@ -204,15 +204,17 @@ int channel_send_error(struct channel *ch, const char *text, int timeout_ms);
  * caller frees msg->data), 0 at end of stream (the other side has closed and
  * everything it sent has been received), or -1 with errno: ETIMEDOUT
  * (nothing complete arrived in time; whatever part arrived stays buffered),
- * EMSGSIZE (the frame is above the maximum; nothing was allocated), EPROTO
- * (a malformed frame, or stream items pending), ECONNRESET (end of stream in
- * the middle of a frame), EINVAL. After EMSGSIZE or EPROTO the channel
- * receives nothing more. */
+ * ENOMSG (stream items are next, or a get is in the middle of a put: they
+ * are for channel_get, and the channel is not harmed), EMSGSIZE (the frame
+ * is above the maximum; nothing was allocated), EPROTO (a malformed frame),
+ * ECONNRESET (end of stream in the middle of a frame), EINVAL. After
+ * EMSGSIZE or EPROTO the channel receives nothing more. */
 int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms);
 
 /* Like channel_recv, but leaves the message in place: the next channel_recv
  * returns it again. msg->data is lent: it stays valid until the next receive,
- * flush, preload or close of this channel. */
+ * flush, preload or close of this channel. Same returns as channel_recv,
+ * ENOMSG included. */
 int channel_peek(struct channel *ch, struct channel_msg *msg, int timeout_ms);
 
 /* Waits up to timeout_ms for a whole message to be receivable without
@@ -237,8 +239,10 @@ ssize_t channel_size(const struct channel *ch);
  * took: an error after some messages ends the flush, which returns them,
  * and the error comes on the next receive. After a malformed frame
  * (EPROTO, EMSGSIZE), a frame cut short by end of stream (ECONNRESET) or a
- * failed read the channel receives nothing more; stream items at the head
- * (EPROTO for flush, recv and peek) are left for channel_get. Only
+ * failed read the channel receives nothing more. Stream items at the head,
+ * or a get in the middle of a put, end the flush before them; a flush that
+ * has taken nothing then fails with ENOMSG, as recv and peek do, and the
+ * items are left for channel_get. Only
  * messages are returned: the library's own control frames are consumed as
  * channel_recv consumes them. The frames can be given back to any channel
  * with channel_preload, this one included. */
@@ -270,8 +274,9 @@ int channel_set_max(struct channel *ch, size_t max);
  * like channel_send. channel_get returns 0 when all m items arrived, or -1
  * with errno: EPIPE (the other side closed and fewer than m items remained:
  * they were stored and *got says how many), ETIMEDOUT (*got items arrived
- * and were stored; the rest may follow), EPROTO (a message, not stream
- * data, is next), EINVAL. *got may be NULL. */
+ * and were stored; the rest may follow), ENOMSG (a message, not stream
+ * data, is next: *got items were stored, and channel_recv takes the
+ * message), EPROTO (a malformed frame), EINVAL. *got may be NULL. */
 int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
 		int timeout_ms);
 int channel_get(struct channel *ch, void *items, size_t m, size_t size,

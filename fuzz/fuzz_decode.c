@@ -13,7 +13,8 @@
  *
  * The oracle is a model decoder: the whole stream parsed at once with
  * frame_decode, giving the messages a receiver must see and how the stream
- * must end (clean end of stream, EPROTO, EMSGSIZE, ECONNRESET). However the
+ * must end (clean end of stream, EPROTO, EMSGSIZE, ECONNRESET, or ENOMSG for
+ * stream items where messages are expected). However the
  * bytes are cut and whichever operations run, the channel must deliver
  * exactly those messages, in order, then end the same way. Any difference
  * aborts, and libFuzzer reports the input.
@@ -92,7 +93,7 @@ static void model_build(struct model *md, const uint8_t *s, size_t len,
 		if (r == 1 && h.kind == FRAME_STREAM) {
 			/* Stream data where a message is expected: its
 			 * header alone says so. */
-			md->end = EPROTO;
+			md->end = ENOMSG;
 			return;
 		}
 		if (r == 0 || h.size > len - off) {

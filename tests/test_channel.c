@@ -1514,3 +1514,73 @@ Test(channel, a_frame_cut_by_a_timeout_ends_sending, .timeout = 30)
 	close(go[0]);
 	close(go[1]);
 }
+
+/* Stream items at the head, or a get in the middle of a stream frame, make
+ * the message calls fail with ENOMSG; a message at the head makes a get
+ * fail with ENOMSG. Neither breaks the channel: the right call then works.
+ * The message kinds are distinct from EPROTO, which a malformed frame
+ * gives. */
+Test(channel, items_and_messages_each_ask_for_their_own_call, .timeout = 20)
+{
+	size_t big = 1u << 20, got = 99, len;
+	struct channel *ch = channel_create();
+	struct channel_msg m;
+	int out[3] = { 0 };
+	uint32_t kind;
+	void *data;
+
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		int items[3] = { 10, 11, 12 };
+		unsigned char *p = malloc(big);
+
+		if (!p)
+			channel_exit(ch, 2);
+		pattern_fill(p, big, 7);
+		channel_put(ch, items, 3, sizeof(int), -1);
+		channel_send(ch, "msg", 3, -1);
+		channel_put(ch, items, 2, sizeof(int), -1);
+		channel_send(ch, p, big, -1);
+		channel_exit(ch, 0);
+	}
+	cr_assert_eq(channel_recv(ch, &m, 5000), -1);
+	cr_assert_eq(errno, ENOMSG, "errno %d", errno);
+	cr_assert_eq(channel_peek(ch, &m, 0), -1);
+	cr_assert_eq(errno, ENOMSG);
+	cr_assert_eq(channel_recv_frame(ch, &kind, &data, &len, 0), -1);
+	cr_assert_eq(errno, ENOMSG);
+	cr_assert_eq(channel_flush(ch, &data, &len, 0), -1);
+	cr_assert_eq(errno, ENOMSG);
+	cr_assert_null(data);
+	cr_assert_eq(channel_get(ch, out, 1, sizeof(int), &got, 5000), 0);
+	cr_assert_eq(got, 1);
+	cr_assert_eq(out[0], 10);
+	/* A get is in the middle of the stream frame. */
+	cr_assert_eq(channel_recv(ch, &m, 0), -1);
+	cr_assert_eq(errno, ENOMSG);
+	cr_assert_eq(channel_peek(ch, &m, 0), -1);
+	cr_assert_eq(errno, ENOMSG);
+	cr_assert_eq(channel_recv_frame(ch, &kind, &data, &len, 0), -1);
+	cr_assert_eq(errno, ENOMSG);
+	cr_assert_eq(channel_flush(ch, &data, &len, 0), -1);
+	cr_assert_eq(errno, ENOMSG);
+	cr_assert_eq(channel_get(ch, out + 1, 2, sizeof(int), &got, 5000), 0);
+	cr_assert(out[1] == 11 && out[2] == 12);
+	/* A message is next. */
+	cr_assert_eq(channel_get(ch, out, 1, sizeof(int), &got, 5000), -1);
+	cr_assert_eq(errno, ENOMSG, "errno %d", errno);
+	cr_assert_eq(got, 0);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert_str_eq(m.data, "msg");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_get(ch, out, 2, sizeof(int), &got, 5000), 0);
+	cr_assert(out[0] == 10 && out[1] == 11);
+	/* A large message, received into its own allocation, is next. */
+	cr_assert_eq(channel_get(ch, out, 1, sizeof(int), &got, 5000), -1);
+	cr_assert_eq(errno, ENOMSG, "errno %d", errno);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 1);
+	cr_assert(pattern_check(m.data, m.len, big, 7));
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
+	cr_assert_eq(channel_close(ch), 0);
+}
