@@ -711,7 +711,7 @@ int channel_set_blocking(struct channel *ch)
 
 int channel_fd(const struct channel *ch)
 {
-	return ch ? ch->rfd : -1;
+	return ch && !channel_inherited(ch) ? ch->rfd : -1;
 }
 
 int channel_set_max(struct channel *ch, size_t max)
@@ -1800,6 +1800,10 @@ ssize_t channel_size(const struct channel *ch)
 
 	if (!ch) {
 		errno = EINVAL;
+		return -1;
+	}
+	if (channel_inherited(ch)) {
+		errno = EBADF;
 		return -1;
 	}
 	n = buffered(ch) + (ch->big ? ch->big_have : 0);

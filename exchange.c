@@ -197,6 +197,13 @@ static int time_left(int64_t deadline)
 /* Creating and freeing                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* Whether ex is a copy inherited by a child of the process that made it:
+ * its channels are inert here, and so is it. */
+static bool inherited(const struct exchange *ex)
+{
+	return ex->gen != channel_generation();
+}
+
 const char *exchange_version(void)
 {
 	return EXCHANGE_VERSION;
@@ -310,7 +317,7 @@ void exchange_free(struct exchange *ex)
 	 * only frees its memory (its channels are inert there). */
 	for (i = 0; i < ex->nslots; i++)
 		channel_close_fds(ex->slots[i]->ch);
-	if (ex->gen == channel_generation())
+	if (!inherited(ex))
 		end_processes(ex, 0, ex->nslots);
 	for (i = 0; i < ex->nslots; i++) {
 		struct channel *ch = ex->slots[i]->ch;
@@ -394,6 +401,8 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	ex->removals++;
 	if (s->awaiting)
 		ex->nawait--;
+	if (s->idle)
+		ex->nidle--;
 	ch->owner = NULL;
 	ch->slot = NULL;
 	ch->on_control = NULL;
@@ -818,7 +827,7 @@ ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
 		errno = EINVAL;
 		return -1;
 	}
-	if (ex->gen != channel_generation()) {
+	if (inherited(ex)) {
 		errno = EBADF;
 		return -1;
 	}
@@ -875,6 +884,10 @@ int exchange_add(struct exchange *ex, struct channel *ch)
 		errno = EINVAL;
 		return -1;
 	}
+	if (inherited(ex)) {
+		errno = EBADF;
+		return -1;
+	}
 	if (ch->owner) {
 		errno = EEXIST;
 		return -1;
@@ -909,7 +922,7 @@ int exchange_remove(struct exchange *ex, struct channel *ch)
 	task = ch->task;
 	owed = !s->user && !s->final && task != CHANNEL_NO_TASK &&
 	       ch->delivered == 0 && channel_head(ch) == 0;
-	if (close_it && ex->gen == channel_generation()) {
+	if (close_it && !inherited(ex)) {
 		channel_close_fds(ch);
 		end_processes(ex, s->index, 1);
 	}
@@ -929,7 +942,7 @@ int exchange_terminate(struct exchange *ex)
 		errno = EINVAL;
 		return -1;
 	}
-	if (ex->gen != channel_generation()) {
+	if (inherited(ex)) {
 		errno = EBADF;
 		return -1;
 	}
@@ -1505,6 +1518,10 @@ int exchange_ready(struct exchange *ex, int timeout_ms, struct channel **chs,
 		errno = EINVAL;
 		return -1;
 	}
+	if (inherited(ex)) {
+		errno = EBADF;
+		return -1;
+	}
 	if (start_queued(ex) < 0)
 		return -1;
 	if (!chs || !cap) {
@@ -1593,6 +1610,10 @@ int exchange_store(struct exchange *ex, int timeout_ms)
 
 	if (!ex) {
 		errno = EINVAL;
+		return -1;
+	}
+	if (inherited(ex)) {
+		errno = EBADF;
 		return -1;
 	}
 	if (start_queued(ex) < 0)
