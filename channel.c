@@ -513,23 +513,25 @@ done:
  * when it next touches its channel. A parent that died before the request
  * was made sends no signal, so the child then compares its parent with
  * the pid saved before fork, and ends at once if it has been adopted. */
-static void die_with_parent(pid_t parent)
+static bool ask_parent_death_signal(void)
 {
-	int armed = 0;
-
 #if defined(__linux__)
-	armed = prctl(PR_SET_PDEATHSIG, (unsigned long)SIGKILL, 0UL, 0UL,
-		      0UL) == 0;
+	return prctl(PR_SET_PDEATHSIG, (unsigned long)SIGKILL, 0UL, 0UL,
+		     0UL) == 0;
 #elif defined(__FreeBSD__)
 	int sig = SIGKILL;
 
-	armed = procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &sig) == 0;
+	return procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &sig) == 0;
+#else
+	return false;
 #endif
-	if (armed && getppid() != parent) {
-		/* As the signal would have ended it. */
+}
+
+static void die_with_parent(pid_t parent)
+{
+	/* As the signal would have ended it. */
+	if (ask_parent_death_signal() && getppid() != parent)
 		raise(SIGKILL);
-		_exit(127);
-	}
 }
 
 pid_t channel_fork(struct channel **out, int flags)
@@ -1369,7 +1371,10 @@ static int head_frame(struct channel *ch, struct frame_header *h)
 		ch->big_kind = FRAME_FAILURE;
 		ch->big_len = ch->big_have = ch->local_len;
 		ch->local = NULL;
-		return head_frame(ch, h);
+		h->kind = FRAME_FAILURE;
+		h->size = ch->big_len + FRAME_HEADER_SIZE;
+		h->magic = FRAME_MAGIC;
+		return 1;
 	}
 	if (ch->broken && ch->broken_ahead == 0) {
 		errno = ch->broken_errno;
@@ -1855,7 +1860,9 @@ int channel_push_failure(struct channel *ch, int cause, int code,
 		return -1;
 	memcpy(p, cc, sizeof(cc));
 	if (tlen)
-		memcpy(p + sizeof(cc), text, tlen);
+		/* The payload carries the text without its NUL (its length
+		 * is the frame's); receiving adds one. */
+		memcpy(p + sizeof(cc), text, tlen); /* NOLINT(bugprone-not-null-terminated-result) */
 	ch->local = p;
 	ch->local_len = sizeof(cc) + tlen;
 	return 0;

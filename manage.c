@@ -18,6 +18,7 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -49,6 +50,7 @@ static void run_one(struct channel *ch, channel_fn *fn, exchange_plain_fn *pfn,
 	size_t rlen = 0;
 	void *r;
 
+	assert(fn || pfn);
 	if (fn) {
 		fn(ch, arg, len, ctx);
 		return;
