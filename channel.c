@@ -1424,7 +1424,10 @@ ssize_t channel_fill(struct channel *ch)
 	}
 	if (ch->eof)
 		return 0;
-	if (frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX, &h) == 1 &&
+	/* In the middle of a stream frame the head of ibuf is item bytes,
+	 * whatever they look like. */
+	if (ch->stream_left == 0 &&
+	    frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX, &h) == 1 &&
 	    h.size > buffered(ch)) {
 		/* Room for the rest of the frame at the head when it fits
 		 * ibuf, so that one read can complete it; a frame too large

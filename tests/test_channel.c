@@ -1584,3 +1584,56 @@ Test(channel, items_and_messages_each_ask_for_their_own_call, .timeout = 20)
 	cr_assert_eq(channel_recv(ch, &m, 5000), 0);
 	cr_assert_eq(channel_close(ch), 0);
 }
+
+/* Item bytes that look like the header of a large frame, in the middle of
+ * a stream frame, are items: a send that waits, and reads meanwhile, must
+ * not take them for a frame. The child puts two items (the second one
+ * such a header), waits for "go", sends "x" while the parent's large send
+ * waits for room, then receives that send. */
+Test(channel, items_that_look_like_a_header_stay_items, .timeout = 60)
+{
+	enum { BIG = 4 << 20 };
+	unsigned char items[2][FRAME_HEADER_SIZE], got[FRAME_HEADER_SIZE];
+	struct channel *ch;
+	struct channel_msg m;
+	char *big;
+	size_t n = 0;
+
+	memset(items[0], 'i', sizeof(items[0]));
+	frame_encode(items[1], FRAME_DATA, 1u << 20);
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		int ok = channel_put(ch, items, 2, sizeof(items[0]), 10000) == 0;
+
+		ok = ok && channel_recv(ch, &m, 10000) == 1;
+		ok = ok && channel_send(ch, "x", 1, 10000) == 0;
+		channel_msg_free(&m);
+		ok = ok && channel_recv(ch, &m, 20000) == 1 && m.len == BIG;
+		channel_exit(ch, ok ? 0 : 1);
+	}
+	big = calloc(1, BIG);
+	cr_assert_not_null(big);
+	cr_assert_eq(channel_get(ch, got, 1, sizeof(got), &n, 10000), 0);
+	cr_assert_eq(memcmp(got, items[0], sizeof(got)), 0);
+	cr_assert_eq(channel_send(ch, "go", 2, 10000), 0);
+	cr_assert_eq(channel_send(ch, big, BIG, 20000), 0);
+	cr_assert_eq(channel_get(ch, got, 1, sizeof(got), &n, 10000), 0,
+		     "get: %s", strerror(errno));
+	cr_assert_eq(memcmp(got, items[1], sizeof(got)), 0,
+		     "the second item was taken for a frame");
+	cr_assert_eq(channel_recv(ch, &m, 10000), 1, "recv: %s",
+		     strerror(errno));
+	cr_assert_eq(m.len, 1);
+	cr_assert_eq(((char *)m.data)[0], 'x');
+	channel_msg_free(&m);
+	free(big);
+	cr_assert_eq(channel_wait(ch, 20000), 0);
+	{
+		int st;
+
+		cr_assert_eq(channel_status(ch, &st), 1);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	cr_assert_eq(channel_close(ch), 0);
+}
