@@ -37,7 +37,7 @@ APP_LDFLAGS = $(SAN) $(LDFLAGS)
 CRITERION_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
 CRITERION_LIBS = $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
 
-SRCS = channel.c exchange.c manage.c
+SRCS = clock.c channel.c exchange.c manage.c
 OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o)
 HDRS = exchange.h internal.h
 

@@ -133,35 +133,8 @@ static void persist_ack_received(struct channel *ch);
 static void persist_finish(struct channel *ch, int status);
 
 /* ------------------------------------------------------------------------ */
-/* Time                                                                     */
+/* Waiting on one descriptor                                                */
 /* ------------------------------------------------------------------------ */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A deadline of -1 means "never". */
-static int64_t deadline_of(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-}
-
-/* The poll timeout left before deadline: -1 for ever, else >= 0. */
-static int time_left(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - now_ms();
-	if (left <= 0)
-		return 0;
-	return left > INT_MAX ? INT_MAX : (int)left;
-}
 
 /* Waits for events on fd until deadline, recomputing the time left after
  * each EINTR. Returns 1 when an event came, 0 on timeout, -1 on error. */
@@ -171,7 +144,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	int r;
 
 	for (;;) {
-		r = poll(&p, 1, time_left(deadline));
+		r = poll(&p, 1, clock_left(deadline));
 		if (r >= 0)
 			return r;
 		if (errno != EINTR)
@@ -811,7 +784,7 @@ int channel_kill(struct channel *ch, int sig)
 
 int channel_wait(struct channel *ch, int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = clock_deadline(timeout_ms);
 	long pause_ns = 100000;
 	int r;
 
@@ -836,14 +809,14 @@ int channel_wait(struct channel *ch, int timeout_ms)
 			return -1;
 		if (r > 0)
 			continue;
-		if (time_left(deadline) == 0) {
+		if (clock_left(deadline) == 0) {
 			errno = ETIMEDOUT;
 			return -1;
 		}
 		/* waitpid has no timeout: sleep a little, longer each time,
 		 * never past the deadline. */
 		{
-			int64_t left = time_left(deadline);
+			int64_t left = clock_left(deadline);
 			struct timespec ts;
 
 			if (pause_ns / 1000000 > left)
@@ -854,6 +827,31 @@ int channel_wait(struct channel *ch, int timeout_ms)
 			if (pause_ns < 50000000)
 				pause_ns *= 2;
 		}
+	}
+}
+
+void channel_describe_end(const struct channel *ch, bool timed_out, int limit,
+			  int *cause, int *code, char *text, size_t size)
+{
+	int st;
+
+	if (timed_out) {
+		*cause = CHANNEL_TIMED_OUT;
+		*code = limit;
+		snprintf(text, size, "exceeded its time limit of %d ms", limit);
+	} else if (channel_status(ch, &st) != 1) {
+		*cause = CHANNEL_EXITED;
+		*code = -1;
+		snprintf(text, size, "ended without a result (status unknown)");
+	} else if (WIFSIGNALED(st)) {
+		*cause = CHANNEL_SIGNALED;
+		*code = WTERMSIG(st);
+		snprintf(text, size, "killed by signal %d", *code);
+	} else {
+		*cause = CHANNEL_EXITED;
+		*code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		snprintf(text, size, "exited with status %d without a result",
+			 *code);
 	}
 }
 
@@ -970,7 +968,7 @@ static int wait_writable(struct channel *ch, int64_t deadline)
 		n = 2;
 	}
 	for (;;) {
-		r = poll(p, n, time_left(deadline));
+		r = poll(p, n, clock_left(deadline));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -1200,7 +1198,7 @@ static int write_frames(struct channel *ch, const struct iovec *frame,
 		if (pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0)
 			guarded = !sigismember(&old, SIGPIPE);
 	}
-	rc = write_all(ch, iov, n + 1, deadline_of(timeout_ms), &done);
+	rc = write_all(ch, iov, n + 1, clock_deadline(timeout_ms), &done);
 	saved = errno;
 	if (guarded) {
 		if (rc < 0 && saved == EPIPE) {
@@ -1494,7 +1492,7 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 				return 0;
 			return set_broken(ch, ECONNRESET);
 		}
-		if (ch->olen && flush_out(ch, time_left(deadline)) < 0)
+		if (ch->olen && flush_out(ch, clock_left(deadline)) < 0)
 			return -1;
 		if (ch->blocking && deadline < 0) {
 			/* A blocking descriptor and no timeout: the read
@@ -1610,7 +1608,7 @@ int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 		errno = ENOMSG;
 		return -1;
 	}
-	r = await_frame(ch, &h, deadline_of(timeout_ms));
+	r = await_frame(ch, &h, clock_deadline(timeout_ms));
 	if (r <= 0)
 		return r;
 	if (h.kind == FRAME_STREAM) {
@@ -1648,7 +1646,7 @@ static void decode_failure(struct channel_msg *msg)
 static int await_user_frame(struct channel *ch, struct frame_header *h,
 			    int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = clock_deadline(timeout_ms);
 	int r;
 
 	if (!ch) {
@@ -1899,7 +1897,7 @@ struct channel *channel_new_failure(size_t task, int cause, int code,
 ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		      int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = clock_deadline(timeout_ms);
 	unsigned char *out = NULL, *p;
 	size_t used = 0, cap = 0, payload;
 	ssize_t count = 0;
@@ -2091,7 +2089,7 @@ static int await_readable(struct channel *ch, int64_t deadline)
 int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 		size_t *got, int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = clock_deadline(timeout_ms);
 	unsigned char *dst = items;
 	size_t need, done = 0, take;
 	struct frame_header h;
@@ -2541,7 +2539,7 @@ static int persist_send_frame(struct channel *ch, uint32_t kind,
 		return -1;
 	}
 	persist_poll_acks(ch);
-	if (persist_peer(ch, deadline_of(timeout_ms)) < 0)
+	if (persist_peer(ch, clock_deadline(timeout_ms)) < 0)
 		return -1;
 	if (p->qlen == p->qcap) {
 		size_t ncap = p->qcap ? p->qcap * 2 : 64;
@@ -2879,7 +2877,7 @@ pid_t channel_start_persistent(const char *address, channel_fn *fn,
 
 struct channel *channel_connect(const char *address, int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = clock_deadline(timeout_ms);
 	struct sockaddr_un sa;
 	struct channel *ch;
 	int fd, r, err;
@@ -2911,14 +2909,14 @@ struct channel *channel_connect(const char *address, int timeout_ms)
 			errno = err;
 			return NULL;
 		}
-		if (time_left(deadline) == 0) {
+		if (clock_left(deadline) == 0) {
 			errno = err == EAGAIN || err == EINTR ? ETIMEDOUT
 							      : err;
 			return NULL;
 		}
 		{
 			struct timespec ts = { 0, PERSIST_RETRY_MS * 1000000L };
-			int left = time_left(deadline);
+			int left = clock_left(deadline);
 
 			if (left >= 0 && left < PERSIST_RETRY_MS)
 				ts.tv_nsec = left * 1000000L;

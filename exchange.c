@@ -165,35 +165,6 @@ struct exchange {
 };
 
 /* ------------------------------------------------------------------------ */
-/* Time                                                                     */
-/* ------------------------------------------------------------------------ */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t deadline_of(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-}
-
-static int time_left(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - now_ms();
-	if (left <= 0)
-		return 0;
-	return left > INT_MAX ? INT_MAX : (int)left;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Creating and freeing                                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -230,7 +201,7 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 		ex->limit = exchange_cores();
 	ex->gen = channel_generation();
 	ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
-	ex->next_exit_check = now_ms() + EXIT_CHECK_MS;
+	ex->next_exit_check = clock_now_ms() + EXIT_CHECK_MS;
 	return ex;
 }
 
@@ -270,9 +241,9 @@ static bool reaped_by(struct channel *ch, int64_t deadline)
 {
 	if (ch->pid <= 0 || channel_reap_nohang(ch) != 0)
 		return true;
-	if (deadline >= 0 && time_left(deadline) == 0)
+	if (deadline >= 0 && clock_left(deadline) == 0)
 		return false;
-	return channel_wait(ch, deadline < 0 ? -1 : time_left(deadline)) == 0 ||
+	return channel_wait(ch, deadline < 0 ? -1 : clock_left(deadline)) == 0 ||
 	       errno != ETIMEDOUT;
 }
 
@@ -294,7 +265,7 @@ static void end_processes(struct exchange *ex, size_t first, size_t n)
 		if (s->kill_at || !s->deadline || reaped_by(s->ch, s->deadline))
 			continue;
 		channel_kill(s->ch, SIGTERM);
-		s->kill_at = now_ms() + grace;
+		s->kill_at = clock_now_ms() + grace;
 	}
 	for (i = first; i < first + n; i++) {
 		struct slot *s = ex->slots[i];
@@ -438,7 +409,7 @@ static int push_failure(struct channel *ch, int cause, int code,
 static void start_clock(struct exchange *ex, struct slot *s)
 {
 	s->deadline = ex->opts.time_limit_ms > 0 ?
-		      now_ms() + ex->opts.time_limit_ms : 0;
+		      clock_now_ms() + ex->opts.time_limit_ms : 0;
 	s->kill_at = 0;
 	s->timed_out = false;
 }
@@ -959,7 +930,7 @@ int exchange_terminate(struct exchange *ex)
 		if (ch->pid <= 0 || ch->reaped || s->kill_at)
 			continue;
 		s->deadline = 0;
-		s->kill_at = now_ms() + grace;
+		s->kill_at = clock_now_ms() + grace;
 		channel_kill(ch, SIGTERM);
 	}
 	return 0;
@@ -1054,32 +1025,6 @@ int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
 /* ------------------------------------------------------------------------ */
 /* Ends of tasks                                                            */
 /* ------------------------------------------------------------------------ */
-
-/* The failure a finished process leaves, from its wait status. */
-static void describe_exit(const struct channel *ch, bool timed_out, int limit,
-			  int *cause, int *code, char *text, size_t size)
-{
-	int st;
-
-	if (timed_out) {
-		*cause = CHANNEL_TIMED_OUT;
-		*code = limit;
-		snprintf(text, size, "exceeded its time limit of %d ms", limit);
-	} else if (channel_status(ch, &st) != 1) {
-		*cause = CHANNEL_EXITED;
-		*code = -1;
-		snprintf(text, size, "ended without a result (status unknown)");
-	} else if (WIFSIGNALED(st)) {
-		*cause = CHANNEL_SIGNALED;
-		*code = WTERMSIG(st);
-		snprintf(text, size, "killed by signal %d", *code);
-	} else {
-		*cause = CHANNEL_EXITED;
-		*code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		snprintf(text, size, "exited with status %d without a result",
-			 *code);
-	}
-}
 
 /* A read of a monitored channel failed with err. A socket whose peer left
  * with bytes of ours unread is reset (ECONNRESET) once its messages have
@@ -1211,7 +1156,7 @@ static int settle(struct exchange *ex, struct slot *s)
 		if (!s->done && ch->delivered == 0) {
 			int c2, code2;
 
-			describe_exit(ch, s->timed_out, ex->opts.time_limit_ms,
+			channel_describe_end(ch, s->timed_out, ex->opts.time_limit_ms,
 				      &c2, &code2, text, sizeof(text));
 			if (c2 == CHANNEL_TIMED_OUT) {
 				cause = c2;
@@ -1229,7 +1174,7 @@ static int settle(struct exchange *ex, struct slot *s)
 			}
 		}
 	} else if (ch->delivered == 0 || ch->broken) {
-		describe_exit(ch, s->timed_out, ex->opts.time_limit_ms,
+		channel_describe_end(ch, s->timed_out, ex->opts.time_limit_ms,
 			      &cause, &code, text, sizeof(text));
 	}
 	if (cause == CHANNEL_OK) {
@@ -1286,7 +1231,7 @@ static int64_t enforce_limits(struct exchange *ex)
 
 	if (ex->opts.time_limit_ms <= 0 && !ex->terminating)
 		return 0;
-	now = now_ms();
+	now = clock_now_ms();
 	for (i = 0; i < ex->nslots; i++) {
 		struct slot *s = ex->slots[i];
 
@@ -1419,7 +1364,7 @@ static void retry_reaps(struct exchange *ex)
 static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		  size_t cap)
 {
-	int64_t deadline = deadline_of(timeout_ms), next, now, d;
+	int64_t deadline = clock_deadline(timeout_ms), next, now, d;
 	bool last = false;
 	size_t n, i;
 	int r, t;
@@ -1428,7 +1373,7 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		next = enforce_limits(ex);
 		if (ex->nawait)
 			retry_reaps(ex);
-		now = now_ms();
+		now = clock_now_ms();
 		if (ex->nslots && now >= ex->next_exit_check)
 			check_exits(ex, now);
 		n = scan_ready(ex, chs, cap);
@@ -1446,12 +1391,12 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		/* Idle workers send nothing until given work. */
 		if (last || !exchange_unfinished(ex))
 			return 0;
-		t = time_left(deadline);
+		t = clock_left(deadline);
 		/* Wake for the next time limit or exit check, whichever is
 		 * first. */
 		if (!next || ex->next_exit_check < next)
 			next = ex->next_exit_check;
-		d = next - now_ms();
+		d = next - clock_now_ms();
 		if (d < 0)
 			d = 0;
 		if (t < 0 || d < t)
@@ -1492,7 +1437,7 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		if (ex->nawait && r == 0) {
 			/* Nothing to read, and a child has closed its channel
 			 * but not yet finished exiting: let it run. */
-			int left = time_left(deadline);
+			int left = clock_left(deadline);
 			struct timespec ts;
 			long ns = ex->reap_pause_ns;
 
@@ -1505,7 +1450,7 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 			if (ex->reap_pause_ns < REAP_PAUSE_LAST_NS)
 				ex->reap_pause_ns *= 2;
 		}
-		if (time_left(deadline) == 0)
+		if (clock_left(deadline) == 0)
 			last = true;
 	}
 }
@@ -1756,7 +1701,7 @@ struct exchange *exchange_new_queue(const struct exchange_options *opts)
 int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
 		     int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = clock_deadline(timeout_ms);
 	struct collector *col;
 
 	if (!ex || !msg || !ex->col || ex->col->kind != COLLECT_MAP) {
@@ -1775,7 +1720,7 @@ int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
 			errno = EIO;
 			return -1;
 		}
-		if (timeout_ms >= 0 && time_left(deadline) == 0) {
+		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
 			/* One last look without waiting. */
 			if (exchange_store(ex, 0) < 0)
 				return -1;
@@ -1784,7 +1729,7 @@ int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		if (exchange_store(ex, time_left(deadline)) < 0)
+		if (exchange_store(ex, clock_left(deadline)) < 0)
 			return -1;
 	}
 	*msg = col->msgs[i];
@@ -1810,7 +1755,7 @@ int exchange_map_next(struct exchange *ex, struct channel_msg *msg)
 int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
 			int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = clock_deadline(timeout_ms);
 	struct collector *col;
 	struct qitem *q;
 
@@ -1822,7 +1767,7 @@ int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
 	while (!col->head) {
 		if (!exchange_unfinished(ex))
 			return 0;
-		if (timeout_ms >= 0 && time_left(deadline) == 0) {
+		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
 			if (exchange_store(ex, 0) < 0)
 				return -1;
 			if (col->head)
@@ -1832,7 +1777,7 @@ int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		if (exchange_store(ex, time_left(deadline)) < 0)
+		if (exchange_store(ex, clock_left(deadline)) < 0)
 			return -1;
 	}
 	q = col->head;	/* the loop above ends only with one there */

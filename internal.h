@@ -63,6 +63,13 @@ HIDDEN void frame_encode(void *out, uint32_t kind, uint64_t payload_len);
 HIDDEN int frame_decode(const void *buf, size_t len, size_t max,
 			struct frame_header *h);
 
+/* The clock (clock.c). Milliseconds of CLOCK_MONOTONIC. */
+HIDDEN int64_t clock_now_ms(void);
+/* The deadline of a poll-style timeout: -1 (never) for a negative one. */
+HIDDEN int64_t clock_deadline(int timeout_ms);
+/* The poll timeout left before deadline: -1 for ever, else 0 to INT_MAX. */
+HIDDEN int clock_left(int64_t deadline);
+
 /* Channel states, in the order a parent-side channel passes through them:
  * OPEN (reading), EOF (end of stream read; buffered frames may remain),
  * then closed. Receiving stops for good once broken is set, except for
@@ -241,6 +248,14 @@ HIDDEN int channel_set_blocking(struct channel *ch);
 /* 1 when the process has ended and is not reaped yet (a zombie, which
  * keeps the process group it leads in being), else 0. */
 HIDDEN int channel_ended_unreaped(const struct channel *ch);
+
+/* How a reaped process ended, as a task's failure: CHANNEL_TIMED_OUT (code
+ * limit) when timed_out, else CHANNEL_SIGNALED (the signal) or
+ * CHANNEL_EXITED (the status, -1 when unknown), with a text of at most
+ * size bytes. The one classifier of exit statuses. */
+HIDDEN void channel_describe_end(const struct channel *ch, bool timed_out,
+				 int limit, int *cause, int *code, char *text,
+				 size_t size);
 
 /* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
  * by others), 0 still running, -1 no process. */

@@ -368,14 +368,6 @@ static int pmap_check_sizes(size_t n, size_t in_size, size_t out_size,
 	return 0;
 }
 
-static int64_t pmap_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The worker's loop, in the child: batches in, statuses and outputs out
  * in one frame per batch. The output goes into the child's own copy of the
  * output array, which is then sent from where it lies. */
@@ -489,7 +481,7 @@ static int pmap_send(struct pmap *pm, int k)
 	w->busy = true;
 	w->timed_out = false;
 	w->deadline = pm->time_limit_ms > 0 ?
-		      pmap_now() + pm->time_limit_ms : 0;
+		      clock_now_ms() + pm->time_limit_ms : 0;
 	if (channel_send_frame(w->ch, FRAME_TASK, &w->b, sizeof(w->b), NULL,
 			       0, -1) < 0) {
 		/* The worker has gone; its end of stream says how. */
@@ -524,25 +516,17 @@ static int pmap_reply(struct pmap *pm, struct pmap_worker *w, const void *data,
 static void pmap_lost(struct pmap *pm, int k)
 {
 	struct pmap_worker *w = &pm->w[k];
-	int st = 0, cause, code;
+	int cause, code;
+	char text[96];
 	size_t i;
 
 	channel_kill(w->ch, SIGKILL);
-	if (channel_wait(w->ch, -1) < 0 || channel_status(w->ch, &st) != 1)
-		st = -1;
+	(void)channel_wait(w->ch, -1);
 	if (w->busy) {
 		if (w->single) {
-			if (w->timed_out) {
-				cause = CHANNEL_TIMED_OUT;
-				code = pm->time_limit_ms;
-			} else if (st != -1 && WIFSIGNALED(st)) {
-				cause = CHANNEL_SIGNALED;
-				code = WTERMSIG(st);
-			} else {
-				cause = CHANNEL_EXITED;
-				code = st != -1 && WIFEXITED(st) ?
-				       WEXITSTATUS(st) : -1;
-			}
+			channel_describe_end(w->ch, w->timed_out,
+					     pm->time_limit_ms, &cause, &code,
+					     text, sizeof(text));
 			pmap_outcome(pm, (size_t)w->b.start, cause, code);
 		} else {
 			/* Highest index pushed first, so they are taken in
@@ -695,7 +679,7 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 			break;
 		}
 		if (next) {
-			now = pmap_now();
+			now = clock_now_ms();
 			t = next > now ? (int)(next - now) : 0;
 		}
 		r = poll(pfds, (nfds_t)np, t);
@@ -711,7 +695,7 @@ ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
 				pmap_read(&pm, k);
 		}
 		if (next) {
-			now = pmap_now();
+			now = clock_now_ms();
 			for (k = 0; k < nw; k++) {
 				struct pmap_worker *w = &pm.w[k];
 
