@@ -175,6 +175,27 @@ static bool inherited(const struct exchange *ex)
 	return ex->gen != channel_generation();
 }
 
+/* The check that opens the calls that wait or signal: -1 with EINVAL for
+ * NULL, EBADF for an inherited copy. */
+static int unusable(const struct exchange *ex)
+{
+	if (!ex) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (inherited(ex)) {
+		errno = EBADF;
+		return -1;
+	}
+	return 0;
+}
+
+/* SIGTERM to SIGKILL. */
+static int grace_of(const struct exchange *ex)
+{
+	return ex->opts.grace_ms > 0 ? ex->opts.grace_ms : 1000;
+}
+
 const char *exchange_version(void)
 {
 	return EXCHANGE_VERSION;
@@ -256,7 +277,7 @@ static bool reaped_by(struct channel *ch, int64_t deadline)
  * process without a time limit is waited for (channel_close). */
 static void end_processes(struct exchange *ex, size_t first, size_t n)
 {
-	int grace = ex->opts.grace_ms > 0 ? ex->opts.grace_ms : 1000;
+	int grace = grace_of(ex);
 	size_t i;
 
 	for (i = first; i < first + n; i++) {
@@ -910,15 +931,9 @@ int exchange_terminate(struct exchange *ex)
 	int grace;
 	size_t i;
 
-	if (!ex) {
-		errno = EINVAL;
+	if (unusable(ex))
 		return -1;
-	}
-	if (inherited(ex)) {
-		errno = EBADF;
-		return -1;
-	}
-	grace = ex->opts.grace_ms > 0 ? ex->opts.grace_ms : 1000;
+	grace = grace_of(ex);
 	/* Nothing new starts: queued work is cancelled as after a failure
 	 * under EXCHANGE_STOP. */
 	ex->stopped = true;
@@ -1247,8 +1262,7 @@ static int64_t enforce_limits(struct exchange *ex)
 				s->timed_out = true;
 				s->deadline = 0;
 				channel_kill(s->ch, SIGTERM);
-				s->kill_at = now + (ex->opts.grace_ms > 0 ?
-						    ex->opts.grace_ms : 1000);
+				s->kill_at = now + grace_of(ex);
 				t = s->kill_at;
 			} else {
 				t = s->deadline;
@@ -1554,14 +1568,8 @@ int exchange_store(struct exchange *ex, int timeout_ms)
 	unsigned long removals;
 	int n, i, calls = 0, r;
 
-	if (!ex) {
-		errno = EINVAL;
+	if (unusable(ex))
 		return -1;
-	}
-	if (inherited(ex)) {
-		errno = EBADF;
-		return -1;
-	}
 	if (start_queued(ex) < 0)
 		return -1;
 	n = gather(ex, timeout_ms, ready, STORE_BATCH);
