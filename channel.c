@@ -855,6 +855,11 @@ void channel_describe_end(const struct channel *ch, bool timed_out, int limit,
 	}
 }
 
+bool channel_running(const struct channel *ch)
+{
+	return ch->pid > 0 && !ch->reaped;
+}
+
 int channel_status(const struct channel *ch, int *status)
 {
 	if (!ch || ch->reaped == 0)
@@ -1790,6 +1795,57 @@ int channel_ready(struct channel *ch, int timeout_ms)
 	if (errno == ETIMEDOUT)
 		return 0;
 	return -1;
+}
+
+int channel_input_error(const struct channel *ch)
+{
+	return ch->broken ? ch->broken_errno : 0;
+}
+
+bool channel_input_ended(const struct channel *ch)
+{
+	return ch->eof;
+}
+
+void channel_end_input(struct channel *ch)
+{
+	ch->eof = true;
+}
+
+void channel_fail_input(struct channel *ch, int err)
+{
+	ch->broken = true;
+	ch->broken_errno = err;
+}
+
+bool channel_partial(const struct channel *ch)
+{
+	return buffered(ch) > 0 || ch->big != NULL;
+}
+
+void channel_polled(struct channel *ch, short revents)
+{
+	/* The owner's poll saw data: read without polling again. With the
+	 * hang-up seen too, a read that empties the kernel's buffer is the
+	 * end of stream, without another read. */
+	ch->drained = false;
+	if (revents & POLLHUP)
+		ch->hup = true;
+}
+
+bool channel_may_fill(const struct channel *ch)
+{
+	return !ch->eof && !ch->drained && ch->rfd >= 0;
+}
+
+unsigned long channel_progress(const struct channel *ch)
+{
+	return ch->progress;
+}
+
+bool channel_can_send(const struct channel *ch)
+{
+	return ch->wfd >= 0 && !channel_inherited(ch);
 }
 
 int channel_active(const struct channel *ch)

@@ -260,7 +260,7 @@ static void collector_free(struct collector *col)
  * (-1: for ever). Returns whether it has been reaped (or there is none). */
 static bool reaped_by(struct channel *ch, int64_t deadline)
 {
-	if (ch->pid <= 0 || channel_reap_nohang(ch) != 0)
+	if (channel_pid(ch) <= 0 || channel_reap_nohang(ch) != 0)
 		return true;
 	if (deadline >= 0 && clock_left(deadline) == 0)
 		return false;
@@ -365,7 +365,7 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 	s->ch = ch;
 	s->index = ex->nslots;
 	ex->slots[s->index] = s;
-	ex->pfds[s->index].fd = ch->rfd;
+	ex->pfds[s->index].fd = channel_fd(ch);
 	ex->pfds[s->index].events = POLLIN;
 	ex->pfds[s->index].revents = 0;
 	ex->nslots++;
@@ -942,7 +942,7 @@ int exchange_terminate(struct exchange *ex)
 		struct slot *s = ex->slots[i];
 		struct channel *ch = s->ch;
 
-		if (ch->pid <= 0 || ch->reaped || s->kill_at)
+		if (!channel_running(ch) || s->kill_at)
 			continue;
 		s->deadline = 0;
 		s->kill_at = clock_now_ms() + grace;
@@ -1028,7 +1028,7 @@ int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
 
 		/* Every running task, on its own process or on a worker; a
 		 * worker between tasks has none to read it. */
-		if (ch->wfd < 0 || ch->task == CHANNEL_NO_TASK ||
+		if (!channel_can_send(ch) || ch->task == CHANNEL_NO_TASK ||
 		    ex->slots[i]->final)
 			continue;
 		if (channel_send(ch, buf, len, timeout_ms) == 0)
@@ -1048,12 +1048,10 @@ int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
  * channel. */
 static void read_failed(struct channel *ch, int err)
 {
-	if (err == ECONNRESET) {
-		ch->eof = true;
-		return;
-	}
-	ch->broken = true;
-	ch->broken_errno = err;
+	if (err == ECONNRESET)
+		channel_end_input(ch);
+	else
+		channel_fail_input(ch, err);
 }
 
 /* Reads what an exited process left in its channel: until the kernel's
@@ -1066,7 +1064,7 @@ static int drain_exited(struct channel *ch, size_t *left)
 {
 	ssize_t n;
 
-	while (!ch->broken && *left > 0) {
+	while (!channel_input_error(ch) && *left > 0) {
 		n = channel_fill(ch);
 		if (n == 0)
 			break;
@@ -1087,7 +1085,7 @@ static bool ended_by_signal(const struct channel *ch, const struct slot *s)
 {
 	int st;
 
-	if (ch->pid <= 0)
+	if (channel_pid(ch) <= 0)
 		return false;
 	return s->timed_out || (channel_status(ch, &st) == 1 &&
 				WIFSIGNALED(st));
@@ -1106,19 +1104,19 @@ static int settle(struct exchange *ex, struct slot *s)
 	int cause = CHANNEL_OK, code = 0, r;
 	bool cut;
 
-	if (!ch->eof) {
+	if (!channel_input_ended(ch)) {
 		if (!s->exited)
 			return 0;
 		if (drain_exited(ch, &s->drain_left))
 			return 1;
 		/* What the exited process wrote has been read: its channel
 		 * ends here, whoever else holds the other end. */
-		ch->eof = true;
+		channel_end_input(ch);
 		ex->pfds[s->index].fd = -1;
 	}
 	/* End of stream in the middle of a frame (the child died while
 	 * sending): that frame is lost. */
-	cut = ch->ilen > ch->ipos || ch->big;
+	cut = channel_partial(ch);
 	if (!cut && s->final) {
 		s->remove = true;
 		return 0;
@@ -1131,7 +1129,7 @@ static int settle(struct exchange *ex, struct slot *s)
 		channel_kill(ch, SIGKILL);
 		s->kill_at = 0;
 	}
-	if (ch->pid > 0 && !ch->reaped) {
+	if (channel_running(ch)) {
 		r = channel_reap_nohang(ch);
 		if (r == 0) {
 			if (!s->awaiting) {
@@ -1150,19 +1148,18 @@ static int settle(struct exchange *ex, struct slot *s)
 		/* Marked only now: a broken channel fails every look at its
 		 * head, which must not happen while it awaits its reaping.
 		 * push_failure drops the broken buffer. */
-		ch->broken = true;
-		ch->broken_errno = ECONNRESET;
+		channel_fail_input(ch, ECONNRESET);
 	}
 	s->final = true;
 	/* A message cut short by a signal (killed while sending, or over its
 	 * time limit) is explained by that signal; a process that ended on
 	 * its own in the middle of a frame, or a channel with no process,
 	 * is left with the protocol error itself. */
-	if (ch->broken && !ended_by_signal(ch, s)) {
+	if (channel_input_error(ch) && !ended_by_signal(ch, s)) {
 		cause = CHANNEL_PROTOCOL;
 		code = ECONNRESET;
 		snprintf(text, sizeof(text), "end of stream inside a message");
-	} else if (ch->task == CHANNEL_NO_TASK || ch->pid <= 0) {
+	} else if (ch->task == CHANNEL_NO_TASK || channel_pid(ch) <= 0) {
 		/* No task on it (an idle or stopped worker) or no process. */
 	} else if (s->worker) {
 		/* A task that sent its result before its worker died has
@@ -1188,7 +1185,7 @@ static int settle(struct exchange *ex, struct slot *s)
 					 "killed by a signal" : "exited");
 			}
 		}
-	} else if (ch->delivered == 0 || ch->broken) {
+	} else if (ch->delivered == 0 || channel_input_error(ch)) {
 		channel_describe_end(ch, s->timed_out, ex->opts.time_limit_ms,
 			      &cause, &code, text, sizeof(text));
 	}
@@ -1219,12 +1216,12 @@ static int settle(struct exchange *ex, struct slot *s)
 static void protocol_failure(struct exchange *ex, struct slot *s)
 {
 	struct channel *ch = s->ch;
-	int err = ch->broken ? ch->broken_errno : EPROTO;
+	int err = channel_input_error(ch) ? channel_input_error(ch) : EPROTO;
 
 	/* Nothing more is read: what follows a bad frame has no framing. */
 	channel_discard(ch);
 	ex->pfds[s->index].fd = -1;
-	if (ch->pid > 0 && !ch->reaped)
+	if (channel_running(ch))
 		channel_kill(ch, SIGKILL);
 	if (!s->final && ch->task != CHANNEL_NO_TASK && ch->delivered == 0 &&
 	    push_failure(ch, CHANNEL_PROTOCOL, err,
@@ -1347,8 +1344,9 @@ static void check_exits(struct exchange *ex, int64_t now)
 		struct slot *s = ex->slots[i];
 		struct channel *ch = s->ch;
 
-		if (s->exited || s->awaiting || s->kill_at || ch->eof ||
-		    ch->pid <= 0 || ch->reaped || ch->rfd < 0 ||
+		if (s->exited || s->awaiting || s->kill_at ||
+		    channel_input_ended(ch) || !channel_running(ch) ||
+		    channel_fd(ch) < 0 ||
 		    channel_reap_nohang(ch) != 1)
 			continue;
 		/* What it wrote is read by the next scan (settle). */
@@ -1437,12 +1435,7 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 				errno = EBADF;
 				return -1;
 			}
-			/* Our own poll saw data: read without polling again.
-			 * With the hang-up seen too, a read that empties the
-			 * pipe is the end of stream, without another read. */
-			ch->drained = false;
-			if (p->revents & POLLHUP)
-				ch->hup = true;
+			channel_polled(ch, p->revents);
 			p->revents = 0;
 			if (channel_fill(ch) < 0 && errno != EAGAIN &&
 			    errno != EWOULDBLOCK)
@@ -1512,7 +1505,7 @@ static int deliver(struct exchange *ex, struct channel *ch)
 				s->failure_pending = false;
 				worker_next(ex, s);
 			}
-			if (!ch->eof && !ch->drained && ch->rfd >= 0 &&
+			if (channel_may_fill(ch) &&
 			    refills < REFILLS_PER_PASS) {
 				refills++;
 				if (channel_fill(ch) >= 0)
@@ -1528,7 +1521,7 @@ static int deliver(struct exchange *ex, struct channel *ch)
 		if (h == FRAME_ERROR)
 			note_failure(ex);
 		removals = ex->removals;
-		progress = ch->progress;
+		progress = channel_progress(ch);
 		rc = 0;
 		/* A callback that fails without saying why gets EIO, not
 		 * whatever errno an earlier call left. */
@@ -1545,7 +1538,7 @@ static int deliver(struct exchange *ex, struct channel *ch)
 		}
 		if (!still_registered(ex, ch, removals))
 			return calls;
-		if (ch->progress == progress) {
+		if (channel_progress(ch) == progress) {
 			/* store_data left it there. A message is dropped, so
 			 * that the loop cannot spin on it; items nobody takes
 			 * (no store_data, a Map or a Queue) block the channel

@@ -257,6 +257,28 @@ HIDDEN void channel_describe_end(const struct channel *ch, bool timed_out,
 				 int limit, int *cause, int *code, char *text,
 				 size_t size);
 
+/* Whether a process is attached and not reaped yet. */
+HIDDEN bool channel_running(const struct channel *ch);
+
+/* The state of the input, for the owner of the channel's poll (the
+ * exchange). channel_input_error: the errno that stopped receiving, or 0.
+ * channel_input_ended: end of stream was read (frames may remain).
+ * channel_end_input: the input ends here (nothing more is read).
+ * channel_fail_input: receiving stops with err. channel_partial: bytes of
+ * a frame not yet whole are buffered. channel_polled: the owner's poll
+ * reported revents for the descriptor. channel_may_fill: a read may bring
+ * more without a poll first. channel_progress: counts takings at the head
+ * (see struct channel). channel_can_send: the sending descriptor is open. */
+HIDDEN int channel_input_error(const struct channel *ch);
+HIDDEN bool channel_input_ended(const struct channel *ch);
+HIDDEN void channel_end_input(struct channel *ch);
+HIDDEN void channel_fail_input(struct channel *ch, int err);
+HIDDEN bool channel_partial(const struct channel *ch);
+HIDDEN void channel_polled(struct channel *ch, short revents);
+HIDDEN bool channel_may_fill(const struct channel *ch);
+HIDDEN unsigned long channel_progress(const struct channel *ch);
+HIDDEN bool channel_can_send(const struct channel *ch);
+
 /* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
  * by others), 0 still running, -1 no process. */
 HIDDEN int channel_reap_nohang(struct channel *ch);

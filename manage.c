@@ -548,7 +548,7 @@ static int pmap_read(struct pmap *pm, int k)
 	size_t len;
 	int r;
 
-	w->ch->drained = false;
+	channel_polled(w->ch, POLLIN);
 	for (;;) {
 		r = channel_recv_frame(w->ch, &kind, &data, &len, 0);
 		if (r < 0 && errno == ETIMEDOUT)
