@@ -37,6 +37,7 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -384,6 +385,7 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	struct channel *ch = s->ch;
 	size_t i = s->index, last = ex->nslots - 1;
 
+	assert(i < ex->nslots && ex->slots[i] == s);
 	if (i != last) {
 		ex->slots[i] = ex->slots[last];
 		ex->pfds[i] = ex->pfds[last];
@@ -395,6 +397,8 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 		ex->nawait--;
 	if (s->idle)
 		ex->nidle--;
+	/* Every idle or awaiting slot is among those left. */
+	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
 	ch->owner = NULL;
 	ch->slot = NULL;
 	ch->on_control = NULL;
@@ -520,6 +524,8 @@ static void set_idle(struct exchange *ex, struct slot *s, bool idle)
 {
 	if (s->idle == idle)
 		return;
+	/* Only a worker between tasks waits idle. */
+	assert(!idle || (s->worker && !s->stopping));
 	s->idle = idle;
 	if (idle)
 		ex->nidle++;
