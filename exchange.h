@@ -206,9 +206,11 @@ int channel_send_error(struct channel *ch, const char *text, int timeout_ms);
  * (nothing complete arrived in time; whatever part arrived stays buffered),
  * ENOMSG (stream items are next, or a get is in the middle of a put: they
  * are for channel_get, and the channel is not harmed), EMSGSIZE (the frame
- * is above the maximum; nothing was allocated), EPROTO (a malformed frame),
- * ECONNRESET (end of stream in the middle of a frame), EINVAL. After
- * EMSGSIZE or EPROTO the channel receives nothing more. */
+ * is above the maximum; nothing was allocated), EPROTO (a malformed frame,
+ * or a FAILURE frame from the other side: only the receiving process makes
+ * those), ECONNRESET (end of stream in the middle of a frame), EBADF (a
+ * channel inherited from the parent: inert here), EINVAL. After EMSGSIZE
+ * or EPROTO the channel receives nothing more. */
 int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms);
 
 /* Like channel_recv, but leaves the message in place: the next channel_recv
