@@ -304,7 +304,8 @@ int frame_decode(const void *buf, size_t len, size_t max,
 /* Life of a channel                                                        */
 /* ------------------------------------------------------------------------ */
 
-static struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
+/* A new channel on the given descriptors, on no registry. */
+static struct channel *channel_new(int rfd, int wfd, pid_t pid)
 {
 	struct channel *ch = calloc(1, sizeof(*ch));
 
@@ -316,6 +317,16 @@ static struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
 	ch->max = CHANNEL_MAX_DEFAULT;
 	ch->task = CHANNEL_NO_TASK;
 	ch->gen = fork_gen;
+	return ch;
+}
+
+/* A new channel, registered. */
+static struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
+{
+	struct channel *ch = channel_new(rfd, wfd, pid);
+
+	if (!ch)
+		return NULL;
 	ch->next = registry;
 	if (registry)
 		registry->prev = ch;
@@ -929,10 +940,7 @@ int channel_close(struct channel *ch)
 		channel_release(ch);
 		return 0;
 	}
-	if (ch->wfd != ch->rfd)
-		close_fd(&ch->wfd);
-	close_fd(&ch->rfd);
-	ch->wfd = -1;
+	channel_close_fds(ch);
 	/* With its channel closed the child sees end of stream (and EPIPE on
 	 * sending), so waiting for it here is waiting for it to notice. */
 	if (ch->pid > 0 && !ch->reaped && reap(ch, 0) < 0) {
@@ -1360,13 +1368,7 @@ static int head_frame(struct channel *ch, struct frame_header *h)
 	size_t payload, have;
 	int r;
 
-	if (ch->big) {
-		h->kind = ch->big_kind;
-		h->size = ch->big_len + FRAME_HEADER_SIZE;
-		h->magic = FRAME_MAGIC;
-		return ch->big_have == ch->big_len;
-	}
-	if (ch->local && !whole_at_head(ch)) {
+	if (!ch->big && ch->local && !whole_at_head(ch)) {
 		/* The failure made here comes after the whole frames that
 		 * were buffered: it takes the head as a complete large
 		 * frame would. */
@@ -1374,10 +1376,12 @@ static int head_frame(struct channel *ch, struct frame_header *h)
 		ch->big_kind = FRAME_FAILURE;
 		ch->big_len = ch->big_have = ch->local_len;
 		ch->local = NULL;
-		h->kind = FRAME_FAILURE;
+	}
+	if (ch->big) {
+		h->kind = ch->big_kind;
 		h->size = ch->big_len + FRAME_HEADER_SIZE;
 		h->magic = FRAME_MAGIC;
-		return 1;
+		return ch->big_have == ch->big_len;
 	}
 	if (ch->broken && ch->broken_ahead == 0) {
 		errno = ch->broken_errno;
@@ -1928,15 +1932,11 @@ int channel_push_failure(struct channel *ch, int cause, int code,
 struct channel *channel_new_failure(size_t task, int cause, int code,
 				    const char *text)
 {
-	struct channel *ch = calloc(1, sizeof(*ch));
+	/* On no registry: it has no descriptor for a child to close. */
+	struct channel *ch = channel_new(-1, -1, -1);
 
 	if (!ch)
 		return NULL;
-	/* On no registry: it has no descriptor for a child to close. */
-	ch->rfd = ch->wfd = -1;
-	ch->pid = -1;
-	ch->max = CHANNEL_MAX_DEFAULT;
-	ch->gen = fork_gen;
 	ch->eof = true;
 	ch->task = task;
 	if (channel_push_failure(ch, cause, code, text) < 0) {
