@@ -261,11 +261,9 @@ static void collector_free(struct collector *col)
  * (-1: for ever). Returns whether it has been reaped (or there is none). */
 static bool reaped_by(struct channel *ch, int64_t deadline)
 {
-	if (channel_pid(ch) <= 0 || channel_reap_nohang(ch) != 0)
-		return true;
-	if (deadline >= 0 && clock_left(deadline) == 0)
-		return false;
-	return channel_wait(ch, deadline < 0 ? -1 : clock_left(deadline)) == 0 ||
+	/* No process (EINVAL) or one reaped by others (ECHILD): nothing to
+	 * wait for. */
+	return channel_wait(ch, clock_left(deadline)) == 0 ||
 	       errno != ETIMEDOUT;
 }
 
@@ -423,14 +421,6 @@ static bool still_registered(const struct exchange *ex,
 	return false;
 }
 
-/* Records a FAILURE for the running task: the channel delivers it after the
- * whole messages it holds. */
-static int push_failure(struct channel *ch, int cause, int code,
-			const char *text)
-{
-	return channel_push_failure(ch, cause, code, text);
-}
-
 static void start_clock(struct exchange *ex, struct slot *s)
 {
 	s->deadline = ex->opts.time_limit_ms > 0 ?
@@ -533,18 +523,23 @@ static void set_idle(struct exchange *ex, struct slot *s, bool idle)
 		ex->nidle--;
 }
 
-/* Tells a worker between tasks to leave. */
-static void stop_worker(struct exchange *ex, struct slot *s)
+/* A worker between tasks has none: no task number, no time limit, no work
+ * kept for a retry. */
+static void clear_task(struct slot *s)
 {
-	struct channel *ch = s->ch;
-
-	set_idle(ex, s, false);
-	s->stopping = true;
-	ch->task = CHANNEL_NO_TASK;
+	s->ch->task = CHANNEL_NO_TASK;
 	s->deadline = s->kill_at = 0;
 	work_free(s->cur);
 	s->cur = NULL;
-	channel_send_frame(ch, FRAME_STOP, NULL, 0, NULL, 0, -1);
+}
+
+/* Tells a worker between tasks to leave. */
+static void stop_worker(struct exchange *ex, struct slot *s)
+{
+	set_idle(ex, s, false);
+	s->stopping = true;
+	clear_task(s);
+	channel_send_frame(s->ch, FRAME_STOP, NULL, 0, NULL, 0, -1);
 }
 
 /* Whether a worker has been told to leave and has not gone yet. */
@@ -729,10 +724,7 @@ static void worker_next(struct exchange *ex, struct slot *s)
 		queue_push(ex, w, true);
 	} else if (!ex->stopped && !ex->qhead) {
 		set_idle(ex, s, true);
-		ch->task = CHANNEL_NO_TASK;
-		s->deadline = s->kill_at = 0;
-		work_free(s->cur);
-		s->cur = NULL;
+		clear_task(s);
 		return;
 	}
 	stop_worker(ex, s);
@@ -757,7 +749,7 @@ static void worker_control(struct channel *ch, uint32_t kind)
 	if (ch->delivered == 0) {
 		/* The outcome must be stamped with this task's number, so
 		 * the worker gets nothing new until it has been consumed. */
-		if (push_failure(ch, CHANNEL_EXITED, 0,
+		if (channel_push_failure(ch, CHANNEL_EXITED, 0,
 					 "returned without a result") == 0) {
 			s->failure_pending = true;
 			note_failure(ex);
@@ -822,12 +814,10 @@ ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
 	struct slot *idle;
 	size_t task;
 
-	if (!ex || (!fn == !pfn) || (len && !arg)) {
-		errno = EINVAL;
+	if (unusable(ex))
 		return -1;
-	}
-	if (inherited(ex)) {
-		errno = EBADF;
+	if (!fn == !pfn || (len && !arg)) {
+		errno = EINVAL;
 		return -1;
 	}
 	task = ex->next_task++;
@@ -879,12 +869,10 @@ int exchange_add(struct exchange *ex, struct channel *ch)
 {
 	struct slot *s;
 
-	if (!ex || !ch) {
-		errno = EINVAL;
+	if (unusable(ex))
 		return -1;
-	}
-	if (inherited(ex)) {
-		errno = EBADF;
+	if (!ch) {
+		errno = EINVAL;
 		return -1;
 	}
 	if (ch->owner) {
@@ -1174,8 +1162,9 @@ static int settle(struct exchange *ex, struct slot *s)
 		if (!s->done && ch->delivered == 0) {
 			int c2, code2;
 
-			channel_describe_end(ch, s->timed_out, ex->opts.time_limit_ms,
-				      &c2, &code2, text, sizeof(text));
+			channel_describe_end(ch, s->timed_out,
+					     ex->opts.time_limit_ms, &c2,
+					     &code2, text, sizeof(text));
 			if (c2 == CHANNEL_TIMED_OUT) {
 				cause = c2;
 				code = code2;
@@ -1193,7 +1182,7 @@ static int settle(struct exchange *ex, struct slot *s)
 		}
 	} else if (ch->delivered == 0 || channel_input_error(ch)) {
 		channel_describe_end(ch, s->timed_out, ex->opts.time_limit_ms,
-			      &cause, &code, text, sizeof(text));
+				     &cause, &code, text, sizeof(text));
 	}
 	if (cause == CHANNEL_OK) {
 		s->remove = true;
@@ -1207,7 +1196,7 @@ static int settle(struct exchange *ex, struct slot *s)
 		s->remove = true;
 		return 0;
 	}
-	if (push_failure(ch, cause, code, text) < 0) {
+	if (channel_push_failure(ch, cause, code, text) < 0) {
 		s->remove = true;
 		return 0;
 	}
@@ -1222,7 +1211,10 @@ static int settle(struct exchange *ex, struct slot *s)
 static void protocol_failure(struct exchange *ex, struct slot *s)
 {
 	struct channel *ch = s->ch;
-	int err = channel_input_error(ch) ? channel_input_error(ch) : EPROTO;
+	int err = channel_input_error(ch);
+
+	if (!err)
+		err = EPROTO;
 
 	/* Nothing more is read: what follows a bad frame has no framing. */
 	channel_discard(ch);
@@ -1230,7 +1222,7 @@ static void protocol_failure(struct exchange *ex, struct slot *s)
 	if (channel_running(ch))
 		channel_kill(ch, SIGKILL);
 	if (!s->final && ch->task != CHANNEL_NO_TASK && ch->delivered == 0 &&
-	    push_failure(ch, CHANNEL_PROTOCOL, err,
+	    channel_push_failure(ch, CHANNEL_PROTOCOL, err,
 			 "the channel carried a bad frame") == 0)
 		note_failure(ex);
 	s->final = true;
@@ -1473,12 +1465,10 @@ int exchange_ready(struct exchange *ex, int timeout_ms, struct channel **chs,
 {
 	struct channel *local[STORE_BATCH];
 
-	if (!ex || (cap && !chs)) {
-		errno = EINVAL;
+	if (unusable(ex))
 		return -1;
-	}
-	if (inherited(ex)) {
-		errno = EBADF;
+	if (cap && !chs) {
+		errno = EINVAL;
 		return -1;
 	}
 	if (start_queued(ex) < 0)

@@ -102,15 +102,10 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 			break;
 		/* A message for a task that has ended (a broadcast that
 		 * crossed its DONE) has no reader: it is dropped. */
-		do {
-			r = channel_recv_frame(ch, &kind, &data, &dlen, -1);
-			if (r > 0 && kind != FRAME_TASK &&
-			    (kind == FRAME_DATA || kind == FRAME_ERROR)) {
-				free(data);
-				continue;
-			}
-			break;
-		} while (1);
+		while ((r = channel_recv_frame(ch, &kind, &data, &dlen,
+					       -1)) > 0 &&
+		       (kind == FRAME_DATA || kind == FRAME_ERROR))
+			free(data);
 		if (r <= 0)
 			break;
 		if (kind != FRAME_TASK) {
