@@ -1390,6 +1390,23 @@ static void expect_seen(struct channel *ch, const size_t *want, size_t n)
 	channel_msg_free(&m);
 }
 
+/* Starts seq_child on a new pipe go, which is made first: *fds counts the
+ * descriptors open with it, before the channel. */
+static struct channel *seq_child_start(int go[2], int *fds)
+{
+	struct channel *ch;
+
+	cr_assert_eq(pipe(go), 0);
+	*fds = count_fds();
+	ch = channel_create();
+	cr_assert_not_null(ch);
+	if (channel_pid(ch) == 0) {
+		close(go[1]);
+		seq_child(ch, go[0]);
+	}
+	return ch;
+}
+
 /* A send that times out before writing any byte of its frame leaves the
  * channel as it was: later sends work, and the reader gets every message
  * sent whole and nothing of the one that timed out. */
@@ -1400,14 +1417,7 @@ Test(channel, a_send_that_timed_out_unwritten_leaves_the_channel_usable,
 	struct channel *ch;
 	int go[2], fds, st;
 
-	cr_assert_eq(pipe(go), 0);
-	fds = count_fds();
-	ch = channel_create();
-	cr_assert_not_null(ch);
-	if (channel_pid(ch) == 0) {
-		close(go[1]);
-		seq_child(ch, go[0]);
-	}
+	ch = seq_child_start(go, &fds);
 	k = fill_with_seq(ch);
 	/* Message k timed out; k + 1 times out with a wait, too. */
 	cr_assert_eq(send_seq(ch, k + 1, 50), -1);
@@ -1438,14 +1448,7 @@ Test(channel, held_frames_survive_a_write_that_timed_out_unwritten,
 	struct channel *ch;
 	int go[2], fds;
 
-	cr_assert_eq(pipe(go), 0);
-	fds = count_fds();
-	ch = channel_create();
-	cr_assert_not_null(ch);
-	if (channel_pid(ch) == 0) {
-		close(go[1]);
-		seq_child(ch, go[0]);
-	}
+	ch = seq_child_start(go, &fds);
 	k = fill_with_seq(ch);
 	ch->cork = true;
 	cr_assert_eq(send_seq(ch, k + 1, 0), 0, "held");
