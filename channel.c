@@ -1,9 +1,6 @@
 /*
- * channel.c - one two-way link to one process.
- *
- * Everything that touches a descriptor lives here: making the pipes or the
- * socket pair, forking, framing, the read and write loops, closing and
- * reaping. Raw read, write, close and waitpid are called nowhere else.
+ * channel.c - one two-way link to one process: its buffers, sending and
+ * receiving frames, peek, ready, flush and preload, item streams.
  *
  * A channel is two descriptors in the parent (read and write; one socket
  * serves both) and the matching two in the child. All are close-on-exec and
@@ -26,12 +23,11 @@
  * The fault has a place in the stream: frames preloaded afterwards go in
  * front of it (broken_ahead counts their bytes) and are received first.
  *
- * Every open channel is on a registry list, so that a freshly forked child
- * can close the descriptors of all channels but its own: a stray copy of a
- * sibling's write end would keep that sibling's parent from ever seeing end
- * of stream.
+ * The process at the other end (forking, reaping, the registry) is
+ * proc.c's; the persistent protocol is persist.c's, reached only through
+ * the channel's ops table.
  */
-#include "internal.h"
+#include "channel_impl.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -39,44 +35,11 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
-#ifdef __FreeBSD__
-#include <sys/procctl.h>
-#endif
-
-#ifdef __linux__
-/* Linux has made descriptors with their flags in one call for long; POSIX
- * added these only in 2024, so _POSIX_C_SOURCE=200809L does not declare
- * them. */
-int pipe2(int fds[2], int flags);
-#define HAVE_PIPE2 1
-#ifndef SOCK_CLOEXEC
-#define SOCK_CLOEXEC 02000000
-#endif
-#ifndef SOCK_NONBLOCK
-#define SOCK_NONBLOCK 04000
-#endif
-#define HAVE_SOCK_FLAGS 1
-/* Closes every descriptor from first to last in one call (glibc 2.34,
- * Linux 5.9); on older systems it fails and descriptors are closed one by
- * one. */
-int close_range(unsigned int first, unsigned int last, int flags);
-#define HAVE_CLOSE_RANGE 1
-#endif
 
 #if defined(__linux__) && !defined(F_SETPIPE_SZ)
 #define F_SETPIPE_SZ 1031
@@ -90,10 +53,6 @@ int close_range(unsigned int first, unsigned int last, int flags);
 /* While corked, frames up to this size are held back in obuf. */
 #define OBUF_FRAME_MAX (64 * 1024)
 
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0
-#endif
-
 /* ibuf starts at this size and grows up to IBUF_MAX for frames that fit;
  * larger frames go to their own allocation. Small, because most channels
  * of short tasks carry one small result: malloc serves it from its
@@ -102,11 +61,6 @@ int close_range(unsigned int first, unsigned int last, int flags);
  * one more read the first time, then ibuf has grown to it. */
 #define IBUF_INITIAL 1000
 #define IBUF_MAX (256 * 1024)
-
-struct exchange_hooks exchange_hooks;
-
-/* The registry of open channels (see the opening comment). */
-static struct channel *registry;
 
 /* The fork generation: 0 in the first process, one more in each child
  * forked by channel_fork. Every channel records the generation that made
@@ -120,192 +74,11 @@ static int write_frames(struct channel *ch, const struct iovec *frame,
 			int n, int timeout_ms);
 static int flush_out(struct channel *ch, int timeout_ms);
 
-/* Persistent channels: defined in the section at the end of this file,
- * reached from the send and receive paths through ch->persist (in the
- * listening process) and ch->acking (in a peer). */
-static int persist_send_frame(struct channel *ch, uint32_t kind,
-			      const void *a, size_t alen, const void *b,
-			      size_t blen, int timeout_ms);
-static int persist_control(struct channel *ch, const struct frame_header *h);
-static int persist_peer(struct channel *ch, int64_t deadline);
-static void persist_drop_peer(struct channel *ch);
-static void persist_ack_received(struct channel *ch);
-static void persist_finish(struct channel *ch, int status);
-
-/* ------------------------------------------------------------------------ */
-/* Waiting on one descriptor                                                */
-/* ------------------------------------------------------------------------ */
-
-/* Waits for events on fd until deadline, recomputing the time left after
- * each EINTR. Returns 1 when an event came, 0 on timeout, -1 on error. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int r;
-
-	for (;;) {
-		r = poll(&p, 1, clock_left(deadline));
-		if (r >= 0)
-			return r;
-		if (errno != EINTR)
-			return -1;
-	}
-}
-
-/* ------------------------------------------------------------------------ */
-/* System calls, through the test hooks                                     */
-/* ------------------------------------------------------------------------ */
-
-static ssize_t sys_read(int fd, void *buf, size_t len)
-{
-	ssize_t n;
-
-	do
-		n = exchange_hooks.read ? exchange_hooks.read(fd, buf, len)
-					: read(fd, buf, len);
-	while (n < 0 && errno == EINTR);
-	return n;
-}
-
-/* Writes what the kernel takes of the iovecs in one call. Sockets use
- * sendmsg with MSG_NOSIGNAL, so they never raise SIGPIPE. A hooked write
- * sees one buffer at a time. */
-static ssize_t sys_writev(struct channel *ch, const struct iovec *iov,
-			  int iovcnt)
-{
-	ssize_t n;
-
-	do {
-		if (exchange_hooks.write) {
-			n = exchange_hooks.write(ch->wfd, iov[0].iov_base,
-						 iov[0].iov_len);
-		} else if (ch->is_socket) {
-			struct msghdr mh = {
-				.msg_iov = (struct iovec *)iov,
-				.msg_iovlen = iovcnt,
-			};
-			n = sendmsg(ch->wfd, &mh, MSG_NOSIGNAL);
-		} else {
-			n = writev(ch->wfd, iov, iovcnt);
-		}
-	} while (n < 0 && errno == EINTR);
-	return n;
-}
-
-static pid_t sys_fork(void)
-{
-	return exchange_hooks.fork ? exchange_hooks.fork() : fork();
-}
-
-static void close_fd(int *fd)
-{
-	/* Never retried: after EINTR the descriptor may already be gone and
-	 * its number reused by another thread. */
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-static int set_flags(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -1;
-	return fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
-
-/* Makes a pipe whose ends are close-on-exec and non-blocking from birth
- * where the system allows it. */
-static int make_pipe(int fds[2])
-{
-	if (exchange_hooks.pipe) {
-		if (exchange_hooks.pipe(fds) < 0)
-			return -1;
-	} else {
-#ifdef HAVE_PIPE2
-		return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
-#else
-		if (pipe(fds) < 0)
-			return -1;
-#endif
-	}
-	if (set_flags(fds[0]) < 0 || set_flags(fds[1]) < 0) {
-		int saved = errno;
-
-		close_fd(&fds[0]);
-		close_fd(&fds[1]);
-		errno = saved;
-		return -1;
-	}
-	return 0;
-}
-
-static int make_socketpair(int fds[2])
-{
-	if (exchange_hooks.socketpair) {
-		if (exchange_hooks.socketpair(fds) < 0)
-			return -1;
-	} else {
-#ifdef HAVE_SOCK_FLAGS
-		return socketpair(AF_UNIX,
-				  SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-				  0, fds);
-#else
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
-			return -1;
-#endif
-	}
-	if (set_flags(fds[0]) < 0 || set_flags(fds[1]) < 0) {
-		int saved = errno;
-
-		close_fd(&fds[0]);
-		close_fd(&fds[1]);
-		errno = saved;
-		return -1;
-	}
-	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Frames                                                                   */
-/* ------------------------------------------------------------------------ */
-
-void frame_encode(void *out, uint32_t kind, uint64_t payload_len)
-{
-	struct frame_header h = {
-		.size = payload_len + FRAME_HEADER_SIZE,
-		.kind = kind,
-		.magic = FRAME_MAGIC,
-	};
-
-	memcpy(out, &h, FRAME_HEADER_SIZE);
-}
-
-int frame_decode(const void *buf, size_t len, size_t max,
-		 struct frame_header *h)
-{
-	if (len < FRAME_HEADER_SIZE)
-		return 0;
-	memcpy(h, buf, FRAME_HEADER_SIZE);
-	if (h->magic != FRAME_MAGIC || h->kind == 0 ||
-	    h->kind > FRAME_KIND_MAX || h->size < FRAME_HEADER_SIZE) {
-		errno = EPROTO;
-		return -1;
-	}
-	if (h->size - FRAME_HEADER_SIZE > max) {
-		errno = EMSGSIZE;
-		return -1;
-	}
-	return 1;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Life of a channel                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* A new channel on the given descriptors, on no registry. */
-static struct channel *channel_new(int rfd, int wfd, pid_t pid)
+struct channel *channel_new(int rfd, int wfd, pid_t pid)
 {
 	struct channel *ch = calloc(1, sizeof(*ch));
 
@@ -320,37 +93,9 @@ static struct channel *channel_new(int rfd, int wfd, pid_t pid)
 	return ch;
 }
 
-/* A new channel, registered. */
-static struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
-{
-	struct channel *ch = channel_new(rfd, wfd, pid);
 
-	if (!ch)
-		return NULL;
-	ch->next = registry;
-	if (registry)
-		registry->prev = ch;
-	registry = ch;
-	return ch;
-}
-
-static void channel_unregister(struct channel *ch)
+void channel_free(struct channel *ch)
 {
-	if (ch->prev)
-		ch->prev->next = ch->next;
-	else if (registry == ch)
-		registry = ch->next;
-	if (ch->next)
-		ch->next->prev = ch->prev;
-	ch->prev = ch->next = NULL;
-}
-
-static void channel_release(struct channel *ch)
-{
-	/* An inherited copy is on no registry of this process: its links
-	 * point into the parent's list, of which only copies exist here. */
-	if (!channel_inherited(ch))
-		channel_unregister(ch);
 	free(ch->local);
 	free(ch->ibuf);
 	free(ch->big);
@@ -359,298 +104,10 @@ static void channel_release(struct channel *ch)
 	free(ch);
 }
 
-/* Closes the descriptors first to last. */
-static void close_run(int first, int last)
+void channel_new_generation(struct channel *ch)
 {
-	int fd;
-
-#ifdef HAVE_CLOSE_RANGE
-	if (close_range((unsigned int)first, (unsigned int)last, 0) == 0)
-		return;
-#endif
-	for (fd = first; fd <= last; fd++)
-		close(fd);
-}
-
-/* Closes the n descriptors of fds (sorted in place) in runs of adjacent
- * numbers: one close_range per run. */
-static void close_sorted(int *fds, int n)
-{
-	int i, j, fd, start;
-
-	for (i = 1; i < n; i++) {
-		fd = fds[i];
-		for (j = i; j > 0 && fds[j - 1] > fd; j--)
-			fds[j] = fds[j - 1];
-		fds[j] = fd;
-	}
-	for (i = 0; i < n; i = j) {
-		start = fds[i];
-		for (j = i + 1; j < n && fds[j] <= fds[j - 1] + 1; j++)
-			;
-		close_run(start, fds[j - 1]);
-	}
-}
-
-/* Descriptors below this are gathered in a bitmap and closed in runs when
- * there are too many for close_sorted; the rare ones above are closed one
- * by one. */
-#define RUN_FDS 32768
-
-/* The many-channels case of close_others, in a frame of its own so that
- * the common case does not write a 4 KiB bitmap onto fresh stack pages. */
-static NOINLINE void close_many(const struct channel *keep,
-				const int extra[2])
-{
-	unsigned char bits[RUN_FDS / 8];
-	struct channel *c;
-	int top = -1, fd, start, k;
-
-	for (c = registry; c; c = c->next)
-		for (k = 0; c != keep && k < 2; k++) {
-			fd = k ? c->wfd : c->rfd;
-			if (fd > top && fd < RUN_FDS)
-				top = fd;
-		}
-	for (k = 0; k < 2; k++)
-		if (extra[k] > top && extra[k] < RUN_FDS)
-			top = extra[k];
-	if (top >= 0)
-		memset(bits, 0, (size_t)top / 8 + 1);
-	for (k = 0; k < 2; k++) {
-		fd = extra[k];
-		if (fd >= RUN_FDS)
-			close(fd);
-		else if (fd >= 0 && fd <= top)
-			bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
-	}
-	for (c = registry; c; c = c->next) {
-		if (c == keep)
-			continue;
-		for (k = 0; k < 2; k++) {
-			fd = k ? c->wfd : c->rfd;
-			if (fd >= RUN_FDS)
-				close(fd);
-			else if (fd >= 0)
-				bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
-		}
-	}
-	for (fd = 0; fd <= top; fd++) {
-		if (!(bits[fd / 8] & (1u << (fd % 8))))
-			continue;
-		start = fd;
-		while (fd + 1 <= top && (bits[(fd + 1) / 8] & (1u << ((fd + 1) % 8))))
-			fd++;
-		close_run(start, fd);
-	}
-}
-
-/* Up to this many descriptors are sorted on the stack by close_others. */
-#define FEW_FDS 64
-
-/* In a new child: close every descriptor of every channel but keep, and
- * forget those channels, so that only keep remains registered. extra: the
- * parent's ends of keep's own link (-1 for none), closed in the same runs.
- *
- * Descriptors are handed out lowest first, so the channels' ones mostly
- * sit next to each other: a handful of close_range calls instead of one
- * close per descriptor. Nothing is allocated (the parent may have threads,
- * and malloc after fork is best avoided), and nothing of the other
- * channels is written: every page the child writes is a copy-on-write
- * fault, the largest cost of a short task. Their memory is the child's copy
- * of the parent's, unreachable once the registry holds keep alone. */
-static void close_others(struct channel *keep, const int extra[2])
-{
-	int fds[FEW_FDS], n = 0, k, fd;
-	struct channel *c;
-
-	for (k = 0; k < 2; k++)
-		if (extra[k] >= 0)
-			fds[n++] = extra[k];
-	for (c = registry; c; c = c->next) {
-		if (c == keep)
-			continue;
-		for (k = 0; k < 2; k++) {
-			fd = k ? c->wfd : c->rfd;
-			if (fd < 0 || (k && fd == c->rfd))
-				continue;
-			if (n == FEW_FDS) {
-				close_many(keep, extra);
-				goto done;
-			}
-			fds[n++] = fd;
-		}
-	}
-	close_sorted(fds, n);
-done:
-	registry = keep;
-	keep->prev = keep->next = NULL;
-}
-
-/* In a child just forked: asks the system to SIGKILL it when its parent
- * dies, so that a child that never touches its channel (it computes, or
- * sleeps) does not outlive a parent killed without a chance to close
- * anything. On Linux the signal comes when the thread that forked ends,
- * not only the process: a child forked from a thread that then exits is
- * killed too (exchange.h says so). FreeBSD sends it when the parent
- * process ends. Other systems have no such request: there a child ends
- * when it next touches its channel. A parent that died before the request
- * was made sends no signal, so the child then compares its parent with
- * the pid saved before fork, and ends at once if it has been adopted. */
-static bool ask_parent_death_signal(void)
-{
-#if defined(__linux__)
-	return prctl(PR_SET_PDEATHSIG, (unsigned long)SIGKILL, 0UL, 0UL,
-		     0UL) == 0;
-#elif defined(__FreeBSD__)
-	int sig = SIGKILL;
-
-	return procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &sig) == 0;
-#else
-	return false;
-#endif
-}
-
-static void die_with_parent(pid_t parent)
-{
-	/* As the signal would have ended it. */
-	if (ask_parent_death_signal() && getppid() != parent)
-		raise(SIGKILL);
-}
-
-pid_t channel_fork(struct channel **out, int flags)
-{
-	int down[2] = { -1, -1 }, up[2] = { -1, -1 };
-	int link = flags & CHANNEL_LINK_SOCKET;
-	struct channel *ch;
-	pid_t pid, parent;
-	int saved;
-
-	*out = NULL;
-	if (link == CHANNEL_LINK_SOCKET) {
-		if (make_socketpair(down) < 0)
-			return -1;
-	} else if (make_pipe(down) < 0) {
-		return -1;
-	} else if (make_pipe(up) < 0) {
-		goto fail_fds;
-	}
-	/* The parent's end is allocated before fork, so that a failure leaves
-	 * no child behind. */
-	if (link == CHANNEL_LINK_SOCKET)
-		ch = channel_alloc(down[0], down[0], -1);
-	else
-		ch = channel_alloc(up[0], down[1], -1);
-	if (!ch)
-		goto fail_fds;
-	ch->is_socket = link == CHANNEL_LINK_SOCKET;
-
-	/* Empty the stdio buffers now, or the child would write its copy of
-	 * them a second time. */
-	fflush(NULL);
-	parent = getpid();
-	pid = sys_fork();
-	if (pid < 0) {
-		saved = errno;
-		channel_release(ch);
-		errno = saved;
-		goto fail_fds;
-	}
-	if (pid == 0) {
-		int parent_ends[2];
-
-		/* First of all: from here on the parent may die at any
-		 * moment, and the child must not be left running. */
-		die_with_parent(parent);
-		/* With CHANNEL_OWN_GROUP the child leads a process group of
-		 * its own, so that a kill (a time limit) stops what it starts
-		 * as well. Only the child sets it: channel_kill falls back to
-		 * the pid while the group does not exist yet, which saves the
-		 * parent a call. */
-		if (flags & CHANNEL_OWN_GROUP)
-			setpgid(0, 0);
-		/* A new generation: the copies of the parent's other channels
-		 * become inert here (see fork_gen). */
-		fork_gen++;
-		ch->gen = fork_gen;
-		/* The child: its end becomes the channel's descriptors. The
-		 * parent's ends close with the other channels' descriptors,
-		 * usually in the same close_range run. */
-		if (link == CHANNEL_LINK_SOCKET) {
-			parent_ends[0] = down[0];
-			parent_ends[1] = -1;
-			ch->rfd = ch->wfd = down[1];
-		} else {
-			parent_ends[0] = up[0];
-			parent_ends[1] = down[1];
-			ch->rfd = down[0];
-			ch->wfd = up[1];
-		}
-		ch->pid = 0;
-		close_others(ch, parent_ends);
-		*out = ch;
-		return 0;
-	}
-	if (link == CHANNEL_LINK_SOCKET) {
-		close_fd(&down[1]);
-	} else {
-		close_fd(&down[0]);
-		close_fd(&up[1]);
-	}
-	ch->pid = pid;
-	ch->group = (flags & CHANNEL_OWN_GROUP) != 0;
-	*out = ch;
-	return pid;
-
-fail_fds:
-	saved = errno;
-	close_fd(&down[0]);
-	close_fd(&down[1]);
-	close_fd(&up[0]);
-	close_fd(&up[1]);
-	errno = saved;
-	return -1;
-}
-
-struct channel *channel_from_socket(int fd)
-{
-	struct channel *ch;
-
-	if (set_flags(fd) < 0)
-		return NULL;
-	ch = channel_alloc(fd, fd, -1);
-	if (ch)
-		ch->is_socket = true;
-	return ch;
-}
-
-struct channel *channel_create(void)
-{
-	struct channel *ch;
-
-	if (channel_fork(&ch, CHANNEL_LINK_PIPES) < 0)
-		return NULL;
-	return ch;
-}
-
-struct channel *channel_start(channel_fn *fn, const void *arg, size_t len,
-			      void *ctx)
-{
-	struct channel *ch;
-	pid_t pid;
-
-	if (!fn) {
-		errno = EINVAL;
-		return NULL;
-	}
-	pid = channel_fork(&ch, CHANNEL_LINK_PIPES);
-	if (pid < 0)
-		return NULL;
-	if (pid == 0) {
-		fn(ch, arg, len, ctx);
-		channel_exit(ch, 0);
-	}
-	return ch;
+	fork_gen++;
+	ch->gen = fork_gen;
 }
 
 int channel_inherited(const struct channel *ch)
@@ -663,22 +120,6 @@ unsigned channel_generation(void)
 	return fork_gen;
 }
 
-pid_t channel_pid(const struct channel *ch)
-{
-	return ch ? ch->pid : -1;
-}
-
-void channel_exit(struct channel *ch, int status)
-{
-	if (ch && ch->persist)
-		persist_finish(ch, status);	/* delivers, then ends */
-	if (ch && ch->olen)
-		flush_out(ch, -1);
-	fflush(NULL);
-	/* _exit closes the channel's descriptors with all the others: closing
-	 * them one by one first would only cost system calls. */
-	_exit(status);
-}
 
 int channel_set_blocking(struct channel *ch)
 {
@@ -710,193 +151,6 @@ int channel_set_max(struct channel *ch, size_t max)
 	return 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Processes                                                                */
-/* ------------------------------------------------------------------------ */
-
-/* One waitpid on our own pid, EINTR retried. Returns 1 when reaped (or
- * reaped by someone else: reaped is then -1), 0 if still running. */
-static int reap(struct channel *ch, int flags)
-{
-	pid_t r;
-	int st;
-
-	do
-		r = waitpid(ch->pid, &st, flags);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return 0;
-	if (r < 0) {
-		if (errno != ECHILD)
-			return -1;
-		/* Someone else reaped it: SIGCHLD ignored, or the caller's
-		 * own waitpid(-1). */
-		ch->reaped = -1;
-		return 1;
-	}
-	ch->status = st;
-	ch->reaped = 1;
-	return 1;
-}
-
-int channel_ended_unreaped(const struct channel *ch)
-{
-	siginfo_t si;
-	int r;
-
-	if (!ch || ch->pid <= 0 || ch->reaped)
-		return 0;
-	/* WNOWAIT leaves the zombie in place, and with it the process group
-	 * it leads. */
-	memset(&si, 0, sizeof(si));
-	do
-		r = waitid(P_PID, (id_t)ch->pid, &si,
-			   WEXITED | WNOHANG | WNOWAIT);
-	while (r < 0 && errno == EINTR);
-	return r == 0 && si.si_pid == ch->pid;
-}
-
-int channel_reap_nohang(struct channel *ch)
-{
-	if (!ch || ch->pid <= 0)
-		return -1;
-	if (ch->reaped)
-		return 1;
-	return reap(ch, WNOHANG);
-}
-
-int channel_kill(struct channel *ch, int sig)
-{
-	if (!ch || ch->pid <= 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (channel_inherited(ch)) {
-		/* The process is a sibling's, not this process's child. */
-		errno = EBADF;
-		return -1;
-	}
-	if (ch->reaped) {
-		errno = ESRCH;
-		return -1;
-	}
-	/* The process leads its own group (channel_fork), which lives at
-	 * least as long as the unreaped leader, so the group's number cannot
-	 * belong to anyone else yet. Before the child has made the group,
-	 * it has started nothing: the pid alone is enough. */
-	if (ch->group) {
-		if (kill(-ch->pid, sig) == 0)
-			return 0;
-		if (errno != ESRCH)
-			return -1;
-	}
-	return kill(ch->pid, sig);
-}
-
-int channel_wait(struct channel *ch, int timeout_ms)
-{
-	int64_t deadline = clock_deadline(timeout_ms);
-	long pause_ns = 100000;
-	int r;
-
-	if (!ch || ch->pid <= 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (channel_inherited(ch)) {
-		errno = ECHILD;
-		return -1;
-	}
-	for (;;) {
-		if (ch->reaped) {
-			if (ch->reaped < 0) {
-				errno = ECHILD;
-				return -1;
-			}
-			return 0;
-		}
-		r = reap(ch, timeout_ms < 0 ? 0 : WNOHANG);
-		if (r < 0)
-			return -1;
-		if (r > 0)
-			continue;
-		if (clock_left(deadline) == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		/* waitpid has no timeout: sleep a little, longer each time,
-		 * never past the deadline. */
-		{
-			int64_t left = clock_left(deadline);
-			struct timespec ts;
-
-			if (pause_ns / 1000000 > left)
-				pause_ns = left * 1000000;
-			ts.tv_sec = pause_ns / 1000000000;
-			ts.tv_nsec = pause_ns % 1000000000;
-			nanosleep(&ts, NULL);
-			if (pause_ns < 50000000)
-				pause_ns *= 2;
-		}
-	}
-}
-
-void channel_describe_end(const struct channel *ch, bool timed_out, int limit,
-			  int *cause, int *code, char *text, size_t size)
-{
-	int st;
-
-	if (timed_out) {
-		*cause = CHANNEL_TIMED_OUT;
-		*code = limit;
-		snprintf(text, size, "exceeded its time limit of %d ms", limit);
-	} else if (channel_status(ch, &st) != 1) {
-		*cause = CHANNEL_EXITED;
-		*code = -1;
-		snprintf(text, size, "ended without a result (status unknown)");
-	} else if (WIFSIGNALED(st)) {
-		*cause = CHANNEL_SIGNALED;
-		*code = WTERMSIG(st);
-		snprintf(text, size, "killed by signal %d", *code);
-	} else {
-		*cause = CHANNEL_EXITED;
-		*code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		snprintf(text, size, "exited with status %d without a result",
-			 *code);
-	}
-}
-
-bool channel_running(const struct channel *ch)
-{
-	return ch->pid > 0 && !ch->reaped;
-}
-
-int channel_status(const struct channel *ch, int *status)
-{
-	if (!ch || ch->reaped == 0)
-		return 0;
-	if (ch->reaped < 0)
-		return -1;
-	if (status)
-		*status = ch->status;
-	return 1;
-}
-
-int channel_waitall(void)
-{
-	struct channel *c;
-	int n = 0;
-
-	for (c = registry; c; c = c->next) {
-		if (c->pid <= 0 || c->reaped)
-			continue;
-		if (reap(c, 0) < 0)
-			return -1;
-		n++;
-	}
-	return n;
-}
-
 int channel_shutdown(struct channel *ch)
 {
 	if (!ch) {
@@ -914,7 +168,7 @@ int channel_shutdown(struct channel *ch)
 		ch->send_errno = EPIPE;
 		return 0;
 	}
-	close_fd(&ch->wfd);
+	sys_close(&ch->wfd);
 	return 0;
 }
 
@@ -923,34 +177,9 @@ void channel_close_fds(struct channel *ch)
 	if (channel_inherited(ch))
 		return;
 	if (ch->wfd != ch->rfd)
-		close_fd(&ch->wfd);
-	close_fd(&ch->rfd);
+		sys_close(&ch->wfd);
+	sys_close(&ch->rfd);
 	ch->wfd = -1;
-}
-
-int channel_close(struct channel *ch)
-{
-	int rc = 0, saved = 0;
-
-	if (!ch)
-		return 0;
-	if (channel_inherited(ch)) {
-		/* Inert: its descriptor numbers are not its own here, and its
-		 * process is not this process's child. */
-		channel_release(ch);
-		return 0;
-	}
-	channel_close_fds(ch);
-	/* With its channel closed the child sees end of stream (and EPIPE on
-	 * sending), so waiting for it here is waiting for it to notice. */
-	if (ch->pid > 0 && !ch->reaped && reap(ch, 0) < 0) {
-		rc = -1;
-		saved = errno;
-	}
-	channel_release(ch);
-	if (rc)
-		errno = saved;
-	return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1009,7 +238,7 @@ static int wait_writable(struct channel *ch, int64_t deadline)
 /* Writes all of iov (modified as it goes) before deadline. *written
  * counts the bytes the kernel took, on failure too: whether a frame was
  * cut depends on it. */
-static int write_all(struct channel *ch, struct iovec *iov, int iovcnt,
+int channel_write_all(struct channel *ch, struct iovec *iov, int iovcnt,
 		     int64_t deadline, size_t *written)
 {
 	ssize_t n;
@@ -1023,7 +252,7 @@ static int write_all(struct channel *ch, struct iovec *iov, int iovcnt,
 			iovcnt--;
 			continue;
 		}
-		n = sys_writev(ch, iov, iovcnt);
+		n = sys_writev(ch->wfd, ch->is_socket, iov, iovcnt);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				return -1;
@@ -1083,9 +312,9 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		errno = EBADF;
 		return -1;
 	}
-	if (ch->persist)
-		return persist_send_frame(ch, kind, a, alen, b, blen,
-					  timeout_ms);
+	if (ch->ops && ch->ops->send_frame)
+		return ch->ops->send_frame(ch, kind, a, alen, b, blen,
+					   timeout_ms);
 	if (ch->wfd < 0 || ch->send_errno) {
 		errno = ch->wfd < 0 ? EPIPE : ch->send_errno;
 		return -1;
@@ -1144,6 +373,11 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 static int flush_out(struct channel *ch, int timeout_ms)
 {
 	return write_frames(ch, NULL, 0, timeout_ms);
+}
+
+void channel_set_cork(struct channel *ch, bool on)
+{
+	ch->cork = on;
 }
 
 int channel_uncork(struct channel *ch, int timeout_ms)
@@ -1211,7 +445,7 @@ static int write_frames(struct channel *ch, const struct iovec *frame,
 		if (pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0)
 			guarded = !sigismember(&old, SIGPIPE);
 	}
-	rc = write_all(ch, iov, n + 1, clock_deadline(timeout_ms), &done);
+	rc = channel_write_all(ch, iov, n + 1, clock_deadline(timeout_ms), &done);
 	saved = errno;
 	if (guarded) {
 		if (rc < 0 && saved == EPIPE) {
@@ -1269,19 +503,18 @@ int channel_put(struct channel *ch, const void *items, size_t n, size_t size,
 		errno = EINVAL;
 		return -1;
 	}
-	/* A connection to a persistent process carries acknowledged
-	 * messages only: the process refuses stream items, and one frame of
-	 * them would stop its receiving for good. Refused here, before
+	/* Persistent channels carry acknowledged messages only (struct
+	 * channel_ops): a process would refuse stream items, and one frame
+	 * of them would stop its receiving for good. Refused here, before
 	 * anything is written, whatever the length. */
-	if (ch->acking) {
+	if (ch->ops) {
 		errno = ENOTSUP;
 		return -1;
 	}
 	/* No items, no frame: an empty stream frame is consumed by no get
 	 * (a get of no items reads nothing), so it would stay at the head
-	 * and fail the next receive of a message with ENOMSG. Persistent
-	 * channels refuse streams whatever their length. */
-	if (n == 0 && !ch->persist)
+	 * and fail the next receive of a message with ENOMSG. */
+	if (n == 0)
 		return 0;
 	return channel_send_frame(ch, FRAME_STREAM, items, n * size, NULL, 0,
 				  timeout_ms);
@@ -1510,7 +743,7 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 			/* The last read emptied the kernel's buffer: a read
 			 * now would most likely find nothing, so wait for
 			 * data first. */
-			r = wait_fd(ch->rfd, POLLIN, deadline);
+			r = sys_wait_fd(ch->rfd, POLLIN, deadline);
 			if (r < 0)
 				return -1;
 			if (r == 0) {
@@ -1523,7 +756,7 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		r = wait_fd(ch->rfd, POLLIN, deadline);
+		r = sys_wait_fd(ch->rfd, POLLIN, deadline);
 		if (r < 0)
 			return -1;
 		if (r == 0) {
@@ -1559,7 +792,7 @@ static int take_frame(struct channel *ch, const struct frame_header *h,
 }
 
 /* Drops the whole frame at the head. */
-static void drop_frame(struct channel *ch, const struct frame_header *h)
+void channel_drop_frame(struct channel *ch, const struct frame_header *h)
 {
 	if (ch->big) {
 		free(ch->big);
@@ -1570,21 +803,41 @@ static void drop_frame(struct channel *ch, const struct frame_header *h)
 	consume(ch, h->size);
 }
 
+/* A reuse DONE on a channel that has an owner (an exchange): the end of
+ * one task's messages. It stays at the head for the owner to take
+ * (channel_take_done); a receive stops in front of it. */
+static bool at_task_end(const struct channel *ch, const struct frame_header *h)
+{
+	return h->kind == FRAME_DONE && ch->owner;
+}
+
 /* Consumes the whole frame at the head (described by h) when it is one of
- * the library's own control frames: a reuse DONE (then on_control runs) or
- * a persistent ACK. Returns true when it did; users never see them. */
+ * the library's own control frames that nobody waits for: a persistent ACK,
+ * or a DONE on a channel without owner. Returns true when it did; users
+ * never see them. */
 static bool take_control(struct channel *ch, const struct frame_header *h)
 {
-	if (h->kind == FRAME_ACK && (ch->acking || ch->persist)) {
-		persist_control(ch, h);
+	if (h->kind == FRAME_ACK && ch->ops && ch->ops->take_ack) {
+		ch->ops->take_ack(ch, h);
 		return true;
 	}
-	if (h->kind != FRAME_DONE)
+	if (h->kind != FRAME_DONE || ch->owner)
 		return false;
-	drop_frame(ch, h);
-	if (ch->on_control)
-		ch->on_control(ch, FRAME_DONE);
+	channel_drop_frame(ch, h);
 	return true;
+}
+
+int channel_take_done(struct channel *ch)
+{
+	struct frame_header h;
+
+	if (ch->stream_left || head_frame(ch, &h) != 1 ||
+	    h.kind != FRAME_DONE) {
+		errno = ENOMSG;
+		return -1;
+	}
+	channel_drop_frame(ch, &h);
+	return 0;
 }
 
 int channel_head(struct channel *ch)
@@ -1649,8 +902,9 @@ static void decode_failure(struct channel_msg *msg)
 	msg->code = cc[1];
 }
 
-/* Waits for the next user frame: DONE frames are handed to on_control on
- * the way; stream data at the head (or a get in the middle of it) is
+/* Waits for the next user frame: 0 at end of stream, or in front of the
+ * end of a task's messages (at_task_end); stream data at the head (or a
+ * get in the middle of it) is
  * ENOMSG, for a get to take, and reuse control frames there are EPROTO. */
 static int await_user_frame(struct channel *ch, struct frame_header *h,
 			    int timeout_ms)
@@ -1667,19 +921,22 @@ static int await_user_frame(struct channel *ch, struct frame_header *h,
 			errno = ENOMSG;
 			return -1;
 		}
-		if (ch->persist && ch->rfd < 0 && head_frame(ch, h) == 0 &&
-		    persist_peer(ch, deadline) < 0)
+		if (ch->ops && ch->ops->await_peer && ch->rfd < 0 &&
+		    head_frame(ch, h) == 0 && ch->ops->await_peer(ch, deadline) < 0)
 			return -1;
 		r = await_frame(ch, h, deadline);
-		if (ch->persist && (r == 0 || (r < 0 && errno == ECONNRESET))) {
+		if (ch->ops && ch->ops->drop_peer &&
+		    (r == 0 || (r < 0 && errno == ECONNRESET))) {
 			/* The peer left: the next one carries on. */
-			persist_drop_peer(ch);
+			ch->ops->drop_peer(ch);
 			continue;
 		}
 		if (r <= 0)
 			return r;
 		if (take_control(ch, h))
 			continue;
+		if (at_task_end(ch, h))
+			return 0;
 		if (h->kind > FRAME_FAILURE) {
 			errno = h->kind == FRAME_STREAM ? ENOMSG : EPROTO;
 			return -1;
@@ -1714,9 +971,9 @@ int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms)
 	} else {
 		msg->cause = h.kind == FRAME_ERROR ? CHANNEL_SENT_ERROR
 						   : CHANNEL_OK;
-		ch->delivered++;
-		if (ch->acking)
-			persist_ack_received(ch);	/* before the user has it */
+		ch->received++;
+		if (ch->ops && ch->ops->received)
+			ch->ops->received(ch);	/* before the user has it */
 	}
 	return 1;
 }
@@ -1799,6 +1056,31 @@ int channel_ready(struct channel *ch, int timeout_ms)
 	if (errno == ETIMEDOUT)
 		return 0;
 	return -1;
+}
+
+void channel_set_owner(struct channel *ch, void *owner)
+{
+	ch->owner = owner;
+}
+
+void *channel_owner(const struct channel *ch)
+{
+	return ch->owner;
+}
+
+void channel_set_task(struct channel *ch, size_t task)
+{
+	ch->task = task;
+}
+
+size_t channel_task(const struct channel *ch)
+{
+	return ch->task;
+}
+
+unsigned long channel_received(const struct channel *ch)
+{
+	return ch->received;
 }
 
 int channel_input_error(const struct channel *ch)
@@ -1997,6 +1279,8 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		 * consumed here, never handed over. */
 		if (take_control(ch, &h))
 			continue;
+		if (at_task_end(ch, &h))
+			break;
 		if (h.kind > FRAME_FAILURE && h.kind != FRAME_STREAM) {
 			/* TASK or STOP coming this way: a protocol error. */
 			set_broken(ch, EPROTO);
@@ -2037,7 +1321,7 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		memcpy(out + used + FRAME_HEADER_SIZE,
 		       ch->big ? ch->big : ch->ibuf + ch->ipos +
 		       FRAME_HEADER_SIZE, payload);
-		drop_frame(ch, &h);
+		channel_drop_frame(ch, &h);
 		used += h.size;
 		count++;
 	}
@@ -2139,7 +1423,7 @@ static int await_readable(struct channel *ch, int64_t deadline)
 {
 	if (!ch->blocking || deadline < 0)
 		return 1;
-	return wait_fd(ch->rfd, POLLIN, deadline);
+	return sys_wait_fd(ch->rfd, POLLIN, deadline);
 }
 
 int channel_get(struct channel *ch, void *items, size_t m, size_t size,
@@ -2182,7 +1466,7 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 				consume(ch, FRAME_HEADER_SIZE);
 				ch->stream_left = h.size - FRAME_HEADER_SIZE;
 				/* A stream taken is a message received. */
-				ch->delivered++;
+				ch->received++;
 				continue;
 			}
 			if (ch->big) {
@@ -2245,7 +1529,7 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 			break;
 		}
 wait:
-		r = wait_fd(ch->rfd, POLLIN, deadline);
+		r = sys_wait_fd(ch->rfd, POLLIN, deadline);
 		if (r < 0) {
 			err = errno;
 			break;
@@ -2269,723 +1553,3 @@ wait:
 	return 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Persistent channels                                                      */
-/* ------------------------------------------------------------------------ */
-
-/*
- * A persistent process (channel_start_persistent) listens at a Unix-domain
- * socket address and talks to one connected peer at a time: its channel's
- * rfd and wfd are the current connection, or -1 between peers, and
- * ch->persist holds the listening socket and the delivery queue.
- *
- * Delivery across disconnections. The DATA and ERROR frames the process
- * sends are numbered 0, 1, ... over its whole life and kept in the queue
- * until acknowledged. On each new connection the process first sends an
- * ACK frame carrying the number of the oldest frame it still holds, then
- * every held frame, then carries on. The peer (channel_connect: acking)
- * takes that number as its count and, before channel_recv returns a
- * message, sends an ACK carrying the count of messages received so far;
- * the process drops every frame below it. So a message a user has received
- * is never sent again, and one not received goes to the next peer.
- * Acknowledgements are cumulative: a late or repeated one does no harm.
- *
- * The process reads acknowledgements without blocking whenever it sends,
- * and reads a departing peer's connection to its end (the kernel hands
- * over queued bytes before reporting the reset) before taking the next
- * peer, so every acknowledgement that peer sent is counted. A frame once
- * begun is written whole, or the peer is gone: the process never drops a
- * live peer, so a peer's acknowledgement can only fail when the process has
- * gone, and the peer then keeps the message it received.
- */
-
-/* How long a peer waits to write one acknowledgement (the process reads
- * them whenever it sends, so only a stuck process makes this run out). */
-#define PERSIST_ACK_TIMEOUT_MS 10000
-
-/* Pending connections the listening socket holds. */
-#define PERSIST_BACKLOG 64
-
-/* A connector retries at this interval while nobody listens yet. */
-#define PERSIST_RETRY_MS 10
-
-/* One frame held until acknowledged. */
-struct persist_frame {
-	unsigned char *bytes;	/* the encoded frame, header included */
-	size_t len;		/* its size in bytes */
-};
-
-/* A persistent process's side of its channel. */
-struct persist {
-	int listen_fd;		/* the listening socket */
-	struct channel *lch;	/* a registered channel holding listen_fd,
-				   so that processes the function forks
-				   close it like any sibling's descriptor */
-	char *path;		/* its address, removed at the end */
-	dev_t dev;		/* the socket file bound, so that only that */
-	ino_t ino;		/* file is removed, never a later one */
-	struct persist_frame *q; /* frames not yet acknowledged, oldest first */
-	size_t qhead;		/* index of the oldest held frame */
-	size_t qlen;		/* index after the newest held frame */
-	size_t qcap;		/* entries allocated in q */
-	size_t qsent;		/* frames below this index were written to the
-				   current peer */
-	uint64_t base;		/* the number of the frame at qhead */
-};
-
-static int make_unix_addr(struct sockaddr_un *sa, const char *address)
-{
-	size_t n;
-
-	if (!address || !*address) {
-		errno = EINVAL;
-		return -1;
-	}
-	n = strlen(address);
-	/* sun_path holds the terminating NUL too. A truncated path would
-	 * name another file: refuse it. */
-	if (n >= sizeof(sa->sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	memcpy(sa->sun_path, address, n + 1);
-	return 0;
-}
-
-/* A stream socket, close-on-exec and non-blocking. */
-static int make_unix_socket(void)
-{
-	int fd;
-
-#ifdef HAVE_SOCK_FLAGS
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-#else
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-#endif
-	if (fd < 0)
-		return -1;
-	if (set_flags(fd) < 0) {
-		int saved = errno;
-
-		close_fd(&fd);
-		errno = saved;
-		return -1;
-	}
-	return fd;
-}
-
-/* Drops every held frame below number n. */
-static void persist_ack(struct persist *p, uint64_t n)
-{
-	while (p->qhead < p->qlen && p->base < n) {
-		free(p->q[p->qhead].bytes);
-		p->q[p->qhead].bytes = NULL;
-		p->qhead++;
-		p->base++;
-	}
-	if (p->qsent < p->qhead)
-		p->qsent = p->qhead;
-	if (p->qhead == p->qlen)
-		p->qhead = p->qlen = p->qsent = 0;
-}
-
-/* Handles the ACK frame at the head (described by h) and consumes it: in
- * the process an acknowledgement, in a peer the number of the first frame
- * that follows. */
-static int persist_control(struct channel *ch, const struct frame_header *h)
-{
-	uint64_t n = 0;
-
-	if (h->size - FRAME_HEADER_SIZE >= sizeof(n)) {
-		if (ch->big)
-			memcpy(&n, ch->big, sizeof(n));
-		else
-			memcpy(&n, ch->ibuf + ch->ipos + FRAME_HEADER_SIZE,
-			       sizeof(n));
-	}
-	drop_frame(ch, h);
-	if (ch->persist)
-		persist_ack(ch->persist, n);
-	else
-		ch->acked = n;
-	return 0;
-}
-
-/* In the process: takes every whole ACK frame out of the input buffer,
- * wherever it stands, so acknowledgements queued behind messages the
- * function has not received yet still count. Returns the offset from ipos
- * where the whole frames end. */
-static size_t persist_absorb(struct channel *ch)
-{
-	struct frame_header h;
-	size_t pos = ch->ipos, rest;
-	uint64_t n;
-
-	/* The walk stops at the first frame that is incomplete or malformed
-	 * (a broken channel's bad frame included); the acknowledgements
-	 * before it still count, even when a read error came after them. */
-	if (ch->stream_left || !ch->ibuf)
-		return 0;
-	while (frame_decode(ch->ibuf + pos, ch->ilen - pos, SIZE_MAX, &h) ==
-	       1 && h.size <= ch->ilen - pos) {
-		if (h.kind != FRAME_ACK) {
-			pos += h.size;
-			continue;
-		}
-		n = 0;
-		if (h.size - FRAME_HEADER_SIZE >= sizeof(n))
-			memcpy(&n, ch->ibuf + pos + FRAME_HEADER_SIZE,
-			       sizeof(n));
-		persist_ack(ch->persist, n);
-		rest = ch->ilen - pos - h.size;
-		memmove(ch->ibuf + pos, ch->ibuf + pos + h.size, rest);
-		ch->ilen -= h.size;
-	}
-	if (ch->ipos == ch->ilen) {
-		ch->ipos = ch->ilen = 0;
-		return 0;
-	}
-	return pos - ch->ipos;
-}
-
-/* In the process: closes the current connection. Whole messages the peer
- * sent stay buffered for the function; a partial one is dropped. */
-static void persist_drop_peer(struct channel *ch)
-{
-	size_t whole;
-
-	whole = persist_absorb(ch);
-	if (ch->stream_left) {
-		ch->ipos = ch->ilen = 0;
-		ch->stream_left = 0;
-	} else {
-		/* Cuts a partial or malformed frame off the end. */
-		ch->ilen = ch->ipos + whole;
-	}
-	if (ch->big && ch->big_have < ch->big_len) {
-		free(ch->big);
-		ch->big = NULL;
-	}
-	close_fd(&ch->rfd);
-	ch->wfd = -1;
-	ch->eof = false;
-	ch->broken = false;
-	ch->broken_ahead = 0;
-	ch->send_errno = 0;
-	ch->drained = false;
-	ch->persist->qsent = ch->persist->qhead;
-}
-
-/* In the process: reads whatever the peer has sent, without waiting, and
- * takes in its acknowledgements. A peer that has gone is dropped once its
- * connection has been read to the end. */
-static void persist_poll_acks(struct channel *ch)
-{
-	ssize_t n;
-
-	while (ch->rfd >= 0) {
-		if (ch->big && ch->big_have == ch->big_len) {
-			/* A whole large message waits for the function: its
-			 * receive will read on. */
-			break;
-		}
-		n = channel_fill(ch);
-		if (n > 0)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			persist_absorb(ch);
-			break;
-		}
-		/* End of stream, or a reset after the last bytes. */
-		persist_drop_peer(ch);
-	}
-}
-
-/* Writes one whole buffer to the current peer; -1 when the peer has gone
- * (it is then dropped). */
-static int persist_write(struct channel *ch, const void *buf, size_t len)
-{
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	size_t done;
-
-	if (write_all(ch, &iov, 1, -1, &done) == 0)
-		return 0;
-	persist_poll_acks(ch);
-	if (ch->rfd >= 0)
-		persist_drop_peer(ch);
-	errno = EPIPE;
-	return -1;
-}
-
-/* In the process: writes every held frame the current peer has not been
- * given. 0, or -1 when the peer went away (dropped). */
-static int persist_flush_queue(struct channel *ch)
-{
-	struct persist *p = ch->persist;
-
-	while (ch->rfd >= 0 && p->qsent < p->qlen) {
-		struct persist_frame *f = &p->q[p->qsent];
-
-		if (persist_write(ch, f->bytes, f->len) < 0)
-			return -1;
-		p->qsent++;
-	}
-	return ch->rfd >= 0 ? 0 : -1;
-}
-
-/* In the process: waits until deadline for a peer when none is connected,
- * and gives it the number of the oldest held frame and every held frame.
- * 0, or -1 with ETIMEDOUT or the errno of poll or accept. */
-static int persist_peer(struct channel *ch, int64_t deadline)
-{
-	struct persist *p = ch->persist;
-	unsigned char sync[FRAME_HEADER_SIZE + sizeof(uint64_t)];
-	int fd, r;
-
-	while (ch->rfd < 0) {
-		r = wait_fd(p->listen_fd, POLLIN, deadline);
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		fd = accept(p->listen_fd, NULL, NULL);
-		if (fd < 0) {
-			/* The connector may have gone between poll and
-			 * accept. */
-			if (errno == EAGAIN || errno == EWOULDBLOCK ||
-			    errno == EINTR || errno == ECONNABORTED)
-				continue;
-			return -1;
-		}
-		if (set_flags(fd) < 0) {
-			close_fd(&fd);
-			continue;
-		}
-		ch->rfd = ch->wfd = fd;
-		ch->eof = false;
-		ch->drained = false;
-		p->qsent = p->qhead;
-		frame_encode(sync, FRAME_ACK, sizeof(uint64_t));
-		memcpy(sync + FRAME_HEADER_SIZE, &p->base, sizeof(uint64_t));
-		if (persist_write(ch, sync, sizeof(sync)) < 0)
-			continue;
-		persist_flush_queue(ch);
-	}
-	return 0;
-}
-
-static int persist_send_frame(struct channel *ch, uint32_t kind,
-			      const void *a, size_t alen, const void *b,
-			      size_t blen, int timeout_ms)
-{
-	struct persist *p = ch->persist;
-	struct persist_frame f;
-
-	if (kind != FRAME_DATA && kind != FRAME_ERROR) {
-		/* Stream items have no message boundary to acknowledge. */
-		errno = ENOTSUP;
-		return -1;
-	}
-	if (alen > ch->max || blen > ch->max - alen) {
-		errno = EMSGSIZE;
-		return -1;
-	}
-	persist_poll_acks(ch);
-	if (persist_peer(ch, clock_deadline(timeout_ms)) < 0)
-		return -1;
-	if (p->qlen == p->qcap) {
-		size_t ncap = p->qcap ? p->qcap * 2 : 64;
-		struct persist_frame *nq;
-
-		if (p->qhead > 0) {
-			/* Slide the held frames to the front first. */
-			memmove(p->q, p->q + p->qhead,
-				(p->qlen - p->qhead) * sizeof(*p->q));
-			p->qlen -= p->qhead;
-			p->qsent -= p->qhead;
-			p->qhead = 0;
-		} else {
-			nq = realloc(p->q, ncap * sizeof(*nq));
-			if (!nq)
-				return -1;
-			p->q = nq;
-			p->qcap = ncap;
-		}
-	}
-	f.len = FRAME_HEADER_SIZE + alen + blen;
-	f.bytes = malloc(f.len);
-	if (!f.bytes)
-		return -1;
-	frame_encode(f.bytes, kind, (uint64_t)alen + blen);
-	if (alen)
-		memcpy(f.bytes + FRAME_HEADER_SIZE, a, alen);
-	if (blen)
-		memcpy(f.bytes + FRAME_HEADER_SIZE + alen, b, blen);
-	p->q[p->qlen++] = f;
-	/* From here the message is the process's to deliver: if this peer
-	 * goes, the next one (or the wait at the end) gets it. */
-	persist_flush_queue(ch);
-	return 0;
-}
-
-/* In a peer: acknowledges one more message before it is handed over.
- * A failure means the process has gone: the message is kept all the
- * same, as nobody can send it again. */
-static void persist_ack_received(struct channel *ch)
-{
-	uint64_t n = ch->acked + 1;
-
-	ch->acked = n;
-	channel_send_frame(ch, FRAME_ACK, &n, sizeof(n), NULL, 0,
-			   PERSIST_ACK_TIMEOUT_MS);
-}
-
-/* In the process: waits until every frame is acknowledged, then removes
- * the socket file and ends. */
-static void persist_finish(struct channel *ch, int status)
-{
-	struct persist *p = ch->persist;
-	struct stat st;
-
-	fflush(NULL);
-	for (;;) {
-		persist_poll_acks(ch);
-		if (p->qhead == p->qlen)
-			break;
-		if (ch->rfd < 0) {
-			if (persist_peer(ch, -1) < 0)
-				break;
-			continue;
-		}
-		if (p->qsent < p->qlen) {
-			persist_flush_queue(ch);
-			continue;
-		}
-		/* Messages the peer sends now have no reader: drop them, so
-		 * a chatty peer cannot fill memory, nor a whole large one
-		 * hide the acknowledgements behind it. */
-		if (ch->big && ch->big_have == ch->big_len) {
-			free(ch->big);
-			ch->big = NULL;
-			continue;
-		}
-		ch->ipos += persist_absorb(ch);
-		if (ch->ipos == ch->ilen)
-			ch->ipos = ch->ilen = 0;
-		if (wait_fd(ch->rfd, POLLIN, -1) < 0 && errno != EINTR)
-			break;
-	}
-	if (ch->rfd >= 0)
-		close_fd(&ch->rfd);
-	ch->wfd = -1;
-	if (lstat(p->path, &st) == 0 && st.st_dev == p->dev &&
-	    st.st_ino == p->ino)
-		unlink(p->path);
-	p->lch->rfd = p->lch->wfd = -1;
-	close_fd(&p->listen_fd);
-	_exit(status);
-}
-
-/* Is someone listening at sa? 1 yes (or the path is no socket: not ours to
- * replace), 0 no: the stale file has been removed, -1 error. */
-static int persist_probe(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, r, err;
-
-	if (lstat(sa->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -1;
-	if (!S_ISSOCK(st.st_mode))
-		return 1;
-	fd = make_unix_socket();
-	if (fd < 0)
-		return -1;
-	/* Non-blocking, so a listener with a full backlog answers EAGAIN
-	 * (Linux) at once instead of making us wait: it is alive. */
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	err = errno;
-	close_fd(&fd);
-	if (r == 0 || err == EAGAIN || err == EINPROGRESS || err == EINTR)
-		return 1;
-	if (err == ENOENT)
-		return 0;
-	if (err != ECONNREFUSED) {
-		errno = err;
-		return -1;
-	}
-	/* Nobody listens: its owner is gone. */
-	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
-		return -1;
-	return 0;
-}
-
-/* Binds and listens at address, the file made 0600. Returns the socket. */
-static int persist_listen(struct persist *p, const char *address)
-{
-	struct sockaddr_un sa;
-	struct stat st;
-	mode_t old;
-	int fd, r, tries, saved;
-
-	if (make_unix_addr(&sa, address) < 0)
-		return -1;
-	fd = make_unix_socket();
-	if (fd < 0)
-		return -1;
-	/* Only the owner may ever connect: the file is born without group
-	 * and other permissions, and narrowed to 0600 before listen. */
-	old = umask(077);
-	for (tries = 0;; tries++) {
-		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-		if (r == 0 || errno != EADDRINUSE || tries == 3)
-			break;
-		r = persist_probe(&sa);
-		if (r != 0) {
-			if (r > 0)
-				errno = EADDRINUSE;
-			r = -1;
-			break;
-		}
-	}
-	saved = errno;
-	umask(old);
-	if (r < 0)
-		goto fail;
-	if (chmod(address, 0600) < 0 || lstat(address, &st) < 0) {
-		saved = errno;
-		unlink(address);
-		goto fail;
-	}
-	p->dev = st.st_dev;
-	p->ino = st.st_ino;
-	if (listen(fd, PERSIST_BACKLOG) < 0) {
-		saved = errno;
-		unlink(address);
-		goto fail;
-	}
-	return fd;
-
-fail:
-	close_fd(&fd);
-	errno = saved;
-	return -1;
-}
-
-/* What the background process tells its starter: 0 and its pid once it
- * listens, or the errno that stopped it. */
-struct persist_report {
-	int err;		/* 0, or why it could not start */
-	pid_t pid;		/* the background process */
-};
-
-static void persist_tell(int fd, int err)
-{
-	struct persist_report rep = { .err = err, .pid = getpid() };
-	ssize_t n;
-
-	/* Fewer than PIPE_BUF bytes into an empty pipe: one write, whole,
-	 * and the starter is still reading (it waits for this). */
-	do
-		n = write(fd, &rep, sizeof(rep));
-	while (n < 0 && errno == EINTR);
-}
-
-/* The background process: listen, detach, run fn, deliver, end. */
-static void persist_main(int report_fd, const char *address, channel_fn *fn,
-			 const void *arg, size_t len, void *ctx)
-{
-	struct channel *ch;
-	struct persist *p;
-	int null_fd, fd;
-
-	ch = channel_alloc(-1, -1, 0);
-	p = calloc(1, sizeof(*p));
-	if (!ch || !p) {
-		persist_tell(report_fd, ENOMEM);
-		_exit(1);
-	}
-	ch->is_socket = true;
-	ch->sigpipe_known = 1;
-	p->listen_fd = -1;
-	/* Only this channel is the process's: siblings' descriptors go, so
-	 * their parents see end of stream when they should. */
-	close_others(ch, (const int[2]){ -1, -1 });
-	p->path = strdup(address);
-	if (!p->path) {
-		persist_tell(report_fd, ENOMEM);
-		_exit(1);
-	}
-	p->listen_fd = persist_listen(p, address);
-	if (p->listen_fd < 0) {
-		persist_tell(report_fd, errno);
-		_exit(1);
-	}
-	p->lch = channel_alloc(p->listen_fd, p->listen_fd, -1);
-	if (!p->lch) {
-		unlink(address);
-		persist_tell(report_fd, ENOMEM);
-		_exit(1);
-	}
-	ch->persist = p;
-	/* Leave the caller's terminal and streams: a pipeline reading the
-	 * caller's output must see its end when the caller ends. */
-	null_fd = open("/dev/null", O_RDWR);
-	if (null_fd >= 0) {
-		for (fd = 0; fd <= 2; fd++)
-			if (null_fd != fd)
-				dup2(null_fd, fd);
-		if (null_fd > 2)
-			close(null_fd);
-	}
-	persist_tell(report_fd, 0);
-	close(report_fd);
-	fn(ch, arg, len, ctx);
-	persist_finish(ch, 0);
-}
-
-pid_t channel_start_persistent(const char *address, channel_fn *fn,
-			       const void *arg, size_t len, void *ctx)
-{
-	struct sockaddr_un sa;
-	struct persist_report rep;
-	size_t got = 0;
-	int rfds[2], st, saved, err = 0;
-	pid_t mid, r;
-	ssize_t n;
-
-	if (!fn) {
-		errno = EINVAL;
-		return -1;
-	}
-	/* The cheap checks before anything is forked. */
-	if (make_unix_addr(&sa, address) < 0)
-		return -1;
-	if (make_pipe(rfds) < 0)
-		return -1;
-	fflush(NULL);
-	/* sys_fork, not channel_fork: the process is meant to outlive its
-	 * caller, so it asks for no parent-death signal. */
-	mid = sys_fork();
-	if (mid < 0) {
-		saved = errno;
-		close_fd(&rfds[0]);
-		close_fd(&rfds[1]);
-		errno = saved;
-		return -1;
-	}
-	if (mid == 0) {
-		/* A go-between: a new session, then a grandchild that is no
-		 * session leader (so it can never take a terminal again) and
-		 * that init adopts once the go-between ends, so the caller
-		 * has nothing to reap. */
-		close(rfds[0]);
-		setsid();
-		r = sys_fork();
-		if (r < 0) {
-			persist_tell(rfds[1], errno);
-			_exit(1);
-		}
-		if (r > 0)
-			_exit(0);
-		persist_main(rfds[1], address, fn, arg, len, ctx);
-	}
-	close_fd(&rfds[1]);
-	/* Wait for "listening" or the reason it failed; end of stream
-	 * without either means the process died first. */
-	while (got < sizeof(rep)) {
-		n = sys_read(rfds[0], (char *)&rep + got, sizeof(rep) - got);
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			/* Both processes ended without a word. */
-			err = ECHILD;
-			break;
-		}
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			err = errno;
-			break;
-		}
-		if (wait_fd(rfds[0], POLLIN, -1) < 0) {
-			err = errno;
-			break;
-		}
-	}
-	close_fd(&rfds[0]);
-	do
-		r = waitpid(mid, &st, 0);
-	while (r < 0 && errno == EINTR);
-	if (got < sizeof(rep)) {
-		errno = err;
-		return -1;
-	}
-	if (rep.err) {
-		errno = rep.err;
-		return -1;
-	}
-	return rep.pid;
-}
-
-struct channel *channel_connect(const char *address, int timeout_ms)
-{
-	int64_t deadline = clock_deadline(timeout_ms);
-	struct sockaddr_un sa;
-	struct channel *ch;
-	int fd, r, err;
-
-	if (make_unix_addr(&sa, address) < 0)
-		return NULL;
-	for (;;) {
-		fd = make_unix_socket();
-		if (fd < 0)
-			return NULL;
-		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-		err = errno;
-		if (r == 0)
-			break;
-		if (err == EINPROGRESS) {
-			socklen_t sl = sizeof(err);
-
-			/* Not seen on Unix-domain sockets, but allowed. */
-			if (wait_fd(fd, POLLOUT, deadline) == 1 &&
-			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) ==
-			    0 && err == 0)
-				break;
-			if (err == EINPROGRESS)
-				err = ETIMEDOUT;
-		}
-		close_fd(&fd);
-		if (err != EAGAIN && err != ECONNREFUSED && err != ENOENT &&
-		    err != EINTR) {
-			errno = err;
-			return NULL;
-		}
-		if (clock_left(deadline) == 0) {
-			errno = err == EAGAIN || err == EINTR ? ETIMEDOUT
-							      : err;
-			return NULL;
-		}
-		{
-			struct timespec ts = { 0, PERSIST_RETRY_MS * 1000000L };
-			int left = clock_left(deadline);
-
-			if (left >= 0 && left < PERSIST_RETRY_MS)
-				ts.tv_nsec = left * 1000000L;
-			nanosleep(&ts, NULL);
-		}
-	}
-	ch = channel_from_socket(fd);
-	if (!ch) {
-		err = errno;
-		close_fd(&fd);
-		errno = err;
-		return NULL;
-	}
-	ch->acking = true;
-	return ch;
-}

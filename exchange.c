@@ -92,6 +92,8 @@ struct slot {
 	channel_fn *fn;		/* reuse: the function the worker runs */
 	exchange_plain_fn *pfn;	/* reuse: or the plain function */
 	void *ctx;		/* reuse: and its context */
+	unsigned long base;	/* channel_received when the task began: what
+				   the task delivered is the difference */
 	bool worker;		/* a reuse worker taking TASK frames */
 	bool done;		/* worker: its current task sent DONE */
 	bool failure_pending;	/* worker: a FAILURE for the task it ran is
@@ -313,9 +315,7 @@ void exchange_free(struct exchange *ex)
 	for (i = 0; i < ex->nslots; i++) {
 		struct channel *ch = ex->slots[i]->ch;
 
-		ch->owner = NULL;
-		ch->slot = NULL;
-		ch->on_control = NULL;
+		channel_set_owner(ch, NULL);
 		channel_close(ch);
 		work_free(ex->slots[i]->cur);
 		free(ex->slots[i]);
@@ -335,8 +335,8 @@ void exchange_free(struct exchange *ex)
 /* Slots                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Registers ch in a new slot. The caller has set ch->task. NULL on ENOMEM
- * (ch is left alone). */
+/* Registers ch in a new slot. The caller has set the channel's task.
+ * NULL on ENOMEM (ch is left alone). */
 static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 {
 	struct slot *s;
@@ -368,9 +368,8 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 	ex->pfds[s->index].events = POLLIN;
 	ex->pfds[s->index].revents = 0;
 	ex->nslots++;
-	ch->owner = ex;
-	ch->slot = s;
-	ch->delivered = 0;
+	channel_set_owner(ch, s);
+	s->base = channel_received(ch);
 	if (ex->opts.max_message)
 		channel_set_max(ch, ex->opts.max_message);
 	return s;
@@ -397,9 +396,7 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 		ex->nidle--;
 	/* Every idle or awaiting slot is among those left. */
 	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
-	ch->owner = NULL;
-	ch->slot = NULL;
-	ch->on_control = NULL;
+	channel_set_owner(ch, NULL);
 	work_free(s->cur);
 	free(s);
 	if (close_it)
@@ -466,7 +463,7 @@ static int add_not_started(struct exchange *ex, size_t task, int err)
 /* Starting work                                                            */
 /* ------------------------------------------------------------------------ */
 
-static void worker_control(struct channel *ch, uint32_t kind);
+static void protocol_failure(struct exchange *ex, struct slot *s);
 
 int exchange_group_flag(const struct exchange *ex)
 {
@@ -527,7 +524,7 @@ static void set_idle(struct exchange *ex, struct slot *s, bool idle)
  * kept for a retry. */
 static void clear_task(struct slot *s)
 {
-	s->ch->task = CHANNEL_NO_TASK;
+	channel_set_task(s->ch, CHANNEL_NO_TASK);
 	s->deadline = s->kill_at = 0;
 	work_free(s->cur);
 	s->cur = NULL;
@@ -592,7 +589,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		work_free(w);
 		return add_not_started(ex, task, err);
 	}
-	ch->task = task;
+	channel_set_task(ch, task);
 	s = slot_add(ex, ch);
 	if (!s) {
 		/* The child runs to its end; its outcome is lost with the
@@ -607,7 +604,6 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		s->fn = fn;
 		s->pfn = pfn;
 		s->ctx = ctx;
-		ch->on_control = worker_control;
 	}
 	if (w && ex->opts.policy == EXCHANGE_RETRY) {
 		w->attempts++;
@@ -690,9 +686,7 @@ static struct work *queue_take(struct exchange *ex, bool match,
 
 /* Gives a worker between tasks its next task of its function; with none
  * queued it waits idle for more, and with only other work queued (or once
- * the exchange has stopped) it leaves, giving its place up. Called from the
- * channel layer's control hook, possibly inside store_data: it touches only
- * this slot and the queue. */
+ * the exchange has stopped) it leaves, giving its place up. */
 static void worker_next(struct exchange *ex, struct slot *s)
 {
 	struct channel *ch = s->ch;
@@ -706,8 +700,8 @@ static void worker_next(struct exchange *ex, struct slot *s)
 		if (channel_send_frame(ch, FRAME_TASK, w->arg, w->len, NULL,
 				       0, -1) == 0) {
 			set_idle(ex, s, false);
-			ch->task = w->task;
-			ch->delivered = 0;
+			channel_set_task(ch, w->task);
+			s->base = channel_received(ch);
 			s->done = false;
 			start_clock(ex, s);
 			if (ex->opts.policy == EXCHANGE_RETRY) {
@@ -736,17 +730,28 @@ static void note_failure(struct exchange *ex)
 		ex->stopped = true;
 }
 
-/* The channel layer calls this when a worker's DONE frame is consumed. */
-static void worker_control(struct channel *ch, uint32_t kind)
+/* The messages the task running on s has delivered so far. */
+static unsigned long delivered(const struct slot *s)
 {
-	struct exchange *ex = ch->owner;
-	struct slot *s = ch->slot;
+	return channel_received(s->ch) - s->base;
+}
 
-	if (kind != FRAME_DONE || !ex || !s || s->done)
+/* The DONE frame at the head of a worker's channel: its task has ended.
+ * Taken here, between two deliveries, never inside a receive: a task that
+ * sent nothing gets its outcome first (and the worker its next task once
+ * that has been consumed), any other worker goes on at once. A DONE from
+ * a process that is no worker is a protocol error. */
+static void worker_done(struct exchange *ex, struct slot *s)
+{
+	struct channel *ch = s->ch;
+
+	if (!s->worker || s->done || channel_take_done(ch) < 0) {
+		protocol_failure(ex, s);
 		return;
+	}
 	s->done = true;
 	s->deadline = s->kill_at = 0;
-	if (ch->delivered == 0) {
+	if (delivered(s) == 0) {
 		/* The outcome must be stamped with this task's number, so
 		 * the worker gets nothing new until it has been consumed. */
 		if (channel_push_failure(ch, CHANNEL_EXITED, 0,
@@ -875,11 +880,11 @@ int exchange_add(struct exchange *ex, struct channel *ch)
 		errno = EINVAL;
 		return -1;
 	}
-	if (ch->owner) {
+	if (channel_owner(ch)) {
 		errno = EEXIST;
 		return -1;
 	}
-	ch->task = ex->next_task++;
+	channel_set_task(ch, ex->next_task++);
 	s = slot_add(ex, ch);
 	if (!s) {
 		channel_close(ch);
@@ -896,19 +901,21 @@ int exchange_remove(struct exchange *ex, struct channel *ch)
 	bool close_it, owed;
 	struct slot *s;
 	size_t task;
+	int h;
 
-	if (!ex || !ch || ch->owner != ex || !ch->slot) {
+	s = ex && ch ? channel_owner(ch) : NULL;
+	if (!s || s->index >= ex->nslots || ex->slots[s->index] != s) {
 		errno = ENOENT;
 		return -1;
 	}
-	s = ch->slot;
 	close_it = !ex->opts.no_autoclose;
 	/* Work the exchange started keeps its one outcome: removed before it
 	 * gave one (nothing received, nothing whole waiting to be), it is
 	 * CHANNEL_REMOVED. */
-	task = ch->task;
+	task = channel_task(ch);
+	h = channel_head(ch);
 	owed = !s->user && !s->final && task != CHANNEL_NO_TASK &&
-	       ch->delivered == 0 && channel_head(ch) == 0;
+	       delivered(s) == 0 && (h == 0 || h == FRAME_DONE);
 	if (close_it && !inherited(ex)) {
 		channel_close_fds(ch);
 		end_processes(ex, s->index, 1);
@@ -1022,7 +1029,7 @@ int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
 
 		/* Every running task, on its own process or on a worker; a
 		 * worker between tasks has none to read it. */
-		if (!channel_can_send(ch) || ch->task == CHANNEL_NO_TASK ||
+		if (!channel_can_send(ch) || channel_task(ch) == CHANNEL_NO_TASK ||
 		    ex->slots[i]->final)
 			continue;
 		if (channel_send(ch, buf, len, timeout_ms) == 0)
@@ -1153,13 +1160,13 @@ static int settle(struct exchange *ex, struct slot *s)
 		cause = CHANNEL_PROTOCOL;
 		code = ECONNRESET;
 		snprintf(text, sizeof(text), "end of stream inside a message");
-	} else if (ch->task == CHANNEL_NO_TASK || channel_pid(ch) <= 0) {
+	} else if (channel_task(ch) == CHANNEL_NO_TASK || channel_pid(ch) <= 0) {
 		/* No task on it (an idle or stopped worker) or no process. */
 	} else if (s->worker) {
 		/* A task that sent its result before its worker died has
 		 * that result as its one outcome, as a fork-per-task child
 		 * has; only a task that sent nothing lost its worker. */
-		if (!s->done && ch->delivered == 0) {
+		if (!s->done && delivered(s) == 0) {
 			int c2, code2;
 
 			channel_describe_end(ch, s->timed_out,
@@ -1180,7 +1187,7 @@ static int settle(struct exchange *ex, struct slot *s)
 					 "killed by a signal" : "exited");
 			}
 		}
-	} else if (ch->delivered == 0 || channel_input_error(ch)) {
+	} else if (delivered(s) == 0 || channel_input_error(ch)) {
 		channel_describe_end(ch, s->timed_out, ex->opts.time_limit_ms,
 				     &cause, &code, text, sizeof(text));
 	}
@@ -1221,7 +1228,8 @@ static void protocol_failure(struct exchange *ex, struct slot *s)
 	ex->pfds[s->index].fd = -1;
 	if (channel_running(ch))
 		channel_kill(ch, SIGKILL);
-	if (!s->final && ch->task != CHANNEL_NO_TASK && ch->delivered == 0 &&
+	if (!s->final && channel_task(ch) != CHANNEL_NO_TASK &&
+	    delivered(s) == 0 &&
 	    channel_push_failure(ch, CHANNEL_PROTOCOL, err,
 			 "the channel carried a bad frame") == 0)
 		note_failure(ex);
@@ -1296,6 +1304,10 @@ static size_t scan_ready(struct exchange *ex, struct channel **chs,
 			continue;
 		}
 		h = channel_head(ch);
+		while (h == FRAME_DONE) {
+			worker_done(ex, s);
+			h = channel_head(ch);
+		}
 		if (h < 0 || (h > FRAME_FAILURE && h != FRAME_STREAM)) {
 			protocol_failure(ex, s);
 			h = channel_head(ch);
@@ -1488,10 +1500,14 @@ static int deliver(struct exchange *ex, struct channel *ch)
 	int calls = 0, refills = 0, h, rc;
 
 	for (;;) {
-		struct slot *s = ch->slot;
+		struct slot *s = channel_owner(ch);
 		unsigned long removals, progress;
 
 		h = channel_head(ch);
+		if (h == FRAME_DONE) {
+			worker_done(ex, s);
+			continue;
+		}
 		if (h < 0 || (h > FRAME_FAILURE && h != FRAME_STREAM)) {
 			protocol_failure(ex, s);
 			continue;

@@ -14,8 +14,8 @@
  * STREAM frames carry item bytes; a get may consume part of one.
  * TASK, DONE and STOP are the reuse protocol: the parent sends TASK (the
  * argument bytes) to an idle worker, the worker answers with its results
- * then DONE, and leaves on STOP or end of stream. Control frames (DONE) are
- * never returned to users: channel_recv hands them to ch->on_control.
+ * then DONE, and leaves on STOP or end of stream. DONE frames are never
+ * returned to users: the exchange takes them (channel_take_done).
  * ACK belongs to persistent processes and is never returned to users
  * either: its payload is one uint64 message count (see channel.c's end).
  */
@@ -63,103 +63,46 @@ HIDDEN void frame_encode(void *out, uint32_t kind, uint64_t payload_len);
 HIDDEN int frame_decode(const void *buf, size_t len, size_t max,
 			struct frame_header *h);
 
-/* The clock (clock.c). Milliseconds of CLOCK_MONOTONIC. */
+/* sys.c: the clock, waiting on one descriptor, and the system calls that
+ * make, use and close descriptors (through the test hooks below). */
+
+/* Milliseconds of CLOCK_MONOTONIC. */
 HIDDEN int64_t clock_now_ms(void);
 /* The deadline of a poll-style timeout: -1 (never) for a negative one. */
 HIDDEN int64_t clock_deadline(int timeout_ms);
 /* The poll timeout left before deadline: -1 for ever, else 0 to INT_MAX. */
 HIDDEN int clock_left(int64_t deadline);
 
-/* Channel states, in the order a parent-side channel passes through them:
- * OPEN (reading), EOF (end of stream read; buffered frames may remain),
- * then closed. Receiving stops for good once broken is set, except for
- * frames preloaded in front of the fault afterwards. */
-struct channel {
-	int rfd;		/* read descriptor, -1 once closed */
-	int wfd;		/* write descriptor (== rfd for a socket) */
-	pid_t pid;		/* the child (parent side), 0 in the child,
-				   -1 when no process is attached */
-	int status;		/* wait status, valid when reaped == 1 */
-	int reaped;		/* 0 not yet, 1 reaped, -1 reaped by others */
-	bool group;		/* the process leads a process group of its
-				   own (CHANNEL_OWN_GROUP) */
-	bool eof;		/* read returned 0: the peer closed */
-	bool broken;		/* a protocol error stopped receiving */
-	int broken_errno;	/* errno returned while broken */
-	size_t broken_ahead;	/* while broken: bytes of whole frames
-				   preloaded in front of the fault, which are
-				   received before it */
-	int send_errno;		/* 0 while sending works, else what every
-				   send fails with: ECONNABORTED once a frame
-				   was cut in the middle, EPIPE once a socket
-				   was shut down */
-	bool is_socket;		/* rfd is a socket: use send(MSG_NOSIGNAL) */
-	bool sigpipe_guard;	/* block SIGPIPE around each write */
-	size_t max;		/* largest payload accepted */
-	unsigned char *ibuf;	/* received bytes not yet consumed */
-	size_t ipos;		/* first unconsumed byte in ibuf */
-	size_t ilen;		/* end of valid bytes in ibuf */
-	size_t icap;		/* allocated size of ibuf */
-	void *peek_data;	/* the message lent by channel_peek, or NULL */
-	uint64_t stream_left;	/* bytes left in the stream frame at the head
-				   that a get has started */
-	unsigned char *big;	/* a frame too large for ibuf, being received
-				   straight into its own allocation, or NULL;
-				   it comes before the bytes in ibuf */
-	uint32_t big_kind;	/* its frame kind */
-	size_t big_len;		/* its payload length */
-	size_t big_have;	/* payload bytes received so far */
-	int sigpipe_known;	/* 0 until the first send looked at SIGPIPE */
-	bool drained;		/* the last read left the kernel buffer empty,
-				   so the next wait polls before reading; an
-				   owner whose own poll saw POLLIN clears it */
-	bool pipe_grown;	/* the write pipe was enlarged for big frames */
-	bool hup;		/* the owner's poll saw POLLHUP: a read that
-				   empties the kernel buffer is end of stream */
-	bool blocking;		/* rfd is blocking (a reuse worker's pipe): a
-				   receive without timeout reads at once */
-	bool cork;		/* hold small frames back in obuf until
-				   channel_uncork or the next receive wait */
-	unsigned char *obuf;	/* frames held back while corked */
-	size_t olen;		/* bytes in obuf */
-	size_t ocap;		/* allocated size of obuf */
-	struct channel *prev;	/* registry of all open channels */
-	struct channel *next;
-	unsigned gen;		/* the fork generation of the process that
-				   made it (see channel.c): a copy inherited
-				   by a child of a later generation is inert */
-	unsigned char *local;	/* a FAILURE payload made in this process
-				   (channel_push_failure), received once no
-				   whole frame is in front of it, or NULL */
-	size_t local_len;	/* its length */
-	size_t trusted;		/* bytes at the head of ibuf preloaded in
-				   this process: a FAILURE frame is taken
-				   from among them only, never from the
-				   other side */
-	unsigned long progress;	/* counts takings at the head (messages,
-				   stream headers and item bytes), so that a
-				   caller can tell whether a callback took
-				   anything */
+/* Waits for events on fd until deadline, recomputing the time left after
+ * each EINTR. Returns 1 when an event came, 0 on timeout, -1 on error. */
+HIDDEN int sys_wait_fd(int fd, short events, int64_t deadline);
+/* read, EINTR retried. */
+HIDDEN ssize_t sys_read(int fd, void *buf, size_t len);
+/* Writes what the kernel takes of the iovecs in one call, EINTR retried;
+ * a socket through sendmsg(MSG_NOSIGNAL), which never raises SIGPIPE. */
+struct iovec;
+HIDDEN ssize_t sys_writev(int fd, bool is_socket, const struct iovec *iov,
+			  int iovcnt);
+HIDDEN pid_t sys_fork(void);
+/* Closes *fd if open (never retried) and sets it to -1. */
+HIDDEN void sys_close(int *fd);
+/* Makes fd non-blocking and close-on-exec. */
+HIDDEN int sys_set_flags(int fd);
+/* A pipe, a Unix stream socket pair, a Unix stream socket: every
+ * descriptor close-on-exec and non-blocking. */
+HIDDEN int sys_pipe(int fds[2]);
+HIDDEN int sys_socketpair(int fds[2]);
+HIDDEN int sys_unix_socket(void);
+/* Closes the descriptors first to last (close_range where it exists). */
+HIDDEN void sys_close_run(int first, int last);
+/* Closes the n descriptors of fds (sorted in place) in runs of adjacent
+ * numbers: one close_range per run. */
+HIDDEN void sys_close_sorted(int *fds, int n);
 
-	/* Bookkeeping of the exchange that owns the channel. */
-	struct exchange *owner;	/* NULL when in no exchange */
-	size_t task;		/* task running on it, or CHANNEL_NO_TASK */
-	unsigned delivered;	/* user frames received for that task */
-	void *slot;		/* the owner's record for this channel */
-	/* Called by the channel layer for each control frame (DONE) reached
-	 * at the head of the buffer, after it has been consumed. */
-	void (*on_control)(struct channel *ch, uint32_t kind);
-
-	/* Persistent channels (the end of channel.c). */
-	struct persist *persist;	/* in a persistent process: its
-					   listening socket and the messages
-					   not yet acknowledged; else NULL */
-	bool acking;		/* a connection to a persistent process:
-				   each message received is acknowledged */
-	uint64_t acked;		/* with acking: the number of messages the
-				   process has sent that were received here
-				   or by earlier peers */
-};
+/* The channel itself is private to the channel layer (channel.c, proc.c
+ * and persist.c, through channel_impl.h): the layers above reach it through
+ * the calls below and those of exchange.h. */
+struct channel;
 
 /* How channel_fork links the two processes: two pipes (the lowest latency
  * for round trips) or one socket pair (one system call and one descriptor
@@ -189,9 +132,9 @@ HIDDEN struct channel *channel_from_socket(int fd);
  * another errno. */
 HIDDEN ssize_t channel_fill(struct channel *ch);
 
-/* Consumes control frames at the head (calling on_control for each) and
- * returns the kind of the complete frame now at the head, 0 if no complete
- * frame is buffered, -1 if the buffered bytes are malformed (sets broken). */
+/* Consumes the control frames nobody waits for at the head and returns the
+ * kind of the complete frame now at the head, 0 if no complete frame is
+ * buffered, -1 if the buffered bytes are malformed (sets broken). */
 HIDDEN int channel_head(struct channel *ch);
 
 /* Sends one frame of the given kind: header, then the concatenation of the
@@ -200,8 +143,7 @@ HIDDEN int channel_send_frame(struct channel *ch, uint32_t kind,
 			      const void *a, size_t alen, const void *b,
 			      size_t blen, int timeout_ms);
 
-/* Receives the next frame of any kind, control frames included, without
- * calling on_control. 1, 0 at end of stream, -1. The caller frees *data. */
+/* Receives the next frame of any kind, control frames included. 1, 0 at end of stream, -1. The caller frees *data. */
 HIDDEN int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 			      size_t *len, int timeout_ms);
 
@@ -241,6 +183,10 @@ HIDDEN unsigned channel_generation(void);
  * write that fails between two frames keeps those not written held. */
 HIDDEN int channel_uncork(struct channel *ch, int timeout_ms);
 
+/* With on, frames up to 64 KiB are held back until channel_uncork or the
+ * next receive that waits (see channel_uncork). */
+HIDDEN void channel_set_cork(struct channel *ch, bool on);
+
 /* Makes the read descriptor blocking (pipes only): receives without a
  * timeout then read without polling first. For a reuse worker's own end. */
 HIDDEN int channel_set_blocking(struct channel *ch);
@@ -278,6 +224,23 @@ HIDDEN void channel_polled(struct channel *ch, short revents);
 HIDDEN bool channel_may_fill(const struct channel *ch);
 HIDDEN unsigned long channel_progress(const struct channel *ch);
 HIDDEN bool channel_can_send(const struct channel *ch);
+
+/* What the owner of a channel (an exchange) asks it to carry.
+ * channel_set_owner: the owner's record for the channel (never looked
+ * into), NULL for none. While a channel has an owner, a reuse DONE frame
+ * is the owner's: channel_head returns FRAME_DONE with it at the head,
+ * channel_take_done consumes it (-1 ENOMSG when it is not there), and a
+ * receive in front of it returns 0, the end of one task's messages.
+ * Without an owner DONE frames are dropped unseen. channel_set_task: the
+ * task number stamped on every message received (msg->task).
+ * channel_received: how many messages (and item streams) users have taken
+ * from the channel so far. */
+HIDDEN void channel_set_owner(struct channel *ch, void *owner);
+HIDDEN void *channel_owner(const struct channel *ch);
+HIDDEN void channel_set_task(struct channel *ch, size_t task);
+HIDDEN size_t channel_task(const struct channel *ch);
+HIDDEN unsigned long channel_received(const struct channel *ch);
+HIDDEN int channel_take_done(struct channel *ch);
 
 /* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
  * by others), 0 still running, -1 no process. */

@@ -94,7 +94,7 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	 * function's result, the task's last message, is held back to leave
 	 * with DONE in one write. */
 	channel_set_blocking(ch);
-	ch->cork = pfn != NULL;
+	channel_set_cork(ch, pfn != NULL);
 	run_one(ch, fn, pfn, ctx, arg, len);
 	for (;;) {
 		if (channel_send_frame(ch, FRAME_DONE, NULL, 0, NULL, 0,
@@ -112,7 +112,7 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 			free(data);
 			break;
 		}
-		ch->cork = pfn != NULL;
+		channel_set_cork(ch, pfn != NULL);
 		run_one(ch, fn, pfn, ctx, data, dlen);
 		free(data);
 	}
@@ -748,7 +748,7 @@ ssize_t exchange_connect(struct exchange *ex, const char *address,
 	/* The exchange owns the channel from here, on failure too. */
 	if (exchange_add(ex, ch) < 0)
 		return -1;
-	return (ssize_t)ch->task;
+	return (ssize_t)channel_task(ch);
 }
 
 pid_t exchange_background(const char *address, channel_fn *fn,

@@ -205,7 +205,7 @@ FUZZ_CFLAGS = $(STD) $(WARN) -Werror -O1 -g -fno-omit-frame-pointer -I. \
 FUZZ_SRCS = $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
 # The targets reach the channel layer only, the bottom of the library.
-FUZZ_LIB_SRCS = clock.c channel.c
+FUZZ_LIB_SRCS = sys.c frame.c channel.c proc.c persist.c
 FUZZ_OBJS = $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 
 $(FUZZ_BUILD)/obj:

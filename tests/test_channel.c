@@ -7,7 +7,7 @@
  * open after and that the child was reaped.
  */
 #include "exchange.h"
-#include "internal.h"
+#include "channel_impl.h"
 #include "helpers.h"
 
 #include <criterion/criterion.h>

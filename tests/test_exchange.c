@@ -930,10 +930,7 @@ static void linger_fn(struct channel *ch, const void *arg, size_t len,
 
 	(void)arg, (void)len, (void)ctx;
 	channel_send(ch, &v, sizeof(v), -1);
-	if (ch->wfd != ch->rfd)
-		close(ch->wfd);
-	close(ch->rfd);
-	ch->rfd = ch->wfd = -1;
+	channel_close_fds(ch);
 	pause_ms(200);
 }
 
@@ -1313,7 +1310,7 @@ Test(exchange, a_busy_channel_does_not_starve_the_others, .timeout = 30)
 	cr_assert_eq(counts[1], 1, "the quiet task got through");
 	/* Stop the chatty child: its channel closes, its send fails. */
 	for (i = 0; i < exchange_active(ex, chs, 2); i++)
-		if (chs[i]->task == 0)
+		if (channel_task(chs[i]) == 0)
 			cr_assert_eq(exchange_remove(ex, chs[i]), 0);
 	cr_assert_eq(exchange_finish(ex), 0);
 	exchange_free(ex);
@@ -1511,6 +1508,69 @@ Test(exchange, a_get_in_a_worker_keeps_its_timeout, .timeout = 30)
 	cr_assert_eq(g.n, 2, "%d of 2 gets returned", g.n);
 	cr_assert_eq(g.res[0], ETIMEDOUT, "errno %lld", (long long)g.res[0]);
 	cr_assert_geq(g.res[1], 199, "waited %lld ms", (long long)g.res[1]);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* A store_data that reads a worker's channel until it ends. */
+struct drain {
+	size_t messages;	/* messages received */
+	size_t sum;		/* of their values */
+	size_t bad_task;	/* messages stamped with another task */
+	int last;		/* what the last receive returned */
+	int last_errno;		/* its errno when -1 */
+};
+
+static int drain_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct drain *d = udata;
+	struct channel_msg m;
+	size_t task = CHANNEL_NO_TASK;
+
+	(void)ex;
+	/* Bounded: a receive that crossed the end of the task's messages
+	 * would wait for a worker that has nothing to send. */
+	while ((d->last = channel_recv(ch, &m, 5000)) == 1) {
+		if (task == CHANNEL_NO_TASK)
+			task = m.task;
+		if (m.task != task)
+			d->bad_task++;
+		if (m.len == sizeof(size_t)) {
+			size_t v;
+
+			memcpy(&v, m.data, sizeof(v));
+			d->sum += v;
+		}
+		d->messages++;
+		channel_msg_free(&m);
+	}
+	d->last_errno = d->last < 0 ? errno : 0;
+	return 0;
+}
+
+/* Inside store_data, a worker's channel ends where its task's messages
+ * end: the receive returns 0 there instead of waiting into the next task
+ * (or for ever, when no task follows). */
+Test(reuse, a_receive_in_store_data_stops_at_the_end_of_the_task,
+     .timeout = 30)
+{
+	struct drain d = { 0 };
+	struct exchange_options o = { .reuse = true, .limit = 1,
+				      .store_data = drain_store, .udata = &d };
+	struct exchange *ex = exchange_new(&o);
+	size_t n = 3;
+	int i;
+
+	cr_assert_not_null(ex);
+	for (i = 0; i < 2; i++)
+		cr_assert_eq(exchange_start(ex, burst_fn, &n, sizeof(n), NULL),
+			     i);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(d.messages, 6, "%zu messages", d.messages);
+	cr_assert_eq(d.sum, 2 * (0 + 1 + 2));
+	cr_assert_eq(d.bad_task, 0, "one call's messages are one task's");
+	cr_assert_eq(d.last, 0, "the last receive returned %d (errno %d)",
+		     d.last, d.last_errno);
 	exchange_free(ex);
 	cr_assert(no_children());
 }

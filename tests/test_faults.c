@@ -27,7 +27,7 @@
  * make faults adds them up.
  */
 #include "exchange.h"
-#include "internal.h"
+#include "channel_impl.h"
 #include "helpers.h"
 
 #include <criterion/criterion.h>

@@ -456,14 +456,11 @@ Test(reuse, a_lost_worker_of_unknown_status_has_code_minus_one,
 static void forge_fn(struct channel *ch, const void *arg, size_t len,
 		     void *ctx)
 {
-	unsigned char f[FRAME_HEADER_SIZE + 8 + 6];
 	int32_t cc[2] = { CHANNEL_SIGNALED, 9 };
 
 	(void)arg, (void)len, (void)ctx;
-	frame_encode(f, FRAME_FAILURE, 8 + 6);
-	memcpy(f + FRAME_HEADER_SIZE, cc, sizeof(cc));
-	memcpy(f + FRAME_HEADER_SIZE + 8, "forged", 6);
-	if (write(ch->wfd, f, sizeof(f)) != (ssize_t)sizeof(f))
+	if (channel_send_frame(ch, FRAME_FAILURE, cc, sizeof(cc), "forged", 6,
+			       -1) < 0)
 		_exit(4);
 	_exit(0);
 }

@@ -1,0 +1,270 @@
+/*
+ * sys.c - the library's floor: the clock, waiting on one descriptor, the
+ * system calls that the tests can hook, and making and closing descriptors.
+ *
+ * Every wait of the library (a receive, a send, the exchange's poll loop,
+ * pmap's time limits, the bounded end of a free) runs from a deadline of
+ * the one clock here and recomputes the time left after each wake-up, so
+ * that signals never stretch a timeout and the layers agree on what "now"
+ * is. Raw read, write, fork, pipe and socketpair are called nowhere else:
+ * tests replace them through exchange_hooks to inject EINTR, short
+ * transfers and failures.
+ *
+ * Nothing here knows a channel: the functions take descriptors.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+/* Linux has made descriptors with their flags in one call for long; POSIX
+ * added these only in 2024, so _POSIX_C_SOURCE=200809L does not declare
+ * them. */
+int pipe2(int fds[2], int flags);
+#define HAVE_PIPE2 1
+#ifndef SOCK_CLOEXEC
+#define SOCK_CLOEXEC 02000000
+#endif
+#ifndef SOCK_NONBLOCK
+#define SOCK_NONBLOCK 04000
+#endif
+#define HAVE_SOCK_FLAGS 1
+/* Closes every descriptor from first to last in one call (glibc 2.34,
+ * Linux 5.9); on older systems it fails and descriptors are closed one by
+ * one. */
+int close_range(unsigned int first, unsigned int last, int flags);
+#define HAVE_CLOSE_RANGE 1
+#endif
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+struct exchange_hooks exchange_hooks;
+
+/* ------------------------------------------------------------------------ */
+/* The clock                                                                */
+/* ------------------------------------------------------------------------ */
+
+int64_t clock_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t clock_deadline(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : clock_now_ms() + timeout_ms;
+}
+
+int clock_left(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - clock_now_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* Waiting on one descriptor                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Waits for events on fd until deadline, recomputing the time left after
+ * each EINTR. Returns 1 when an event came, 0 on timeout, -1 on error. */
+int sys_wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	for (;;) {
+		r = poll(&p, 1, clock_left(deadline));
+		if (r >= 0)
+			return r;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* System calls, through the test hooks                                     */
+/* ------------------------------------------------------------------------ */
+
+ssize_t sys_read(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = exchange_hooks.read ? exchange_hooks.read(fd, buf, len)
+					: read(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* Writes what the kernel takes of the iovecs in one call. Sockets use
+ * sendmsg with MSG_NOSIGNAL, so they never raise SIGPIPE. A hooked write
+ * sees one buffer at a time. */
+ssize_t sys_writev(int fd, bool is_socket, const struct iovec *iov,
+		   int iovcnt)
+{
+	ssize_t n;
+
+	do {
+		if (exchange_hooks.write) {
+			n = exchange_hooks.write(fd, iov[0].iov_base,
+						 iov[0].iov_len);
+		} else if (is_socket) {
+			struct msghdr mh = {
+				.msg_iov = (struct iovec *)iov,
+				.msg_iovlen = iovcnt,
+			};
+			n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		} else {
+			n = writev(fd, iov, iovcnt);
+		}
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+pid_t sys_fork(void)
+{
+	return exchange_hooks.fork ? exchange_hooks.fork() : fork();
+}
+
+void sys_close(int *fd)
+{
+	/* Never retried: after EINTR the descriptor may already be gone and
+	 * its number reused by another thread. */
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+int sys_set_flags(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -1;
+	return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* Makes a pipe whose ends are close-on-exec and non-blocking from birth
+ * where the system allows it. */
+int sys_pipe(int fds[2])
+{
+	if (exchange_hooks.pipe) {
+		if (exchange_hooks.pipe(fds) < 0)
+			return -1;
+	} else {
+#ifdef HAVE_PIPE2
+		return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+#else
+		if (pipe(fds) < 0)
+			return -1;
+#endif
+	}
+	if (sys_set_flags(fds[0]) < 0 || sys_set_flags(fds[1]) < 0) {
+		int saved = errno;
+
+		sys_close(&fds[0]);
+		sys_close(&fds[1]);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+int sys_socketpair(int fds[2])
+{
+	if (exchange_hooks.socketpair) {
+		if (exchange_hooks.socketpair(fds) < 0)
+			return -1;
+	} else {
+#ifdef HAVE_SOCK_FLAGS
+		return socketpair(AF_UNIX,
+				  SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+				  0, fds);
+#else
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+			return -1;
+#endif
+	}
+	if (sys_set_flags(fds[0]) < 0 || sys_set_flags(fds[1]) < 0) {
+		int saved = errno;
+
+		sys_close(&fds[0]);
+		sys_close(&fds[1]);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+/* Closes the descriptors first to last. */
+void sys_close_run(int first, int last)
+{
+	int fd;
+
+#ifdef HAVE_CLOSE_RANGE
+	if (close_range((unsigned int)first, (unsigned int)last, 0) == 0)
+		return;
+#endif
+	for (fd = first; fd <= last; fd++)
+		close(fd);
+}
+
+/* Closes the n descriptors of fds (sorted in place) in runs of adjacent
+ * numbers: one close_range per run. */
+void sys_close_sorted(int *fds, int n)
+{
+	int i, j, fd, start;
+
+	for (i = 1; i < n; i++) {
+		fd = fds[i];
+		for (j = i; j > 0 && fds[j - 1] > fd; j--)
+			fds[j] = fds[j - 1];
+		fds[j] = fd;
+	}
+	for (i = 0; i < n; i = j) {
+		start = fds[i];
+		for (j = i + 1; j < n && fds[j] <= fds[j - 1] + 1; j++)
+			;
+		sys_close_run(start, fds[j - 1]);
+	}
+}
+
+/* A stream socket, close-on-exec and non-blocking. */
+int sys_unix_socket(void)
+{
+	int fd;
+
+#ifdef HAVE_SOCK_FLAGS
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+#else
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+#endif
+	if (fd < 0)
+		return -1;
+	if (sys_set_flags(fd) < 0) {
+		int saved = errno;
+
+		sys_close(&fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
