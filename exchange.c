@@ -16,8 +16,9 @@
  * removed and the channel closed.
  *
  * Reuse mode: a slot is a worker process taking TASK frames. Its DONE frame
- * reaches worker_control through the channel layer; the worker then takes
- * the next queued task of the same function, or STOP. A task that delivered
+ * stays at the head of its channel until the loop takes it (worker_done),
+ * between deliveries; the worker then takes the next queued task of the
+ * same function, or STOP. A task that delivered
  * nothing gets a FAILURE first, and the worker is handed new work only once
  * that FAILURE has been consumed, so that the message is stamped with its own
  * task number.
@@ -33,7 +34,10 @@
  * calls per task); continuous children, whose messages stream, and reuse
  * workers, whose tasks are round trips, get pipes.
  *
- * Map and Queue are exchanges whose store_data is an internal collector.
+ * Map and Queue (collect.c) are exchanges whose store_data is a collector
+ * of the layer above; what such a layer keeps with an exchange is attached
+ * to it (exchange_attach) and freed with it, so that this file calls
+ * nothing above it.
  */
 #include "internal.h"
 
@@ -116,27 +120,13 @@ struct slot {
 	int64_t kill_at;	/* when SIGKILL follows SIGTERM, or 0 */
 };
 
-/* What a built-in collector keeps. */
-enum collector_kind {
-	COLLECT_MAP = 1,
-	COLLECT_QUEUE = 2,
-};
-
-/* One message in a Queue. */
-struct qitem {
-	struct qitem *next;	/* the next in arrival order */
-	struct channel_msg msg;	/* the message, owned by the queue */
-};
-
-struct collector {
-	int kind;		/* enum collector_kind */
-	struct channel_msg *msgs; /* map: outcome of each task, by number */
-	bool *have;		/* map: whether msgs[i] arrived */
-	size_t cap;		/* map: entries allocated */
-	size_t next;		/* map: the iterator's next task */
-	struct qitem *head;	/* queue: oldest message */
-	struct qitem *tail;	/* queue: newest message */
-	size_t count;		/* queue: messages waiting */
+/* Something a layer above keeps with an exchange (collect.c: a Map's or a
+ * Queue's messages, the managed handles), freed with it. */
+struct attachment {
+	struct attachment *next;
+	const void *key;	/* the owner's tag for it */
+	void *data;
+	void (*free_fn)(void *data);
 };
 
 struct exchange {
@@ -163,8 +153,7 @@ struct exchange {
 	struct work *qtail;	/* newest queued work */
 	size_t nqueued;		/* queued work items */
 	bool stopped;		/* EXCHANGE_STOP: a task failed */
-	struct collector *col;	/* Map or Queue state, or NULL */
-	struct exchange_managed *managed; /* handles, freed with the exchange */
+	struct attachment *attached; /* freed with the exchange */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -229,34 +218,39 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 	return ex;
 }
 
-struct exchange_managed **exchange_managed_list(struct exchange *ex)
+int exchange_attach(struct exchange *ex, const void *key, void *data,
+		    void (*free_fn)(void *data))
 {
-	return &ex->managed;
+	struct attachment *a = malloc(sizeof(*a));
+
+	if (!a)
+		return -1;
+	a->key = key;
+	a->data = data;
+	a->free_fn = free_fn;
+	a->next = ex->attached;
+	ex->attached = a;
+	return 0;
+}
+
+void *exchange_attached(const struct exchange *ex, const void *key)
+{
+	const struct attachment *a;
+
+	for (a = ex ? ex->attached : NULL; a; a = a->next)
+		if (a->key == key)
+			return a->data;
+	return NULL;
+}
+
+size_t exchange_tasks(const struct exchange *ex)
+{
+	return ex->next_task;
 }
 
 static void work_free(struct work *w)
 {
 	free(w);
-}
-
-static void collector_free(struct collector *col)
-{
-	struct qitem *q, *next;
-	size_t i;
-
-	if (!col)
-		return;
-	for (i = 0; i < col->cap; i++)
-		if (col->have[i])
-			free(col->msgs[i].data);
-	free(col->msgs);
-	free(col->have);
-	for (q = col->head; q; q = next) {
-		next = q->next;
-		free(q->msg.data);
-		free(q);
-	}
-	free(col);
 }
 
 /* Waits for the process of a slot whose channel is closed, until deadline
@@ -324,8 +318,14 @@ void exchange_free(struct exchange *ex)
 		next = w->next;
 		work_free(w);
 	}
-	collector_free(ex->col);
-	manage_free_list(ex->managed);
+	while (ex->attached) {
+		struct attachment *a = ex->attached;
+
+		ex->attached = a->next;
+		if (a->free_fn)
+			a->free_fn(a->data);
+		free(a);
+	}
 	free(ex->slots);
 	free(ex->pfds);
 	free(ex);
@@ -465,7 +465,7 @@ static int add_not_started(struct exchange *ex, size_t task, int err)
 
 static void protocol_failure(struct exchange *ex, struct slot *s);
 
-int exchange_group_flag(const struct exchange *ex)
+static int group_flag(const struct exchange *ex)
 {
 	/* Only a time limit makes the exchange signal its children, and a
 	 * group costs each child a system call. */
@@ -582,7 +582,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 	pid = manage_fork(&ch, fn, pfn, ctx, arg, len, worker,
 			  (ex->opts.continuous ? CHANNEL_LINK_PIPES
 					       : CHANNEL_LINK_SOCKET) |
-			  exchange_group_flag(ex));
+			  group_flag(ex));
 	if (pid < 0) {
 		int err = errno;
 
@@ -811,9 +811,11 @@ static int start_queued(struct exchange *ex)
 	return started;
 }
 
-ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
-			exchange_plain_fn *pfn, const void *arg, size_t len,
-			void *ctx)
+/* Starts or queues one task (exchange_start and exchange_start_plain: fn
+ * or pfn). Returns its task number. */
+static ssize_t submit(struct exchange *ex, channel_fn *fn,
+			       exchange_plain_fn *pfn, const void *arg,
+			       size_t len, void *ctx)
 {
 	struct work *w = NULL;
 	struct slot *idle;
@@ -1598,216 +1600,49 @@ int exchange_store(struct exchange *ex, int timeout_ms)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Map and Queue: collectors behind store_data                              */
+/* The start calls                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Makes room in the map for task numbers up to task. */
-static int map_reserve(struct collector *col, size_t task)
+ssize_t exchange_start(struct exchange *ex, channel_fn *fn, const void *arg,
+		       size_t len, void *ctx)
 {
-	size_t ncap = col->cap ? col->cap : 64;
-	struct channel_msg *nm;
-	bool *nh;
-
-	if (task < col->cap)
-		return 0;
-	while (ncap <= task)
-		ncap *= 2;
-	nm = realloc(col->msgs, ncap * sizeof(*nm));
-	if (!nm)
-		return -1;
-	col->msgs = nm;
-	nh = realloc(col->have, ncap * sizeof(*nh));
-	if (!nh)
-		return -1;
-	memset(nh + col->cap, 0, (ncap - col->cap) * sizeof(*nh));
-	col->have = nh;
-	col->cap = ncap;
-	return 0;
-}
-
-/* The collectors' store_data: receives the message at the head of ch.
- * A map keeps the first message of each task; a queue keeps them all. */
-static int collect(struct exchange *ex, struct channel *ch, void *udata)
-{
-	struct collector *col = udata;
-	struct channel_msg m;
-	int r;
-
-	(void)ex;
-	/* Items are no message: left in place, they make the task's
-	 * outcome a protocol failure (deliver). */
-	if (channel_head(ch) == FRAME_STREAM)
-		return 0;
-	r = channel_recv(ch, &m, 0);
-	if (r <= 0)
-		return r < 0 && errno != ETIMEDOUT ? -1 : 0;
-	if (col->kind == COLLECT_MAP) {
-		if (m.task == CHANNEL_NO_TASK || map_reserve(col, m.task) < 0 ||
-		    col->have[m.task]) {
-			channel_msg_free(&m);
-			return 0;
-		}
-		col->msgs[m.task] = m;
-		col->have[m.task] = true;
-	} else {
-		struct qitem *q = malloc(sizeof(*q));
-
-		if (!q) {
-			channel_msg_free(&m);
-			return -1;
-		}
-		q->next = NULL;
-		q->msg = m;
-		if (col->tail)
-			col->tail->next = q;
-		else
-			col->head = q;
-		col->tail = q;
-		col->count++;
-	}
-	return 0;
-}
-
-static struct exchange *collector_new(const struct exchange_options *opts,
-				      int kind)
-{
-	struct exchange_options o;
-	struct exchange *ex;
-	struct collector *col;
-
-	if (opts && opts->store_data) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (opts)
-		o = *opts;
-	else
-		memset(&o, 0, sizeof(o));
-	col = calloc(1, sizeof(*col));
-	if (!col)
-		return NULL;
-	col->kind = kind;
-	o.store_data = collect;
-	o.udata = col;
-	ex = exchange_new(&o);
-	if (!ex) {
-		int saved = errno;
-
-		free(col);
-		errno = saved;
-		return NULL;
-	}
-	ex->col = col;
-	return ex;
-}
-
-struct exchange *exchange_new_map(const struct exchange_options *opts)
-{
-	return collector_new(opts, COLLECT_MAP);
-}
-
-struct exchange *exchange_new_queue(const struct exchange_options *opts)
-{
-	return collector_new(opts, COLLECT_QUEUE);
-}
-
-int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
-		     int timeout_ms)
-{
-	int64_t deadline = clock_deadline(timeout_ms);
-	struct collector *col;
-
-	if (!ex || !msg || !ex->col || ex->col->kind != COLLECT_MAP) {
+	if (!fn) {
 		errno = EINVAL;
 		return -1;
 	}
-	col = ex->col;
-	if (i >= ex->next_task) {
-		errno = ERANGE;
-		return -1;
-	}
-	while (i >= col->cap || !col->have[i]) {
-		if (!exchange_unfinished(ex)) {
-			/* Every task has settled and this one left nothing
-			 * (its outcome could not be recorded). */
-			errno = EIO;
-			return -1;
-		}
-		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
-			/* One last look without waiting. */
-			if (exchange_store(ex, 0) < 0)
-				return -1;
-			if (i < col->cap && col->have[i])
-				break;
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (exchange_store(ex, clock_left(deadline)) < 0)
-			return -1;
-	}
-	*msg = col->msgs[i];
-	return 1;
+	return submit(ex, fn, NULL, arg, len, ctx);
 }
 
-int exchange_map_next(struct exchange *ex, struct channel_msg *msg)
+ssize_t exchange_start_plain(struct exchange *ex, exchange_plain_fn *fn,
+			     const void *arg, size_t len, void *ctx)
 {
-	int r;
-
-	if (!ex || !msg || !ex->col || ex->col->kind != COLLECT_MAP) {
+	if (!fn) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (ex->col->next >= ex->next_task)
-		return 0;
-	r = exchange_map_get(ex, ex->col->next, msg, -1);
-	if (r == 1)
-		ex->col->next++;
-	return r;
+	return submit(ex, NULL, fn, arg, len, ctx);
 }
 
-int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
-			int timeout_ms)
+pid_t exchange_create(struct exchange *ex, struct channel **child)
 {
-	int64_t deadline = clock_deadline(timeout_ms);
-	struct collector *col;
-	struct qitem *q;
+	struct channel *ch;
+	pid_t pid;
 
-	if (!ex || !msg || !ex->col || ex->col->kind != COLLECT_QUEUE) {
+	if (!ex || !child) {
 		errno = EINVAL;
 		return -1;
 	}
-	col = ex->col;
-	while (!col->head) {
-		if (!exchange_unfinished(ex))
-			return 0;
-		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
-			if (exchange_store(ex, 0) < 0)
-				return -1;
-			if (col->head)
-				break;
-			if (!exchange_unfinished(ex))
-				return 0;
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (exchange_store(ex, clock_left(deadline)) < 0)
-			return -1;
+	*child = NULL;
+	if (exchange_wait(ex) < 0)
+		return -1;
+	pid = channel_fork(&ch, group_flag(ex)); /* pipes */
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		*child = ch;
+		return 0;
 	}
-	q = col->head;	/* the loop above ends only with one there */
-	if (!q)
-		return 0;
-	col->head = q->next;
-	if (!col->head)
-		col->tail = NULL;
-	col->count--;
-	*msg = q->msg;
-	free(q);
-	return 1;
-}
-
-size_t exchange_queue_len(const struct exchange *ex)
-{
-	if (!ex || !ex->col || ex->col->kind != COLLECT_QUEUE)
-		return 0;
-	return ex->col->count;
+	if (exchange_add(ex, ch) < 0)
+		return -1;
+	return pid;
 }

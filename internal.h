@@ -1,7 +1,7 @@
 /*
- * internal.h - what channel.c, exchange.c and manage.c share and users must
- * not call. Nothing here is exported from the shared library: every
- * declaration is hidden.
+ * internal.h - what the library's files share and users must not call.
+ * Nothing here is exported from the shared library: every declaration is
+ * hidden.
  *
  * Wire format. Every message travels as one frame: a 16-byte header in the
  * host's byte order (both ends are on one machine) followed by the payload.
@@ -246,7 +246,7 @@ HIDDEN int channel_take_done(struct channel *ch);
  * by others), 0 still running, -1 no process. */
 HIDDEN int channel_reap_nohang(struct channel *ch);
 
-/* Between exchange.c and manage.c. */
+/* manage.c: the child side, for exchange.c. */
 
 /* Forks a process that runs one task: fn(ch, arg, len, ctx), or the plain
  * function pfn whose result it sends back. When worker is true the process
@@ -259,20 +259,15 @@ HIDDEN pid_t manage_fork(struct channel **out, channel_fn *fn,
 			 exchange_plain_fn *pfn, void *ctx, const void *arg,
 			 size_t len, bool worker, int link);
 
-/* Starts or queues one task on the exchange (exchange_start and
- * exchange_start_plain; give fn or pfn). Returns its task number. */
-HIDDEN ssize_t exchange_submit(struct exchange *ex, channel_fn *fn,
-			       exchange_plain_fn *pfn, const void *arg,
-			       size_t len, void *ctx);
-
-/* CHANNEL_OWN_GROUP when the exchange's children should lead process groups
- * of their own (it has a time limit), else 0. */
-HIDDEN int exchange_group_flag(const struct exchange *ex);
-
-/* The head of the exchange's list of managed handles (manage.c keeps it;
- * exchange_free calls manage_free_list on it). */
-HIDDEN struct exchange_managed **exchange_managed_list(struct exchange *ex);
-HIDDEN void manage_free_list(struct exchange_managed *m);
+/* exchange.c, for the layer above it (collect.c).
+ * exchange_attach: keeps data with the exchange under key (the address of
+ * something of the caller's), for free_fn to free with the exchange; -1 on
+ * ENOMEM. exchange_attached: the data attached under key, or NULL.
+ * exchange_tasks: how many task numbers the exchange has handed out. */
+HIDDEN int exchange_attach(struct exchange *ex, const void *key, void *data,
+			   void (*free_fn)(void *data));
+HIDDEN void *exchange_attached(const struct exchange *ex, const void *key);
+HIDDEN size_t exchange_tasks(const struct exchange *ex);
 
 /* Test hooks: when set, the library calls these instead of the system
  * calls, so tests can inject EINTR, short transfers and failures. pipe and

@@ -10,7 +10,8 @@
  * tests replace them through exchange_hooks to inject EINTR, short
  * transfers and failures.
  *
- * Nothing here knows a channel: the functions take descriptors.
+ * Nothing here knows a channel: the functions take descriptors. The
+ * number of cores the process may use is here too.
  */
 #include "internal.h"
 
@@ -18,6 +19,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -266,5 +270,80 @@ int sys_unix_socket(void)
 		return -1;
 	}
 	return fd;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cores                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#ifdef __linux__
+/* Counts the CPUs in a list such as "0-3,6,8-9". 0 if it cannot. */
+static int count_cpu_list(const char *s)
+{
+	long a, b;
+	char *end;
+	int n = 0;
+
+	while (*s && *s != '\n') {
+		a = strtol(s, &end, 10);
+		if (end == s || a < 0)
+			return 0;
+		b = a;
+		s = end;
+		if (*s == '-') {
+			b = strtol(s + 1, &end, 10);
+			if (end == s + 1 || b < a)
+				return 0;
+			s = end;
+		}
+		n += (int)(b - a + 1);
+		if (*s == ',')
+			s++;
+		else if (*s && *s != '\n')
+			return 0;
+	}
+	return n;
+}
+
+/* The CPUs this process may run on, from its affinity as the kernel shows
+ * it (sched_getaffinity is not POSIX). 0 if unknown. */
+static int affinity_cores(void)
+{
+	static const char key[] = "Cpus_allowed_list:";
+	char line[4096];
+	FILE *f = fopen("/proc/self/status", "re");
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, sizeof(key) - 1) == 0) {
+			const char *p = line + sizeof(key) - 1;
+
+			while (*p == ' ' || *p == '\t')
+				p++;
+			n = count_cpu_list(p);
+			break;
+		}
+	}
+	fclose(f);
+	return n;
+}
+#endif
+
+int exchange_cores(void)
+{
+	long n;
+
+#ifdef __linux__
+	int a = affinity_cores();
+
+	if (a > 0)
+		return a;
+#endif
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		return 1;
+	return n > INT_MAX ? INT_MAX : (int)n;
 }
 

@@ -1,0 +1,408 @@
+/*
+ * collect.c - what is built on the exchange's public mechanisms: Map and
+ * Queue (collectors behind store_data), the handles of exchange_manage,
+ * and connections to persistent processes.
+ *
+ * Nothing here reaches into an exchange: a collector is the exchange's
+ * store_data with its state as udata, and what this file keeps with an
+ * exchange is attached to it (exchange_attach), found again by its key and
+ * freed with it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A handle made by exchange_manage. */
+struct exchange_managed {
+	struct exchange_managed *next;	/* the exchange's list */
+	struct exchange *ex;		/* where calls start their work */
+	channel_fn *fn;			/* the function, or NULL */
+	exchange_plain_fn *pfn;		/* or the plain function */
+	void *ctx;			/* given to it */
+};
+
+/* The keys of what this file attaches to an exchange. */
+static const char collector_key, managed_key;
+
+/* What a built-in collector keeps. */
+enum collector_kind {
+	COLLECT_MAP = 1,
+	COLLECT_QUEUE = 2,
+};
+
+/* One message in a Queue. */
+struct qitem {
+	struct qitem *next;	/* the next in arrival order */
+	struct channel_msg msg;	/* the message, owned by the queue */
+};
+
+struct collector {
+	int kind;		/* enum collector_kind */
+	struct channel_msg *msgs; /* map: outcome of each task, by number */
+	bool *have;		/* map: whether msgs[i] arrived */
+	size_t cap;		/* map: entries allocated */
+	size_t next;		/* map: the iterator's next task */
+	struct qitem *head;	/* queue: oldest message */
+	struct qitem *tail;	/* queue: newest message */
+	size_t count;		/* queue: messages waiting */
+};
+
+static void collector_free(void *data)
+{
+	struct collector *col = data;
+	struct qitem *q, *next;
+	size_t i;
+
+	if (!col)
+		return;
+	for (i = 0; i < col->cap; i++)
+		if (col->have[i])
+			free(col->msgs[i].data);
+	free(col->msgs);
+	free(col->have);
+	for (q = col->head; q; q = next) {
+		next = q->next;
+		free(q->msg.data);
+		free(q);
+	}
+	free(col);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Map and Queue: collectors behind store_data                              */
+/* ------------------------------------------------------------------------ */
+
+/* Makes room in the map for task numbers up to task. */
+static int map_reserve(struct collector *col, size_t task)
+{
+	size_t ncap = col->cap ? col->cap : 64;
+	struct channel_msg *nm;
+	bool *nh;
+
+	if (task < col->cap)
+		return 0;
+	while (ncap <= task)
+		ncap *= 2;
+	nm = realloc(col->msgs, ncap * sizeof(*nm));
+	if (!nm)
+		return -1;
+	col->msgs = nm;
+	nh = realloc(col->have, ncap * sizeof(*nh));
+	if (!nh)
+		return -1;
+	memset(nh + col->cap, 0, (ncap - col->cap) * sizeof(*nh));
+	col->have = nh;
+	col->cap = ncap;
+	return 0;
+}
+
+/* The collectors' store_data: receives the message at the head of ch.
+ * A map keeps the first message of each task; a queue keeps them all. */
+static int collect(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct collector *col = udata;
+	struct channel_msg m;
+	int r;
+
+	(void)ex;
+	/* Items are no message: left in place, they make the task's
+	 * outcome a protocol failure (deliver). */
+	if (channel_head(ch) == FRAME_STREAM)
+		return 0;
+	r = channel_recv(ch, &m, 0);
+	if (r <= 0)
+		return r < 0 && errno != ETIMEDOUT ? -1 : 0;
+	if (col->kind == COLLECT_MAP) {
+		if (m.task == CHANNEL_NO_TASK || map_reserve(col, m.task) < 0 ||
+		    col->have[m.task]) {
+			channel_msg_free(&m);
+			return 0;
+		}
+		col->msgs[m.task] = m;
+		col->have[m.task] = true;
+	} else {
+		struct qitem *q = malloc(sizeof(*q));
+
+		if (!q) {
+			channel_msg_free(&m);
+			return -1;
+		}
+		q->next = NULL;
+		q->msg = m;
+		if (col->tail)
+			col->tail->next = q;
+		else
+			col->head = q;
+		col->tail = q;
+		col->count++;
+	}
+	return 0;
+}
+
+static struct exchange *collector_new(const struct exchange_options *opts,
+				      int kind)
+{
+	struct exchange_options o;
+	struct exchange *ex;
+	struct collector *col;
+
+	if (opts && opts->store_data) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (opts)
+		o = *opts;
+	else
+		memset(&o, 0, sizeof(o));
+	col = calloc(1, sizeof(*col));
+	if (!col)
+		return NULL;
+	col->kind = kind;
+	o.store_data = collect;
+	o.udata = col;
+	ex = exchange_new(&o);
+	if (!ex || exchange_attach(ex, &collector_key, col,
+				   collector_free) < 0) {
+		int saved = errno;
+
+		exchange_free(ex);
+		free(col);
+		errno = saved;
+		return NULL;
+	}
+	return ex;
+}
+
+struct exchange *exchange_new_map(const struct exchange_options *opts)
+{
+	return collector_new(opts, COLLECT_MAP);
+}
+
+struct exchange *exchange_new_queue(const struct exchange_options *opts)
+{
+	return collector_new(opts, COLLECT_QUEUE);
+}
+
+/* The collector of kind attached to ex, or NULL (EINVAL) when ex is no
+ * exchange of that kind. */
+static struct collector *collector_of(const struct exchange *ex, int kind)
+{
+	struct collector *col = exchange_attached(ex, &collector_key);
+
+	if (!col || col->kind != kind) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return col;
+}
+
+int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
+		     int timeout_ms)
+{
+	int64_t deadline = clock_deadline(timeout_ms);
+	struct collector *col = collector_of(ex, COLLECT_MAP);
+
+	if (!col || !msg) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (i >= exchange_tasks(ex)) {
+		errno = ERANGE;
+		return -1;
+	}
+	while (i >= col->cap || !col->have[i]) {
+		if (!exchange_unfinished(ex)) {
+			/* Every task has settled and this one left nothing
+			 * (its outcome could not be recorded). */
+			errno = EIO;
+			return -1;
+		}
+		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
+			/* One last look without waiting. */
+			if (exchange_store(ex, 0) < 0)
+				return -1;
+			if (i < col->cap && col->have[i])
+				break;
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (exchange_store(ex, clock_left(deadline)) < 0)
+			return -1;
+	}
+	*msg = col->msgs[i];
+	return 1;
+}
+
+int exchange_map_next(struct exchange *ex, struct channel_msg *msg)
+{
+	struct collector *col = collector_of(ex, COLLECT_MAP);
+	int r;
+
+	if (!col || !msg) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (col->next >= exchange_tasks(ex))
+		return 0;
+	r = exchange_map_get(ex, col->next, msg, -1);
+	if (r == 1)
+		col->next++;
+	return r;
+}
+
+int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
+			int timeout_ms)
+{
+	int64_t deadline = clock_deadline(timeout_ms);
+	struct collector *col = collector_of(ex, COLLECT_QUEUE);
+	struct qitem *q;
+
+	if (!col || !msg) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (!col->head) {
+		if (!exchange_unfinished(ex))
+			return 0;
+		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
+			if (exchange_store(ex, 0) < 0)
+				return -1;
+			if (col->head)
+				break;
+			if (!exchange_unfinished(ex))
+				return 0;
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (exchange_store(ex, clock_left(deadline)) < 0)
+			return -1;
+	}
+	q = col->head;	/* the loop above ends only with one there */
+	if (!q)
+		return 0;
+	col->head = q->next;
+	if (!col->head)
+		col->tail = NULL;
+	col->count--;
+	*msg = q->msg;
+	free(q);
+	return 1;
+}
+
+size_t exchange_queue_len(const struct exchange *ex)
+{
+	const struct collector *col = collector_of(ex, COLLECT_QUEUE);
+
+	return col ? col->count : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Managed callables                                                        */
+/* ------------------------------------------------------------------------ */
+
+static void managed_free(void *data)
+{
+	struct exchange_managed **list = data, *m, *next;
+
+	for (m = *list; m; m = next) {
+		next = m->next;
+		free(m);
+	}
+	free(list);
+}
+
+struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
+					 exchange_plain_fn *pfn, void *ctx)
+{
+	struct exchange_managed *m, **list;
+
+	if (!ex || !fn == !pfn) {
+		errno = EINVAL;
+		return NULL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->ex = ex;
+	m->fn = fn;
+	m->pfn = pfn;
+	m->ctx = ctx;
+	list = exchange_attached(ex, &managed_key);
+	if (!list) {
+		list = calloc(1, sizeof(*list));
+		if (!list || exchange_attach(ex, &managed_key, list,
+					     managed_free) < 0) {
+			free(list);
+			free(m);
+			return NULL;
+		}
+	}
+	m->next = *list;
+	*list = m;
+	return m;
+}
+
+ssize_t exchange_call(struct exchange_managed *m, const void *arg, size_t len)
+{
+	if (!m) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (m->fn)
+		return exchange_start(m->ex, m->fn, arg, len, m->ctx);
+	return exchange_start_plain(m->ex, m->pfn, arg, len, m->ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Persistent and background processes                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The channel layer does the work (channel_start_persistent,
+ * channel_connect, the acknowledgements); here it meets the exchange. A
+ * persistent exchange or queue is an ordinary one to which connections
+ * are added: channels of any kind can share one poll loop.
+ */
+
+ssize_t exchange_connect(struct exchange *ex, const char *address,
+			 int timeout_ms)
+{
+	struct channel *ch;
+
+	if (!ex) {
+		errno = EINVAL;
+		return -1;
+	}
+	ch = channel_connect(address, timeout_ms);
+	if (!ch)
+		return -1;
+	/* The exchange owns the channel from here, on failure too. */
+	if (exchange_add(ex, ch) < 0)
+		return -1;
+	return (ssize_t)channel_task(ch);
+}
+
+pid_t exchange_background(const char *address, channel_fn *fn,
+			  const void *arg, size_t len, void *ctx)
+{
+	return channel_start_persistent(address, fn, arg, len, ctx);
+}
+
+struct exchange *exchange_background_queue(const char *address,
+					   int timeout_ms)
+{
+	struct exchange *ex = exchange_new_queue(NULL);
+	int saved;
+
+	if (!ex)
+		return NULL;
+	if (exchange_connect(ex, address, timeout_ms) < 0) {
+		saved = errno;
+		exchange_free(ex);
+		errno = saved;
+		return NULL;
+	}
+	return ex;
+}
