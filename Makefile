@@ -42,6 +42,9 @@ OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o)
 HDRS = exchange.h internal.h channel_impl.h
 
 STATIC = $(BUILD)/libexchange.a
+# The objects as they are, internal names included, for the tests.
+INTERNAL = $(BUILD)/libexchange-internal.a
+OBJCOPY ?= objcopy
 SONAME = libexchange.so.$(VERSION_MAJOR)
 SHARED = $(BUILD)/libexchange.so.$(VERSION)
 
@@ -61,7 +64,19 @@ lib: $(STATIC) $(SHARED)
 $(BUILD)/obj/%.o: %.c $(HDRS) | $(BUILD)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
-$(STATIC): $(OBJS)
+# The static library holds one relocatable object, made of all the others,
+# whose hidden names (everything internal.h declares) are then made local:
+# a program linked with it sees only the names exchange.h declares, as with
+# the shared library, and may have a frame_encode of its own.
+$(BUILD)/obj/libexchange.o: $(OBJS)
+	$(CC) -r -nostdlib -o $@ $(OBJS)
+	$(OBJCOPY) --localize-hidden $@
+
+$(STATIC): $(BUILD)/obj/libexchange.o
+	rm -f $@
+	$(AR) rcs $@ $<
+
+$(INTERNAL): $(OBJS)
 	rm -f $@
 	$(AR) rcs $@ $(OBJS)
 
@@ -77,9 +92,10 @@ $(SHARED): $(OBJS)
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/demos:
 	mkdir -p $@
 
-# Tests link the static library, so they can reach the internal test hooks.
-$(BUILD)/tests/%: tests/%.c $(STATIC) $(HDRS) $(wildcard tests/*.h) | $(BUILD)/tests
-	$(CC) $(APP_CFLAGS) $(CRITERION_CFLAGS) $< -o $@ $(STATIC) \
+# Tests link the objects as they are, so they can reach the internal calls
+# and the test hooks.
+$(BUILD)/tests/%: tests/%.c $(INTERNAL) $(HDRS) $(wildcard tests/*.h) | $(BUILD)/tests
+	$(CC) $(APP_CFLAGS) $(CRITERION_CFLAGS) $< -o $@ $(INTERNAL) \
 	    $(APP_LDFLAGS) $(CRITERION_LIBS)
 
 $(BUILD)/demos/%: demos/%.c $(STATIC) exchange.h $(wildcard demos/*.h) | $(BUILD)/demos

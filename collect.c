@@ -23,6 +23,11 @@ struct exchange_managed {
 	void *ctx;			/* given to it */
 };
 
+/* The handles of one exchange, attached to it. */
+struct managed_list {
+	struct exchange_managed *head;
+};
+
 /* The keys of what this file attaches to an exchange. */
 static const char collector_key, managed_key;
 
@@ -304,9 +309,10 @@ size_t exchange_queue_len(const struct exchange *ex)
 
 static void managed_free(void *data)
 {
-	struct exchange_managed **list = data, *m, *next;
+	struct managed_list *list = data;
+	struct exchange_managed *m, *next;
 
-	for (m = *list; m; m = next) {
+	for (m = list->head; m; m = next) {
 		next = m->next;
 		free(m);
 	}
@@ -316,7 +322,8 @@ static void managed_free(void *data)
 struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
 					 exchange_plain_fn *pfn, void *ctx)
 {
-	struct exchange_managed *m, **list;
+	struct managed_list *list;
+	struct exchange_managed *m;
 
 	if (!ex || !fn == !pfn) {
 		errno = EINVAL;
@@ -339,8 +346,8 @@ struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
 			return NULL;
 		}
 	}
-	m->next = *list;
-	*list = m;
+	m->next = list->head;
+	list->head = m;
 	return m;
 }
 

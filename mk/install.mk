@@ -46,7 +46,7 @@ MAN_NAMES = for p in $(MAN_PAGES); do \
 	    done; \
 	done
 
-.PHONY: install uninstall check-exports check-header check-install lint \
+.PHONY: install uninstall check-exports check-header check-install lint lint-layers \
 	man-check
 
 install: $(STATIC) $(SHARED) exchange.h exchange.pc.in $(MAN_PAGES)
@@ -102,7 +102,7 @@ DECLARED = $(CC) $(STD) -E -P exchange.h | tr -s ' \t\n' '   ' | \
 # header does not declare fails the check (it would become ABI by accident),
 # and so does a declared function the library does not define (a program
 # calling it would not link).
-check-exports: $(SHARED) | $(BUILD)/check
+check-exports: $(SHARED) $(STATIC) | $(BUILD)/check
 	@soname=$$(readelf -d $(SHARED) | \
 	    sed -n 's/.*Library soname: \[\(.*\)\]/\1/p'); \
 	if [ "$$soname" != "$(SONAME)" ]; then \
@@ -123,6 +123,29 @@ check-exports: $(SHARED) | $(BUILD)/check
 	if [ -n "$$extra" ]; then \
 	    echo "check-exports: exported but not declared in exchange.h:" $$extra; \
 	    st=1; \
+	fi; \
+	nm -g --defined-only $(STATIC) | awk 'NF >= 3 { print $$3 }' | \
+	    sort -u > $(BUILD)/check/archived.txt; \
+	extra=$$(comm -23 $(BUILD)/check/archived.txt $(BUILD)/check/declared.txt); \
+	echo "check-exports: libexchange.a defines" \
+	    "$$(wc -l < $(BUILD)/check/archived.txt) global names"; \
+	if [ -n "$$extra" ]; then \
+	    echo "check-exports: global in libexchange.a but not declared in exchange.h:" $$extra; \
+	    st=1; \
+	fi; \
+	printf '%s\n' '#include "exchange.h"' \
+	    'int frame_encode(void); int channel_fill(void);' \
+	    'int frame_encode(void) { return 1; }' \
+	    'int channel_fill(void) { return 2; }' \
+	    'int main(void) { return frame_encode() + channel_fill() == 3 &&' \
+	    '    exchange_version() ? 0 : 1; }' > $(BUILD)/check/own_names.c; \
+	if $(CC) $(STD) -I. $(BUILD)/check/own_names.c $(STATIC) $(SAN) \
+	    -o $(BUILD)/check/own_names && $(BUILD)/check/own_names; then \
+	    echo "check-exports: a program with its own frame_encode and" \
+	        "channel_fill links with libexchange.a"; \
+	else \
+	    echo "check-exports: a program with its own frame_encode does" \
+	        "not link with libexchange.a"; st=1; \
 	fi; \
 	exit $$st
 
@@ -169,7 +192,44 @@ portability-*,-bugprone-easily-swappable-parameters,\
 -misc-unused-parameters,-cert-err33-c,\
 -bugprone-implicit-widening-of-multiplication-result
 
-lint: | $(BUILD)/check
+# The layers (README, "How the code is laid out"), lowest first: each
+# object may call only the objects before it in this list, which is checked
+# on the objects' undefined and defined names; so no call cycle can form.
+# struct channel is defined in channel_impl.h, which only the channel
+# layer's files include: no other file can write a channel's fields.
+LAYERS = sys frame channel proc persist manage exchange collect pmap
+CHANNEL_LAYER = channel.c proc.c persist.c
+
+lint-layers: $(OBJS) | $(BUILD)/check
+	@st=0; below=""; \
+	for l in $(LAYERS); do \
+	    [ -f $(BUILD)/obj/$$l.o ] || { echo "lint-layers: no $$l.o"; exit 1; }; \
+	    nm -u $(BUILD)/obj/$$l.o | awk '{ print $$2 }' | sort -u \
+		> $(BUILD)/check/needs.txt; \
+	    for o in $(LAYERS); do \
+		[ $$o = $$l ] && continue; \
+		nm --defined-only $(BUILD)/obj/$$o.o | \
+		    awk '$$2 ~ /^[TDBR]$$/ { print $$3 }' | sort -u \
+		    > $(BUILD)/check/has.txt; \
+		used=$$(comm -12 $(BUILD)/check/needs.txt $(BUILD)/check/has.txt); \
+		[ -z "$$used" ] && continue; \
+		case " $$below " in *" $$o "*) ;; *) \
+		    echo "lint-layers: $$l.o calls up into $$o.o:" $$used; \
+		    st=1;; esac; \
+	    done; \
+	    below="$$below $$l"; \
+	done; \
+	for f in $(SRCS); do \
+	    case " $(CHANNEL_LAYER) " in *" $$f "*) continue;; esac; \
+	    if grep -q '^#include "channel_impl.h"' $$f; then \
+		echo "lint-layers: $$f includes channel_impl.h"; st=1; fi; \
+	done; \
+	[ $$st = 0 ] && echo "lint-layers: $(words $(LAYERS)) layers, each" \
+	    "calling only those below it; struct channel seen by" \
+	    "$(CHANNEL_LAYER) only"; \
+	exit $$st
+
+lint: lint-layers | $(BUILD)/check
 	@st=0; \
 	echo "lint: cppcheck $(SRCS)"; \
 	$(CPPCHECK) --quiet --error-exitcode=1 --inline-suppr \
