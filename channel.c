@@ -110,6 +110,14 @@ void channel_new_generation(struct channel *ch)
 	ch->gen = fork_gen;
 }
 
+/* The check that opens the calls on a channel: -1 with EINVAL when ch is
+ * NULL or valid is false (the other arguments are wrong), EBADF when ch is
+ * a copy inherited from the parent (see fork_gen). */
+static int unusable(const struct channel *ch, bool valid)
+{
+	return sys_refuse(!ch || !valid, ch && channel_inherited(ch));
+}
+
 int channel_inherited(const struct channel *ch)
 {
 	return ch->gen != fork_gen;
@@ -153,14 +161,8 @@ int channel_set_max(struct channel *ch, size_t max)
 
 int channel_shutdown(struct channel *ch)
 {
-	if (!ch) {
-		errno = EINVAL;
+	if (unusable(ch, true))
 		return -1;
-	}
-	if (channel_inherited(ch)) {
-		errno = EBADF;
-		return -1;
-	}
 	if (ch->is_socket) {
 		if (ch->wfd >= 0 && shutdown(ch->wfd, SHUT_WR) < 0)
 			return -1;
@@ -180,6 +182,24 @@ void channel_close_fds(struct channel *ch)
 		sys_close(&ch->wfd);
 	sys_close(&ch->rfd);
 	ch->wfd = -1;
+}
+
+/* Reallocates *buf (of *cap bytes, used of them taken) with room for need
+ * more bytes, doubling from first. -1 on ENOMEM, the buffer unchanged. */
+static int grow(unsigned char **buf, size_t *cap, size_t used, size_t need,
+		size_t first)
+{
+	size_t ncap = *cap ? *cap : first;
+	unsigned char *p;
+
+	while (ncap - used < need)
+		ncap *= 2;
+	p = realloc(*buf, ncap);
+	if (!p)
+		return -1;
+	*buf = p;
+	*cap = ncap;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -304,14 +324,8 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 	unsigned char hdr[FRAME_HEADER_SIZE];
 	struct iovec iov[3];
 
-	if (!ch || (alen && !a) || (blen && !b)) {
-		errno = EINVAL;
+	if (unusable(ch, !(alen && !a) && !(blen && !b)))
 		return -1;
-	}
-	if (channel_inherited(ch)) {
-		errno = EBADF;
-		return -1;
-	}
 	if (ch->ops && ch->ops->send_frame)
 		return ch->ops->send_frame(ch, kind, a, alen, b, blen,
 					   timeout_ms);
@@ -339,18 +353,9 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		/* Held back, to leave with whatever follows in one write. */
 		size_t size = FRAME_HEADER_SIZE + alen + blen;
 
-		if (ch->ocap - ch->olen < size) {
-			size_t cap = ch->ocap ? ch->ocap : 4096;
-			unsigned char *p;
-
-			while (cap - ch->olen < size)
-				cap *= 2;
-			p = realloc(ch->obuf, cap);
-			if (!p)
-				return -1;
-			ch->obuf = p;
-			ch->ocap = cap;
-		}
+		if (ch->ocap - ch->olen < size &&
+		    grow(&ch->obuf, &ch->ocap, ch->olen, size, 4096) < 0)
+			return -1;
 		memcpy(ch->obuf + ch->olen, hdr, FRAME_HEADER_SIZE);
 		if (alen)
 			memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE, a, alen);
@@ -533,8 +538,7 @@ static size_t buffered(const struct channel *ch)
  * bytes to the front and growing ibuf as needed. */
 static int reserve(struct channel *ch, size_t need)
 {
-	size_t have = buffered(ch), cap;
-	unsigned char *p;
+	size_t have = buffered(ch);
 
 	if (ch->icap - ch->ilen >= need)
 		return 0;
@@ -545,15 +549,7 @@ static int reserve(struct channel *ch, size_t need)
 		if (ch->icap - ch->ilen >= need)
 			return 0;
 	}
-	cap = ch->icap ? ch->icap : IBUF_INITIAL;
-	while (cap - have < need)
-		cap *= 2;
-	p = realloc(ch->ibuf, cap);
-	if (!p)
-		return -1;
-	ch->ibuf = p;
-	ch->icap = cap;
-	return 0;
+	return grow(&ch->ibuf, &ch->icap, have, need, IBUF_INITIAL);
 }
 
 /* Stops receiving at the head. Nothing is in front of a fault found there:
@@ -721,10 +717,8 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 	ssize_t n;
 	int r;
 
-	if (channel_inherited(ch)) {
-		errno = EBADF;
+	if (unusable(ch, true))
 		return -1;
-	}
 	for (;;) {
 		r = head_frame(ch, h);
 		if (r != 0)
@@ -743,26 +737,16 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 			/* The last read emptied the kernel's buffer: a read
 			 * now would most likely find nothing, so wait for
 			 * data first. */
-			r = sys_wait_fd(ch->rfd, POLLIN, deadline);
-			if (r < 0)
+			if (sys_await(ch->rfd, POLLIN, deadline) < 0)
 				return -1;
-			if (r == 0) {
-				errno = ETIMEDOUT;
-				return -1;
-			}
 		}
 		n = channel_fill(ch);
 		if (n >= 0)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		r = sys_wait_fd(ch->rfd, POLLIN, deadline);
-		if (r < 0)
+		if (sys_await(ch->rfd, POLLIN, deadline) < 0)
 			return -1;
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
 	}
 }
 
@@ -945,23 +929,36 @@ static int await_user_frame(struct channel *ch, struct frame_header *h,
 	}
 }
 
-int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms)
+/* The start of a receive and of a peek: waits for the next user frame
+ * (h), and clears msg. A message lent by an earlier peek is either this
+ * one (in big, handed over or lent again) or a copy that is no longer
+ * needed. */
+static int await_message(struct channel *ch, struct channel_msg *msg,
+			 struct frame_header *h, int timeout_ms)
 {
-	struct frame_header h;
 	int r;
 
 	if (!msg) {
 		errno = EINVAL;
 		return -1;
 	}
-	r = await_user_frame(ch, &h, timeout_ms);
+	r = await_user_frame(ch, h, timeout_ms);
 	if (r <= 0)
 		return r;
-	/* A message lent by peek is either this one (in big, handed over
-	 * below) or a copy that is no longer needed. */
 	free(ch->peek_data);
 	ch->peek_data = NULL;
 	memset(msg, 0, sizeof(*msg));
+	return 1;
+}
+
+int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms)
+{
+	struct frame_header h;
+	int r;
+
+	r = await_message(ch, msg, &h, timeout_ms);
+	if (r <= 0)
+		return r;
 	if (take_frame(ch, &h, &msg->data, &msg->len) < 0)
 		return -1;
 	msg->kind = (int)h.kind;
@@ -984,16 +981,9 @@ int channel_peek(struct channel *ch, struct channel_msg *msg, int timeout_ms)
 	size_t payload;
 	int r;
 
-	if (!msg) {
-		errno = EINVAL;
-		return -1;
-	}
-	r = await_user_frame(ch, &h, timeout_ms);
+	r = await_message(ch, msg, &h, timeout_ms);
 	if (r <= 0)
 		return r;
-	free(ch->peek_data);
-	ch->peek_data = NULL;
-	memset(msg, 0, sizeof(*msg));
 	payload = (size_t)(h.size - FRAME_HEADER_SIZE);
 	if (ch->big) {
 		/* The frame already has its own allocation: lend it. */
@@ -1146,14 +1136,8 @@ ssize_t channel_size(const struct channel *ch)
 {
 	size_t n;
 
-	if (!ch) {
-		errno = EINVAL;
+	if (unusable(ch, true))
 		return -1;
-	}
-	if (channel_inherited(ch)) {
-		errno = EBADF;
-		return -1;
-	}
 	n = buffered(ch) + (ch->big ? ch->big_have : 0);
 #ifdef FIONREAD
 	{
@@ -1438,14 +1422,9 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 
 	if (got)
 		*got = 0;
-	if (!ch || size == 0 || (m && !items) || (m && size > SIZE_MAX / m)) {
-		errno = EINVAL;
+	if (unusable(ch, size != 0 && !(m && !items) &&
+			 !(m && size > SIZE_MAX / m)))
 		return -1;
-	}
-	if (channel_inherited(ch)) {
-		errno = EBADF;
-		return -1;
-	}
 	need = m * size;
 	while (done < need) {
 		if (ch->stream_left == 0) {

@@ -171,15 +171,7 @@ static bool inherited(const struct exchange *ex)
  * NULL, EBADF for an inherited copy. */
 static int unusable(const struct exchange *ex)
 {
-	if (!ex) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (inherited(ex)) {
-		errno = EBADF;
-		return -1;
-	}
-	return 0;
+	return sys_refuse(!ex, ex && inherited(ex));
 }
 
 /* SIGTERM to SIGKILL. */
@@ -628,16 +620,12 @@ static struct work *work_new(channel_fn *fn, exchange_plain_fn *pfn,
 	w = malloc(sizeof(*w) + len);
 	if (!w)
 		return NULL;
-	memset(w, 0, sizeof(*w));
+	*w = (struct work){ .fn = fn, .pfn = pfn, .ctx = ctx, .len = len,
+			    .task = task };
 	if (len) {
 		w->arg = w->argbuf;
 		memcpy(w->arg, arg, len);
 	}
-	w->fn = fn;
-	w->pfn = pfn;
-	w->ctx = ctx;
-	w->len = len;
-	w->task = task;
 	return w;
 }
 

@@ -66,6 +66,12 @@ HIDDEN int frame_decode(const void *buf, size_t len, size_t max,
 /* sys.c: the clock, waiting on one descriptor, and the system calls that
  * make, use and close descriptors (through the test hooks below). */
 
+/* The check that opens the calls on a channel or an exchange: -1 with
+ * EINVAL when invalid (a NULL object or a bad argument), else -1 with
+ * EBADF when the object is a copy inherited from the process that made it
+ * (inert in this one), else 0. */
+HIDDEN int sys_refuse(bool invalid, bool inherited);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 HIDDEN int64_t clock_now_ms(void);
 /* The deadline of a poll-style timeout: -1 (never) for a negative one. */
@@ -76,6 +82,9 @@ HIDDEN int clock_left(int64_t deadline);
 /* Waits for events on fd until deadline, recomputing the time left after
  * each EINTR. Returns 1 when an event came, 0 on timeout, -1 on error. */
 HIDDEN int sys_wait_fd(int fd, short events, int64_t deadline);
+/* The same, for a wait that must end in the event: 0 when it came, -1 with
+ * ETIMEDOUT at the deadline or with poll's error. */
+HIDDEN int sys_await(int fd, short events, int64_t deadline);
 /* read, EINTR retried. */
 HIDDEN ssize_t sys_read(int fd, void *buf, size_t len);
 /* Writes what the kernel takes of the iovecs in one call, EINTR retried;

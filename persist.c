@@ -273,16 +273,11 @@ static int persist_peer(struct channel *ch, int64_t deadline)
 {
 	struct persist *p = ch->persist;
 	unsigned char sync[FRAME_HEADER_SIZE + sizeof(uint64_t)];
-	int fd, r;
+	int fd;
 
 	while (ch->rfd < 0) {
-		r = sys_wait_fd(p->listen_fd, POLLIN, deadline);
-		if (r < 0)
+		if (sys_await(p->listen_fd, POLLIN, deadline) < 0)
 			return -1;
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
 		fd = accept(p->listen_fd, NULL, NULL);
 		if (fd < 0) {
 			/* The connector may have gone between poll and

@@ -53,6 +53,19 @@ int close_range(unsigned int first, unsigned int last, int flags);
 
 struct exchange_hooks exchange_hooks;
 
+int sys_refuse(bool invalid, bool inherited)
+{
+	if (invalid) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (inherited) {
+		errno = EBADF;
+		return -1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The clock                                                                */
 /* ------------------------------------------------------------------------ */
@@ -101,6 +114,15 @@ int sys_wait_fd(int fd, short events, int64_t deadline)
 		if (errno != EINTR)
 			return -1;
 	}
+}
+
+int sys_await(int fd, short events, int64_t deadline)
+{
+	int r = sys_wait_fd(fd, events, deadline);
+
+	if (r == 0)
+		errno = ETIMEDOUT;
+	return r > 0 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -166,6 +188,21 @@ int sys_set_flags(int fd)
 	return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+/* Makes both descriptors of a pair non-blocking and close-on-exec, or
+ * closes them. */
+static int set_pair_flags(int fds[2])
+{
+	if (sys_set_flags(fds[0]) < 0 || sys_set_flags(fds[1]) < 0) {
+		int saved = errno;
+
+		sys_close(&fds[0]);
+		sys_close(&fds[1]);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
 /* Makes a pipe whose ends are close-on-exec and non-blocking from birth
  * where the system allows it. */
 int sys_pipe(int fds[2])
@@ -181,15 +218,7 @@ int sys_pipe(int fds[2])
 			return -1;
 #endif
 	}
-	if (sys_set_flags(fds[0]) < 0 || sys_set_flags(fds[1]) < 0) {
-		int saved = errno;
-
-		sys_close(&fds[0]);
-		sys_close(&fds[1]);
-		errno = saved;
-		return -1;
-	}
-	return 0;
+	return set_pair_flags(fds);
 }
 
 int sys_socketpair(int fds[2])
@@ -207,15 +236,7 @@ int sys_socketpair(int fds[2])
 			return -1;
 #endif
 	}
-	if (sys_set_flags(fds[0]) < 0 || sys_set_flags(fds[1]) < 0) {
-		int saved = errno;
-
-		sys_close(&fds[0]);
-		sys_close(&fds[1]);
-		errno = saved;
-		return -1;
-	}
-	return 0;
+	return set_pair_flags(fds);
 }
 /* Closes the descriptors first to last. */
 void sys_close_run(int first, int last)
