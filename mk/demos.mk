@@ -2,7 +2,8 @@
 #
 #   make demo     build the library and every demo, then run a short tour
 #                 (well under a minute): a pprocess twin, the Mandelbrot
-#                 image (its path is printed at the end), the word count
+#                 image and pprocess's PyGmy scene (their paths are
+#                 printed at the end), the word count
 #                 over the system's documentation, the indexer and the
 #                 command runner.
 #
@@ -14,6 +15,8 @@
 DEMO_IMAGE = $(BUILD)/mandelbrot.ppm
 DEMO_SERIAL = $(BUILD)/mandelbrot-serial.ppm
 DEMO_PNG = $(BUILD)/mandelbrot.png
+# The PyGmy scene, one PNG per way of rendering it (the five are compared).
+DEMO_PYGMY = $(BUILD)/ppygmy
 # The text the tour counts: the system's documentation (its gzip files are
 # skipped as binary), or the project's own sources where there is none.
 DEMO_TEXT ?= $(if $(wildcard /usr/share/doc/*/copyright),/usr/share/doc,.)
@@ -38,6 +41,15 @@ demo: $(DEMOS)
 	cmp $(DEMO_IMAGE) $(DEMO_SERIAL) && echo "the parallel and serial images are identical"
 	$(BUILD)/demos/mandelbrot -o $(DEMO_PNG)
 	@echo
+	@echo "== ppygmy: pprocess's PyGmy ray tracer scene, rendered by rows four ways and serially"
+	@for m in exchange pmap queue reuse serial; do \
+	    echo "$(BUILD)/demos/ppygmy --$$m -o $(DEMO_PYGMY)-$$m.png 2"; \
+	    $(BUILD)/demos/ppygmy --$$m -o $(DEMO_PYGMY)-$$m.png 2 || exit 1; \
+	done
+	@for m in exchange pmap queue reuse; do \
+	    cmp $(DEMO_PYGMY)-$$m.png $(DEMO_PYGMY)-serial.png || exit 1; \
+	done; echo "the five images are identical"
+	@echo
 	@echo "== wordcount: the top words of $(DEMO_TEXT_FILES) files of $(DEMO_TEXT), counted in worker processes"
 	$(BUILD)/demos/wordcount --top 10 --max-files $(DEMO_TEXT_FILES) $(DEMO_TEXT)
 	@echo
@@ -49,4 +61,5 @@ demo: $(DEMOS)
 	@echo
 	@echo "The Mandelbrot image is $(abspath $(DEMO_PNG))"
 	@echo "(open it in a browser or any image viewer; the same picture as a"
-	@echo " binary PPM is $(abspath $(DEMO_IMAGE)))."
+	@echo " binary PPM is $(abspath $(DEMO_IMAGE)));"
+	@echo "the PyGmy scene is $(abspath $(DEMO_PYGMY)-pmap.png)."

@@ -365,33 +365,40 @@ static uint32_t get32(const unsigned char *p)
 	       (uint32_t)p[2] << 8 | p[3];
 }
 
-/* The PNG holds the same pixels as the PPM: its chunks are read, and the
- * zlib stream of stored blocks in IDAT is unpacked by hand. */
-Test(mandelbrot, png_has_the_ppm_pixels, .timeout = 30)
+/* The pixels of the 8-bit RGB PNG at path (malloc'd, height rows of
+ * width * 3 bytes), its size in *width and *height. The chunks are read,
+ * and the zlib stream of stored blocks in IDAT is unpacked by hand, with
+ * its checks: the CRC of every chunk, the length of every block and the
+ * Adler-32 of the whole. */
+static unsigned char *png_pixels(const char *path, uint32_t *width,
+				 uint32_t *height)
 {
-	char *d = tmpdir();
-	char *c1 = fmt("%s --width 300 --height 250 -o %s/m.png >/dev/null",
-		       demo("mandelbrot"), d);
-	char *c2 = fmt("%s --width 300 --height 250 --serial -o %s/m.ppm "
-		       ">/dev/null", demo("mandelbrot"), d);
-	char *p1 = fmt("%s/m.png", d), *p2 = fmt("%s/m.ppm", d);
-	const char hdr[] = "P6\n300 250\n255\n";
-	unsigned char *png, *z = NULL, *raw, *pos;
-	char *ppm;
-	size_t plen, mlen, zlen = 0, rlen = 0, rowlen = 300 * 3, y;
+	unsigned char *png, *z = NULL, *raw, *pixels, *pos;
+	size_t plen, zlen = 0, rlen = 0, rowlen, y;
+	uint32_t a = 1, b = 0;
 
-	cr_assert_eq(run(c1, NULL), 0);
-	cr_assert_eq(run(c2, NULL), 0);
-	png = (unsigned char *)read_file(p1, &plen);
-	ppm = read_file(p2, &mlen);
-	cr_assert(plen > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0);
+	*width = *height = 0;
+	png = (unsigned char *)read_file(path, &plen);
+	cr_assert(plen > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0,
+		  "%s: not a PNG", path);
 	for (pos = png + 8; pos + 12 <= png + plen;) {
-		uint32_t n = get32(pos);
+		uint32_t n = get32(pos), crc = 0xffffffffu;
+		size_t i;
+		int k;
 
 		cr_assert(pos + 12 + n <= png + plen, "chunk past the end");
+		for (i = 4; i < 8 + (size_t)n; i++) {
+			crc ^= pos[i];
+			for (k = 0; k < 8; k++)
+				crc = crc & 1 ? 0xedb88320u ^ (crc >> 1) :
+						crc >> 1;
+		}
+		cr_assert_eq(crc ^ 0xffffffffu, get32(pos + 8 + n),
+			     "bad CRC in a %.4s chunk", (char *)pos + 4);
 		if (memcmp(pos + 4, "IHDR", 4) == 0) {
-			cr_assert_eq(get32(pos + 8), 300);
-			cr_assert_eq(get32(pos + 12), 250);
+			cr_assert_eq(n, 13);
+			*width = get32(pos + 8);
+			*height = get32(pos + 12);
 			cr_assert_eq(pos[16], 8);
 			cr_assert_eq(pos[17], 2);
 		} else if (memcmp(pos + 4, "IDAT", 4) == 0) {
@@ -402,6 +409,7 @@ Test(mandelbrot, png_has_the_ppm_pixels, .timeout = 30)
 		}
 		pos += 12 + n;
 	}
+	cr_assert(*width > 0 && *height > 0, "%s: no IHDR", path);
 	cr_assert(z && zlen > 6);
 	raw = malloc(zlen);
 	cr_assert(raw);
@@ -421,16 +429,52 @@ Test(mandelbrot, png_has_the_ppm_pixels, .timeout = 30)
 		if (last)
 			break;
 	}
-	cr_assert_eq(rlen, (rowlen + 1) * 250);
-	for (y = 0; y < 250; y++) {
+	for (y = 0; y < rlen; y++) {
+		a = (a + raw[y]) % 65521;
+		b = (b + a) % 65521;
+	}
+	cr_assert(pos + 4 <= z + zlen, "no Adler-32");
+	cr_assert_eq(get32(pos), (b << 16) | a, "bad Adler-32");
+	rowlen = (size_t)*width * 3;
+	cr_assert_eq(rlen, (rowlen + 1) * *height);
+	pixels = malloc(rowlen * *height);
+	cr_assert(pixels);
+	for (y = 0; y < *height; y++) {
 		cr_assert_eq(raw[y * (rowlen + 1)], 0, "filter byte");
-		cr_assert(memcmp(raw + y * (rowlen + 1) + 1,
-				 ppm + sizeof(hdr) - 1 + y * rowlen, rowlen) == 0,
-			  "row %zu differs", y);
+		memcpy(pixels + y * rowlen, raw + y * (rowlen + 1) + 1, rowlen);
 	}
 	free(raw);
 	free(z);
 	free(png);
+	return pixels;
+}
+
+/* The PNG holds the same pixels as the PPM. */
+Test(mandelbrot, png_has_the_ppm_pixels, .timeout = 30)
+{
+	char *d = tmpdir();
+	char *c1 = fmt("%s --width 300 --height 250 -o %s/m.png >/dev/null",
+		       demo("mandelbrot"), d);
+	char *c2 = fmt("%s --width 300 --height 250 --serial -o %s/m.ppm "
+		       ">/dev/null", demo("mandelbrot"), d);
+	char *p1 = fmt("%s/m.png", d), *p2 = fmt("%s/m.ppm", d);
+	const char hdr[] = "P6\n300 250\n255\n";
+	unsigned char *pixels;
+	uint32_t width, height;
+	char *ppm;
+	size_t mlen;
+
+	cr_assert_eq(run(c1, NULL), 0);
+	cr_assert_eq(run(c2, NULL), 0);
+	pixels = png_pixels(p1, &width, &height);
+	ppm = read_file(p2, &mlen);
+	cr_assert_eq(width, 300);
+	cr_assert_eq(height, 250);
+	cr_assert_eq(mlen, sizeof(hdr) - 1 + 300 * 250 * 3);
+	cr_assert(memcmp(ppm, hdr, sizeof(hdr) - 1) == 0);
+	cr_assert(memcmp(pixels, ppm + sizeof(hdr) - 1, 300 * 250 * 3) == 0,
+		  "the PNG's pixels are not the PPM's");
+	free(pixels);
 	free(ppm);
 	free(p1);
 	free(p2);
@@ -453,6 +497,197 @@ Test(mandelbrot, bad_arguments, .timeout = 30)
 
 		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
 		cr_assert(strstr(out, "usage:"), "%s", cmd);
+		free(out);
+		free(cmd);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* ppygmy                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The directory of pprocess's recorded outputs (tests/pprocess-output). */
+static const char *recorded_dir(void)
+{
+	const char *env = getenv("PPROCESS_OUTPUT");
+
+	if (env && *env)
+		return env;
+#ifdef PPROCESS_OUTPUT
+	return PPROCESS_OUTPUT;
+#else
+	return "tests/pprocess-output";
+#endif
+}
+
+/* Runs "ppygmy ARGS -o DIR/NAME.png" quietly and returns the PNG file
+ * (malloc'd, *len bytes). */
+static char *ppygmy_file(const char *dir, const char *name, const char *args,
+			 size_t *len)
+{
+	char *cmd = fmt("%s --quiet %s -o %s/%s.png", demo("ppygmy"), args,
+			dir, name);
+	char *path = fmt("%s/%s.png", dir, name), *out, *png;
+	int st = run(cmd, &out);
+
+	cr_assert_eq(st, 0, "%s exited with %d:\n%s", cmd, st, out);
+	cr_assert_str_eq(out, "", "%s printed with --quiet", cmd);
+	png = read_file(path, len);
+	free(out);
+	free(path);
+	free(cmd);
+	return png;
+}
+
+/* The five ways of rendering give the same file byte for byte, and the
+ * picture is not blank. */
+static void ppygmy_same(const char *size, const char *limit)
+{
+	static const char *const modes[] = { "--exchange", "--pmap",
+					     "--queue", "--reuse" };
+	char *d = tmpdir(), *ser, *path, *args;
+	unsigned char *px, first[3];
+	uint32_t width, height;
+	size_t slen, k, lit = 0, other = 0;
+
+	args = fmt("--serial %s", size);
+	ser = ppygmy_file(d, "serial", args, &slen);
+	free(args);
+	for (k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
+		size_t len;
+		char *png;
+
+		args = fmt("%s %s %s", modes[k], size, limit);
+		png = ppygmy_file(d, modes[k] + 2, args, &len);
+		cr_assert(len == slen && memcmp(png, ser, len) == 0,
+			  "ppygmy %s: not the serial image", args);
+		free(png);
+		free(args);
+	}
+	path = fmt("%s/serial.png", d);
+	px = png_pixels(path, &width, &height);
+	memcpy(first, px, 3);
+	for (k = 0; k < (size_t)width * height; k++) {
+		lit += px[3 * k] || px[3 * k + 1] || px[3 * k + 2];
+		other += memcmp(px + 3 * k, first, 3) != 0;
+	}
+	cr_assert(lit > 0 && other > 0, "a blank image (%s)", size);
+	free(px);
+	free(path);
+	free(ser);
+	rm_rf(d);
+}
+
+Test(ppygmy, five_ways_identical, .timeout = 60)
+{
+	ppygmy_same("--width 48 --height 30", "3");
+	/* More processes than rows, and rows of one pixel. */
+	ppygmy_same("--width 1 --height 3", "--limit 5");
+}
+
+/* The image is the one pprocess's ppygmy.py draws of scene.py's scene,
+ * given the twin's random numbers (tests/pprocess-output/record.sh). */
+Test(ppygmy, draws_what_pprocess_draws, .timeout = 60)
+{
+	char *d = tmpdir(), *ref = fmt("%s/ppygmy/ppygmy-60x40.ppm",
+				       recorded_dir());
+	const char hdr[] = "P6\n60 40\n255\n";
+	unsigned char *px;
+	uint32_t width, height;
+	char *ppm, *png, *path;
+	size_t len, plen;
+
+	ppm = read_file(ref, &len);
+	cr_assert_eq(len, sizeof(hdr) - 1 + 60 * 40 * 3, "%s", ref);
+	cr_assert(memcmp(ppm, hdr, sizeof(hdr) - 1) == 0);
+	png = ppygmy_file(d, "reuse", "--reuse --width 60 --height 40 2",
+			  &plen);
+	path = fmt("%s/reuse.png", d);
+	px = png_pixels(path, &width, &height);
+	cr_assert_eq(width, 60);
+	cr_assert_eq(height, 40);
+	cr_assert(memcmp(px, ppm + sizeof(hdr) - 1, 60 * 40 * 3) == 0,
+		  "not pprocess's image");
+	free(px);
+	free(path);
+	free(png);
+	free(ppm);
+	free(ref);
+	rm_rf(d);
+}
+
+/* scene.py's size, 300 x 200, unless told otherwise. */
+Test(ppygmy, default_size, .timeout = 60)
+{
+	char *d = tmpdir(), *png, *path = fmt("%s/pmap.png", d);
+	unsigned char *px;
+	uint32_t width, height;
+	size_t len;
+
+	png = ppygmy_file(d, "pmap", "--pmap 2", &len);
+	px = png_pixels(path, &width, &height);
+	cr_assert_eq(width, 300);
+	cr_assert_eq(height, 200);
+	free(px);
+	free(png);
+	free(path);
+	rm_rf(d);
+}
+
+/* The progress as pprocess prints it: the number of processes, then for
+ * each row nine backspaces, the percentage and the row; a newline. */
+Test(ppygmy, progress_as_pprocess, .timeout = 30)
+{
+	char *d = tmpdir(), *cmd, *out, *want, *p;
+	size_t len = 0, k;
+	int row;
+
+	cmd = fmt("%s --pmap --width 20 --height 10 -o %s/p.png 2",
+		  demo("ppygmy"), d);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	want = malloc(4096);
+	cr_assert(want);
+	len = (size_t)sprintf(want, "Number of processes: 2\n");
+	for (row = 0; row < 10; row++)
+		len += (size_t)sprintf(want + len, "\b\b\b\b\b\b\b\b\b%3d%% %3d",
+				       (row + 1) * 10, row);
+	sprintf(want + len, "\n");
+	cr_assert_str_eq(out, want, "pmap: the progress in row order");
+	free(out);
+	free(cmd);
+
+	/* In arrival order: ten figures, the last at 100%. */
+	cmd = fmt("%s --exchange --width 20 --height 10 -o %s/e.png 3",
+		  demo("ppygmy"), d);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	cr_assert(strncmp(out, "Number of processes: 3\n", 23) == 0, "%s",
+		  out);
+	for (k = 0, p = out; (p = strstr(p, "\b\b\b\b\b\b\b\b\b")); k++)
+		p += 9;
+	cr_assert_eq(k, 10, "%zu progress figures:\n%s", k, out);
+	p = strrchr(out, '\b');
+	cr_assert(p && strncmp(p + 1, "100% ", 5) == 0 &&
+		  out[strlen(out) - 1] == '\n', "%s", out);
+	free(out);
+	free(cmd);
+	free(want);
+	rm_rf(d);
+}
+
+Test(ppygmy, bad_arguments, .timeout = 30)
+{
+	static const char *const bad[] = {
+		"--width 0", "--height x", "0", "x", "--limit", "--limit 0",
+		"-o", "--bogus", "3 4",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *cmd = fmt("%s %s 2>&1 >/dev/null", demo("ppygmy"),
+				bad[i]), *out;
+
+		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
+		cr_assert(strstr(out, "usage:"), "%s:\n%s", cmd, out);
 		free(out);
 		free(cmd);
 	}
