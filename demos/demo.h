@@ -4,13 +4,16 @@
  * and the time taken. Each twin then shows only the library calls that make
  * it different from the others.
  *
- * Every twin prints, like the Python original:
+ * Every twin prints what its Python original prints: most of them
  *
  *   Calculating...
  *   0 1 2 ... 9
  *   ...
  *   90 91 ... 99
  *   Time taken: <seconds>
+ *
+ * with "Calculating..." left out, or "Finishing..." added, where the
+ * original does so (tests/pprocess-output holds what each one prints).
  *
  * All functions are static inline: each demo is one program that includes
  * this and uses only some of them, and an unused inline function draws no
@@ -225,10 +228,16 @@ static inline void demo_print_table(const int32_t *results)
 		demo_print_value(k, results[k]);
 }
 
-/* The last line, as the Python examples print it. */
+/* The last line, as the Python examples print it: Python 2 writes a float
+ * with 12 significant digits and a ".0" when that reads as an integer. */
 static inline void demo_time_taken(double t0)
 {
-	printf("Time taken: %f\n", demo_now() - t0);
+	char s[64];
+
+	snprintf(s, sizeof(s), "%.12g", demo_now() - t0);
+	if (!strpbrk(s, ".en"))
+		strcat(s, ".0");
+	printf("Time taken: %s\n", s);
 }
 
 /* Stores a triple in the results, checking where it goes. 0 or -1. */

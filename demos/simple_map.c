@@ -33,7 +33,6 @@ int main(int argc, char **argv)
 			sequence[k].j = j;
 		}
 
-	printf("Calculating...\n");
 	for (k = 0; k < total; k++)
 		results[k] = calculate(&sequence[k]);
 

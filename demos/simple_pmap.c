@@ -41,7 +41,6 @@ int main(int argc, char **argv)
 			sequence[k].j = j;
 		}
 
-	printf("Calculating...\n");
 	popts.workers = demo.limit;
 	/* One element per message, as pprocess hands out one call at a
 	 * time: with a delay per element, batches would leave workers

@@ -56,7 +56,6 @@ int main(int argc, char **argv)
 	if (!results)
 		demo_die("exchange_new_map");
 
-	printf("Calculating...\n");
 	for (k = 0; k < total; k++)
 		if (exchange_start_plain(results, calculate, &sequence[k],
 					 sizeof(sequence[k]), NULL) < 0)

@@ -48,7 +48,6 @@ int main(int argc, char **argv)
 	if (!queue)
 		demo_die("exchange_new_queue");
 
-	printf("Calculating...\n");
 	for (i = 0; i < demo.n; i++)
 		for (j = 0; j < demo.n; j++) {
 			struct demo_pair p = { i, j };

@@ -128,21 +128,22 @@ static char *table(int n)
 	return t;
 }
 
-/* Checks a twin's output: "Calculating..." first, "Time taken: S" last,
- * and between them, apart from a "Finishing..." line, exactly the table. */
+/* Checks a twin's output: the table, then "Time taken: S" last; before
+ * the table only the "Calculating..." and "Finishing..." lines pprocess
+ * prints. (The twins/same_as_pprocess tests compare each twin's whole
+ * output with the original's.) */
 static void check_twin_output(const char *name, const char *out, int n)
 {
 	char *want = table(n), *copy = strdup(out), *body, *p, *last;
 	size_t blen = 0;
 
 	cr_assert(copy);
-	cr_assert(strncmp(out, "Calculating...\n", 15) == 0,
-		  "%s: first line is not Calculating...:\n%s", name, out);
 	body = malloc(strlen(out) + 1);
 	cr_assert(body);
 	last = NULL;
-	for (p = strtok(copy + 15, "\n"); p; p = strtok(NULL, "\n")) {
-		if (strcmp(p, "Finishing...") == 0)
+	for (p = strtok(copy, "\n"); p; p = strtok(NULL, "\n")) {
+		if (blen == 0 && (strcmp(p, "Calculating...") == 0 ||
+				  strcmp(p, "Finishing...") == 0))
 			continue;
 		if (strncmp(p, "Time taken: ", 12) == 0) {
 			last = p;
