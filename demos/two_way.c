@@ -4,6 +4,16 @@
  * receives it in the parent and sends back one less; the child receives
  * that and sends it again, until the number reaches 0. Both sides print as
  * they go. --n sets the starting number (default 20).
+ *
+ * The lines come in the order pprocess prints them on a terminal. There,
+ * every send waits for the receiver's acknowledgement, and each side
+ * prints "sent" once the other has received; here each side waits, after
+ * a send, until the other's next message is there (channel_peek: seen,
+ * not taken), which the other sends only after printing. So the order is
+ * the same every time:
+ *
+ *   Child: 20, Parent: 20, Child sent, Child: 19, Parent sent,
+ *   Parent: 19, Child sent, ... Parent: 1, Child sent, Parent sent
  */
 #include "demo.h"
 
@@ -24,6 +34,9 @@ static void child(struct channel *ch, const void *arg, size_t len, void *ctx)
 		printf("Child: %ld\n", (long)data);
 		fflush(stdout);
 		if (channel_send(ch, &data, sizeof(data), -1) < 0)
+			return;
+		/* The parent answers after printing its line. */
+		if (channel_peek(ch, &m, -1) < 0)
 			return;
 		printf("Child sent\n");
 		fflush(stdout);
@@ -55,6 +68,10 @@ static int store_data(struct exchange *ex, struct channel *ch, void *udata)
 	fflush(stdout);
 	data--;
 	if (channel_send(ch, &data, sizeof(data), -1) < 0)
+		return -1;
+	/* The child sends its next number (or leaves, after 0) once it has
+	 * printed its lines: wait for that without taking it. */
+	if (channel_peek(ch, &m, -1) < 0)
 		return -1;
 	printf("Parent sent\n");
 	fflush(stdout);
