@@ -1,201 +1,178 @@
 /*
- * simple_persistent_managed - persistent processes collected by an
+ * simple_persistent_managed - a persistent process collected by an
  * exchange with its own store_data (pprocess
- * examples/simple_persistent_managed.py). The table is computed by
- * P = min(limit, N) persistent processes, each listening at its own
- * address and computing the rows k, k + P, k + 2P, ... one calculation at a
- * time; the program may exit as soon as they listen. Collecting is an
- * exchange connected to every address whose store_data callback puts each
- * (i, j, value) in its place (pprocess: a PersistentExchange subclass
- * with its own store_data).
+ * examples/simple_persistent_managed.py). The whole computation, task(),
+ * runs in one persistent process listening at a socket address: an
+ * exchange of managed calculations, limit at once, whose store_data puts
+ * each (i, j, value) in the table (pprocess's MyExchange), which goes back
+ * as one message. The program may exit as soon as it listens. Collecting
+ * is a new exchange (limit 1) connected to the address, whose store_data
+ * takes the table (pprocess's MyPersistentExchange), run to its end with
+ * exchange_finish.
  *
- *   simple_persistent_managed --start       start the processes and exit
+ *   simple_persistent_managed --start       start the process and exit
  *   simple_persistent_managed --reconnect   collect the results and print
  *   simple_persistent_managed               both, in one run
  *
- * --address PREFIX names the sockets PREFIX-K.socket (default
- * /tmp/exchange-UID-simple_persistent_managed). Use the same --n and --limit
- * for both runs: they decide the number of processes.
+ * --address PATH sets the socket (default /tmp/exchange-UID-
+ * simple_persistent_managed.socket; pprocess uses task.socket). Use the
+ * same --n for both runs. It prints what pprocess prints.
+ *
+ * pprocess starts the process through a persistent exchange of limit 1
+ * (PersistentExchange.manage(address, callable), called), which then
+ * starts it with start_persistent; exchange.h has no persistent
+ * counterpart of exchange_manage, so the twin calls
+ * channel_start_persistent itself.
  */
-#include <unistd.h>
+#include "persist.h"
 
-#include "demo.h"
-
-/* The settings of this twin beyond demo.h's. */
-struct mode {
-	int start;		/* start the background work */
-	int reconnect;		/* collect its results */
-	char address[96];	/* the sockets' path without "-K.socket" */
-};
-
-/* Says that nothing listens at path (or why else the connection failed)
- * and exits with status 1. */
-static void connect_failed(const char *path)
+/* Runs in a child of the persistent process: returns (i, j, value) in
+ * memory the library frees (pprocess MakeParallel(calculate)). */
+static void *calculate(const void *arg, size_t len, size_t *result_len,
+		       void *ctx)
 {
-	int err = errno;
-
-	fprintf(stderr, "%s: %s\n", path, strerror(err));
-	if (err == ENOENT || err == ECONNREFUSED)
-		fprintf(stderr, "(nothing listens there: start the work with "
-			"--start first)\n");
-	exit(1);
-}
-
-static void usage_extra(void)
-{
-	fprintf(stderr,
-		"  --start          start the work in the background and exit\n"
-		"  --reconnect      collect the results of a started run\n"
-		"  --address PREFIX the sockets are PREFIX-0.socket, PREFIX-1.socket...\n");
-}
-
-/* Takes --start, --reconnect and --address out of argv (demo_parse reads
- * the rest). Without --start or --reconnect, both are done. */
-static void parse_mode(int *argc, char **argv, struct mode *m,
-		       const char *name)
-{
-	int i, k = 1, missing = 0;
-	const char *v;
-
-	snprintf(m->address, sizeof(m->address), "/tmp/exchange-%ld-%s",
-		 (long)getuid(), name);
-	for (i = 1; i < *argc; i++) {
-		if (strcmp(argv[i], "--start") == 0) {
-			m->start = 1;
-		} else if (strcmp(argv[i], "--reconnect") == 0) {
-			m->reconnect = 1;
-		} else if ((v = demo_option(*argc, argv, &i, "--address",
-					    &missing))) {
-			if (strlen(v) >= sizeof(m->address)) {
-				fprintf(stderr, "%s: address too long\n",
-					argv[0]);
-				exit(2);
-			}
-			snprintf(m->address, sizeof(m->address), "%s", v);
-		} else if (missing) {
-			fprintf(stderr, "%s: --address needs a value\n",
-				argv[0]);
-			exit(2);
-		} else if (strcmp(argv[i], "--help") == 0 ||
-			   strcmp(argv[i], "-h") == 0) {
-			demo_usage(argv[0]);
-			usage_extra();
-			exit(0);
-		} else {
-			argv[k++] = argv[i];
-		}
-	}
-	argv[k] = NULL;
-	*argc = k;
-	if (!m->start && !m->reconnect)
-		m->start = m->reconnect = 1;
-}
-
-/* The number of persistent processes. */
-static int processes(void)
-{
-	return demo.limit < demo.n ? demo.limit : demo.n;
-}
-
-/* The address of process k. */
-static void address_of(const struct mode *m, int k, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s-%d.socket", m->address, k);
-}
-
-/* A persistent process: computes rows k, k + P, ... and sends each
- * (i, j, value) as it is found. A send waits for a peer to connect; what
- * one peer does not receive goes to the next. */
-static void rows(struct channel *ch, const void *arg, size_t len, void *ctx)
-{
-	struct demo_triple t;
-	int k;
+	struct demo_pair p;
+	struct demo_triple *t;
 
 	(void)ctx;
-	if (len != sizeof(k))
-		return;
-	memcpy(&k, arg, sizeof(k));
-	for (t.i = k; t.i < demo.n; t.i += processes())
-		for (t.j = 0; t.j < demo.n; t.j++) {
-			t.value = demo_calculate(t.i, t.j);
-			if (channel_send(ch, &t, sizeof(t), -1) < 0)
-				return;
-		}
-}
-
-/* Starts the P processes; exits on failure. */
-static void start_all(const struct mode *m)
-{
-	char path[128];
-	int k;
-
-	for (k = 0; k < processes(); k++) {
-		address_of(m, k, path, sizeof(path));
-		if (channel_start_persistent(path, rows, &k, sizeof(k),
-					     NULL) < 0)
-			demo_die(path);
+	if (len != sizeof(p)) {
+		errno = EINVAL;
+		return NULL;
 	}
+	memcpy(&p, arg, sizeof(p));
+	t = malloc(sizeof(*t));
+	if (!t)
+		return NULL;
+	t->i = p.i;
+	t->j = p.j;
+	t->value = demo_calculate(p.i, p.j);
+	*result_len = sizeof(*t);
+	return t;
 }
 
-/* The exchange's store_data (pprocess MyExchange.store_data): receives
- * one (i, j, value) and puts it in the table given as udata. */
-static int store(struct exchange *ex, struct channel *ch, void *udata)
+/* The size of the table's message. */
+static size_t table_size(void)
+{
+	return (size_t)demo.n * (size_t)demo.n * sizeof(int32_t);
+}
+
+/* pprocess MyExchange.store_data: receives one (i, j, value) and puts it
+ * in the table given as udata. */
+static int store_triple(struct exchange *ex, struct channel *ch, void *udata)
 {
 	struct channel_msg m;
-	int r;
+	int ok;
 
 	(void)ex;
-	r = channel_recv(ch, &m, 0);
-	if (r <= 0)
-		return r < 0 && errno != ETIMEDOUT ? -1 : 0;
-	if (m.kind != CHANNEL_DATA ||
-	    demo_store_triple(udata, m.data, m.len) < 0)
+	if (channel_recv(ch, &m, 0) != 1)
+		return -1;
+	ok = m.kind == CHANNEL_DATA &&
+	     demo_store_triple(udata, m.data, m.len) == 0;
+	channel_msg_free(&m);
+	if (!ok) {
+		errno = EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
+/* pprocess MyPersistentExchange.store_data: receives the table into
+ * udata. */
+static int store_table(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct channel_msg m;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) != 1)
+		return -1;
+	if (m.kind != CHANNEL_DATA || m.len != table_size())
 		demo_fail(&m);
+	memcpy(udata, m.data, m.len);
 	channel_msg_free(&m);
 	return 0;
+}
+
+/* The main computation, in the persistent process: an exchange whose
+ * store_data fills the table, a managed plain function called for each
+ * (i, j), and the table sent back once the exchange has finished. */
+static void task(struct channel *ch, const void *arg, size_t len, void *ctx)
+{
+	struct exchange_options opts = { 0 };
+	struct exchange_managed *calc;
+	struct exchange *exchange;
+	int32_t *results;
+	int i, j;
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	results = calloc((size_t)demo.n * (size_t)demo.n, sizeof(*results));
+	opts.limit = demo.limit;
+	opts.store_data = store_triple;
+	opts.udata = results;
+	exchange = results ? exchange_new(&opts) : NULL;
+	calc = exchange ? exchange_manage(exchange, NULL, calculate, NULL) :
+			  NULL;
+	if (!calc)
+		goto fail;
+	for (i = 0; i < demo.n; i++)
+		for (j = 0; j < demo.n; j++) {
+			struct demo_pair p = { i, j };
+
+			if (exchange_call(calc, &p, sizeof(p)) < 0)
+				goto fail;
+		}
+	if (exchange_finish(exchange) < 0)
+		goto fail;
+	channel_send(ch, results, table_size(), -1);
+	goto out;
+fail:
+	channel_send_error(ch, strerror(errno), -1);
+out:
+	exchange_free(exchange);
+	free(results);
 }
 
 int main(int argc, char **argv)
 {
 	struct exchange_options opts = { 0 };
-	struct mode mode = { 0 };
-	struct exchange *ex;
+	struct persist_mode mode = { 0 };
+	struct exchange *exchange;
 	int32_t *results;
-	char path[128];
 	double t0;
-	int k;
 
-	parse_mode(&argc, argv, &mode, "simple_persistent_managed");
+	snprintf(mode.address, sizeof(mode.address),
+		 "/tmp/exchange-%ld-simple_persistent_managed.socket",
+		 (long)getuid());
+	persist_parse(&argc, argv, &mode, mode.address,
+		      "PATH   the socket of the persistent process");
 	demo_parse(argc, argv, 10, 10, 1.0);
 	t0 = demo_now();
-	printf("Calculating...\n");
+	results = demo_results();
 
 	if (mode.start) {
-		start_all(&mode);
-		if (!mode.reconnect)
-			printf("Started %d processes at %s-K.socket.\n",
-			       processes(), mode.address);
+		if (channel_start_persistent(mode.address, task, NULL, 0,
+					     NULL) < 0)
+			demo_die(mode.address);
+		printf("Closed original exchange.\n");
 	}
 	if (mode.reconnect) {
-		results = demo_results();
-		opts.store_data = store;
+		printf("Opening new exchange.\n");
+		opts.limit = 1;
+		opts.store_data = store_table;
 		opts.udata = results;
-		ex = exchange_new(&opts);
-		if (!ex)
+		exchange = exchange_new(&opts);
+		if (!exchange)
 			demo_die("exchange_new");
-		for (k = 0; k < processes(); k++) {
-			address_of(&mode, k, path, sizeof(path));
-			if (exchange_connect(ex, path, 1000) < 0)
-				connect_failed(path);
-		}
-		/* store_data runs for every message until every process
-		 * has delivered all and closed. */
-		if (exchange_finish(ex) < 0)
+		if (exchange_connect(exchange, mode.address, 1000) < 0)
+			persist_connect_failed(mode.address);
+		printf("Waiting for persistent results\n");
+		if (exchange_finish(exchange) < 0)
 			demo_die("exchange_finish");
-		exchange_free(ex);
+		exchange_free(exchange);
 		demo_print_table(results);
-		free(results);
+		demo_time_taken(t0);
 	}
-	demo_time_taken(t0);
+	free(results);
 	return 0;
 }

@@ -1,177 +1,178 @@
 /*
  * simple_persistent_queue - persistent processes read through one queue
- * (pprocess examples/simple_persistent_queue.py). The table is computed by
- * P = min(limit, N) persistent processes, each listening at its own
- * address and computing the rows k, k + P, k + 2P, ... one calculation at a
- * time; the program may exit as soon as they listen. Collecting is a queue
- * connected to every address (pprocess PersistentQueue): the (i, j, value)
- * results arrive in any order and fill the table.
+ * (pprocess examples/simple_persistent_queue.py). Each row i of the table
+ * is a background callable (pprocess BackgroundCallable of
+ * MakeParallel(task)) at its own address, PREFIX-i.socket: a detached
+ * process whose own queue runs the row's N calculations, limit at once
+ * (default 2, as pprocess's, since N such processes run together), and
+ * sends (i, row) back as one message. The program may exit as soon as they
+ * listen. Collecting is a queue connected to every address (pprocess
+ * PersistentQueue): the rows arrive in any order and fill the table.
  *
  *   simple_persistent_queue --start       start the processes and exit
  *   simple_persistent_queue --reconnect   collect the results and print
  *   simple_persistent_queue               both, in one run
  *
- * --address PREFIX names the sockets PREFIX-K.socket (default
- * /tmp/exchange-UID-simple_persistent_queue). Use the same --n and --limit
- * for both runs: they decide the number of processes.
+ * --address PREFIX names the sockets PREFIX-i.socket (default
+ * /tmp/exchange-UID-simple_persistent_queue; pprocess uses task-i.socket).
+ * Use the same --n for both runs. It prints what pprocess prints: the
+ * lines of the background tasks ("Calculating...", "Finishing...") go
+ * nowhere, since a background process's standard streams are closed
+ * (pprocess) or /dev/null (here).
  */
-#include <unistd.h>
+#include "persist.h"
 
-#include "demo.h"
-
-/* The settings of this twin beyond demo.h's. */
-struct mode {
-	int start;		/* start the background work */
-	int reconnect;		/* collect its results */
-	char address[96];	/* the sockets' path without "-K.socket" */
-};
-
-/* Says that nothing listens at path (or why else the connection failed)
- * and exits with status 1. */
-static void connect_failed(const char *path)
+/* Runs in a child of a background process: returns (i, j, value) in
+ * memory the library frees (pprocess MakeParallel(calculate)). */
+static void *calculate(const void *arg, size_t len, size_t *result_len,
+		       void *ctx)
 {
-	int err = errno;
-
-	fprintf(stderr, "%s: %s\n", path, strerror(err));
-	if (err == ENOENT || err == ECONNREFUSED)
-		fprintf(stderr, "(nothing listens there: start the work with "
-			"--start first)\n");
-	exit(1);
-}
-
-static void usage_extra(void)
-{
-	fprintf(stderr,
-		"  --start          start the work in the background and exit\n"
-		"  --reconnect      collect the results of a started run\n"
-		"  --address PREFIX the sockets are PREFIX-0.socket, PREFIX-1.socket...\n");
-}
-
-/* Takes --start, --reconnect and --address out of argv (demo_parse reads
- * the rest). Without --start or --reconnect, both are done. */
-static void parse_mode(int *argc, char **argv, struct mode *m,
-		       const char *name)
-{
-	int i, k = 1, missing = 0;
-	const char *v;
-
-	snprintf(m->address, sizeof(m->address), "/tmp/exchange-%ld-%s",
-		 (long)getuid(), name);
-	for (i = 1; i < *argc; i++) {
-		if (strcmp(argv[i], "--start") == 0) {
-			m->start = 1;
-		} else if (strcmp(argv[i], "--reconnect") == 0) {
-			m->reconnect = 1;
-		} else if ((v = demo_option(*argc, argv, &i, "--address",
-					    &missing))) {
-			if (strlen(v) >= sizeof(m->address)) {
-				fprintf(stderr, "%s: address too long\n",
-					argv[0]);
-				exit(2);
-			}
-			snprintf(m->address, sizeof(m->address), "%s", v);
-		} else if (missing) {
-			fprintf(stderr, "%s: --address needs a value\n",
-				argv[0]);
-			exit(2);
-		} else if (strcmp(argv[i], "--help") == 0 ||
-			   strcmp(argv[i], "-h") == 0) {
-			demo_usage(argv[0]);
-			usage_extra();
-			exit(0);
-		} else {
-			argv[k++] = argv[i];
-		}
-	}
-	argv[k] = NULL;
-	*argc = k;
-	if (!m->start && !m->reconnect)
-		m->start = m->reconnect = 1;
-}
-
-/* The number of persistent processes. */
-static int processes(void)
-{
-	return demo.limit < demo.n ? demo.limit : demo.n;
-}
-
-/* The address of process k. */
-static void address_of(const struct mode *m, int k, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s-%d.socket", m->address, k);
-}
-
-/* A persistent process: computes rows k, k + P, ... and sends each
- * (i, j, value) as it is found. A send waits for a peer to connect; what
- * one peer does not receive goes to the next. */
-static void rows(struct channel *ch, const void *arg, size_t len, void *ctx)
-{
-	struct demo_triple t;
-	int k;
+	struct demo_pair p;
+	struct demo_triple *t;
 
 	(void)ctx;
-	if (len != sizeof(k))
-		return;
-	memcpy(&k, arg, sizeof(k));
-	for (t.i = k; t.i < demo.n; t.i += processes())
-		for (t.j = 0; t.j < demo.n; t.j++) {
-			t.value = demo_calculate(t.i, t.j);
-			if (channel_send(ch, &t, sizeof(t), -1) < 0)
-				return;
-		}
+	if (len != sizeof(p)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	memcpy(&p, arg, sizeof(p));
+	t = malloc(sizeof(*t));
+	if (!t)
+		return NULL;
+	t->i = p.i;
+	t->j = p.j;
+	t->value = demo_calculate(p.i, p.j);
+	*result_len = sizeof(*t);
+	return t;
 }
 
-/* Starts the P processes; exits on failure. */
-static void start_all(const struct mode *m)
+/* The size of a row's message: the row number, then its N values. */
+static size_t row_size(void)
 {
-	char path[128];
-	int k;
+	return sizeof(int32_t) * ((size_t)demo.n + 1);
+}
 
-	for (k = 0; k < processes(); k++) {
-		address_of(m, k, path, sizeof(path));
-		if (channel_start_persistent(path, rows, &k, sizeof(k),
-					     NULL) < 0)
-			demo_die(path);
+/* The background task of row *arg: a queue of its calculations, limited
+ * to demo.limit at once; (i, row) goes back as one message. Failures
+ * travel as error messages. */
+static void task(struct channel *ch, const void *arg, size_t len, void *ctx)
+{
+	struct exchange_options opts = { 0 };
+	struct exchange_managed *calc;
+	struct exchange *queue;
+	struct channel_msg m;
+	int32_t *row, i;
+	int j, r;
+
+	(void)ctx;
+	if (len != sizeof(i)) {
+		channel_send_error(ch, "bad argument", -1);
+		return;
 	}
+	memcpy(&i, arg, sizeof(i));
+	opts.limit = demo.limit;
+	queue = exchange_new_queue(&opts);
+	row = calloc((size_t)demo.n + 1, sizeof(*row));
+	calc = queue ? exchange_manage(queue, NULL, calculate, NULL) : NULL;
+	if (!row || !calc) {
+		channel_send_error(ch, strerror(errno), -1);
+		goto out;
+	}
+	row[0] = i;
+	printf("Calculating...\n");
+	for (j = 0; j < demo.n; j++) {
+		struct demo_pair p = { i, j };
+
+		if (exchange_call(calc, &p, sizeof(p)) < 0) {
+			channel_send_error(ch, strerror(errno), -1);
+			goto out;
+		}
+	}
+	printf("Finishing...\n");
+	while ((r = exchange_queue_next(queue, &m, -1)) == 1) {
+		struct demo_triple t;
+
+		if (m.kind != CHANNEL_DATA || m.len != sizeof(t)) {
+			channel_send_error(ch, m.kind == CHANNEL_DATA ?
+					   "bad result" : (char *)m.data, -1);
+			channel_msg_free(&m);
+			goto out;
+		}
+		memcpy(&t, m.data, sizeof(t));
+		channel_msg_free(&m);
+		if (t.j >= 0 && t.j < demo.n)
+			row[1 + t.j] = t.value;
+	}
+	if (r < 0)
+		channel_send_error(ch, strerror(errno), -1);
+	else
+		channel_send(ch, row, row_size(), -1);
+out:
+	exchange_free(queue);
+	free(row);
+}
+
+/* The address of row i's process. */
+static void address_of(const struct persist_mode *m, int i, char *out,
+		       size_t cap)
+{
+	snprintf(out, cap, "%s-%d.socket", m->address, i);
 }
 
 int main(int argc, char **argv)
 {
-	struct mode mode = { 0 };
+	struct persist_mode mode = { 0 };
 	struct exchange *queue;
 	struct channel_msg m;
-	int32_t *results;
+	int32_t *results, i;
 	char path[128];
 	double t0;
-	int k, r;
+	int r;
 
-	parse_mode(&argc, argv, &mode, "simple_persistent_queue");
-	demo_parse(argc, argv, 10, 10, 1.0);
+	snprintf(mode.address, sizeof(mode.address),
+		 "/tmp/exchange-%ld-simple_persistent_queue", (long)getuid());
+	persist_parse(&argc, argv, &mode, mode.address,
+		      "PREFIX the sockets are PREFIX-0.socket, PREFIX-1.socket...");
+	demo_parse(argc, argv, 10, 2, 1.0);
 	t0 = demo_now();
-	printf("Calculating...\n");
 
 	if (mode.start) {
-		start_all(&mode);
-		if (!mode.reconnect)
-			printf("Started %d processes at %s-K.socket.\n",
-			       processes(), mode.address);
+		for (i = 0; i < demo.n; i++) {
+			/* A distinct callable for each part of the work:
+			 * pprocess BackgroundCallable("task-%d.socket" % i,
+			 * ptask), called with i. */
+			address_of(&mode, i, path, sizeof(path));
+			if (exchange_background(path, task, &i, sizeof(i),
+						NULL) < 0)
+				demo_die(path);
+		}
+		printf("Discarded the callable.\n");
 	}
 	if (mode.reconnect) {
-		/* pprocess PersistentQueue: a queue, and a connection to
+		/* pprocess PersistentQueue(): a queue, and a connection to
 		 * each address added to it. */
+		printf("Opening a queue.\n");
 		queue = exchange_new_queue(NULL);
 		if (!queue)
 			demo_die("exchange_new_queue");
-		for (k = 0; k < processes(); k++) {
-			address_of(&mode, k, path, sizeof(path));
+		for (i = 0; i < demo.n; i++) {
+			address_of(&mode, i, path, sizeof(path));
 			if (exchange_connect(queue, path, 1000) < 0)
-				connect_failed(path);
+				persist_connect_failed(path);
 		}
 		results = demo_results();
+		printf("Waiting for persistent results\n");
 		while ((r = exchange_queue_next(queue, &m, -1)) == 1) {
-			if (m.kind != CHANNEL_DATA ||
-			    demo_store_triple(results, m.data, m.len) < 0)
+			int32_t row;
+
+			if (m.kind != CHANNEL_DATA || m.len != row_size())
 				demo_fail(&m);
+			memcpy(&row, m.data, sizeof(row));
+			if (row < 0 || row >= demo.n)
+				demo_fail(&m);
+			memcpy(results + (size_t)row * (size_t)demo.n,
+			       (int32_t *)m.data + 1,
+			       (size_t)demo.n * sizeof(*results));
 			channel_msg_free(&m);
 		}
 		if (r < 0)
@@ -179,7 +180,7 @@ int main(int argc, char **argv)
 		exchange_free(queue);
 		demo_print_table(results);
 		free(results);
+		demo_time_taken(t0);
 	}
-	demo_time_taken(t0);
 	return 0;
 }
