@@ -111,6 +111,73 @@ static char *fmt(const char *f, ...)
 	return s;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Files                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A fresh temporary directory (the caller removes it with rm_rf). */
+static char *tmpdir(void)
+{
+	char *d = strdup("/tmp/test_demos.XXXXXX");
+
+	cr_assert(d && mkdtemp(d), "mkdtemp: %s", strerror(errno));
+	return d;
+}
+
+static void rm_rf(char *dir)
+{
+	char *cmd = fmt("rm -rf '%s'", dir);
+
+	run(cmd, NULL);
+	free(cmd);
+	free(dir);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char *path = fmt("%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+	free(path);
+}
+
+/* The whole content of a file, malloc'd; *len its size. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	cr_assert(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	cr_assert(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* The directory of pprocess's recorded outputs (tests/pprocess-output). */
+static const char *recorded_dir(void)
+{
+	const char *env = getenv("PPROCESS_OUTPUT");
+
+	if (env && *env)
+		return env;
+#ifdef PPROCESS_OUTPUT
+	return PPROCESS_OUTPUT;
+#else
+	return "tests/pprocess-output";
+#endif
+}
+
 /* The n x n table the twins print. */
 static char *table(int n)
 {
@@ -269,56 +336,166 @@ Test(twins, two_way, .timeout = 30)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Files                                                                    */
+/* The twins' output against pprocess's (tests/pprocess-output)              */
 /* ------------------------------------------------------------------------ */
 
-/* A fresh temporary directory (the caller removes it with rm_rf). */
-static char *tmpdir(void)
+/* s with the figure of every "Time taken: " line replaced by "S", since
+ * the time differs from run to run (malloc'd). */
+static char *mask_time(const char *s)
 {
-	char *d = strdup("/tmp/test_demos.XXXXXX");
+	char *out = malloc(strlen(s) + 2), *o = out;
+	const char *line = s;
 
-	cr_assert(d && mkdtemp(d), "mkdtemp: %s", strerror(errno));
-	return d;
+	cr_assert(out);
+	while (*line) {
+		const char *nl = strchr(line, '\n');
+		size_t n = nl ? (size_t)(nl - line) : strlen(line);
+
+		if (strncmp(line, "Time taken: ", 12) == 0 && n > 12) {
+			memcpy(o, "Time taken: S", 13);
+			o += 13;
+		} else {
+			memcpy(o, line, n);
+			o += n;
+		}
+		if (!nl)
+			break;
+		*o++ = '\n';
+		line = nl + 1;
+	}
+	*o = '\0';
+	return out;
 }
 
-static void rm_rf(char *dir)
+static int compare_lines(const void *a, const void *b)
 {
-	char *cmd = fmt("rm -rf '%s'", dir);
-
-	run(cmd, NULL);
-	free(cmd);
-	free(dir);
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void write_file(const char *dir, const char *name, const char *text)
+/* The lines of s, sorted, one a line (malloc'd). */
+static char *sorted_lines(const char *s)
 {
-	char *path = fmt("%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
+	char *copy = strdup(s), **lines, *p, *out;
+	size_t n = 0, k, len = 0;
 
-	cr_assert(f, "%s: %s", path, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
+	cr_assert(copy);
+	lines = malloc((strlen(s) + 1) * sizeof(*lines));
+	out = malloc(strlen(s) + 2);
+	cr_assert(lines && out);
+	for (p = strtok(copy, "\n"); p; p = strtok(NULL, "\n"))
+		lines[n++] = p;
+	qsort(lines, n, sizeof(*lines), compare_lines);
+	for (k = 0; k < n; k++)
+		len += (size_t)sprintf(out + len, "%s\n", lines[k]);
+	out[len] = '\0';
+	free(lines);
+	free(copy);
+	return out;
+}
+
+/* Runs the shell command cmd and compares what it prints with what
+ * pprocess's original printed (NAME.txt), the times aside: exactly, or
+ * line for line once both are sorted where pprocess's order varies. */
+static void same_as_recorded(const char *name, const char *cmd, bool sorted)
+{
+	char *path = fmt("%s/%s.txt", recorded_dir(), name);
+	char *want, *out, *w, *g;
+	size_t len;
+	int st;
+
+	want = read_file(path, &len);
+	cr_assert(len > 0, "%s is empty", path);
+	st = run(cmd, &out);
+	cr_assert_eq(st, 0, "%s exited with %d:\n%s", cmd, st, out);
+	w = mask_time(want);
+	g = mask_time(out);
+	if (sorted) {
+		char *ws = sorted_lines(w), *gs = sorted_lines(g);
+
+		free(w);
+		free(g);
+		w = ws;
+		g = gs;
+	}
+	cr_assert_str_eq(g, w, "%s prints other lines than pprocess's %s%s:\n"
+			 "%s", cmd, name, sorted ? " (sorted)" : "", out);
+	free(w);
+	free(g);
+	free(out);
+	free(want);
 	free(path);
 }
 
-/* The whole content of a file, malloc'd; *len its size. */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
+/* The twin run with the delay the originals were recorded with. */
+#define SAME_AS_PPROCESS(name)						\
+	Test(same_as_pprocess, name, .timeout = 60)			\
+	{								\
+		char *cmd = fmt("%s --delay 0.01", demo(#name));	\
+									\
+		same_as_recorded(#name, cmd, false);			\
+		free(cmd);						\
+	}
 
-	cr_assert(f, "%s: %s", path, strerror(errno));
-	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	cr_assert(n >= 0);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	cr_assert(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
+SAME_AS_PPROCESS(simple)
+SAME_AS_PPROCESS(simple1)
+SAME_AS_PPROCESS(simple2)
+SAME_AS_PPROCESS(simple_map)
+SAME_AS_PPROCESS(simple_start)
+SAME_AS_PPROCESS(simple_start_queue)
+SAME_AS_PPROCESS(simple_create)
+SAME_AS_PPROCESS(simple_create_map)
+SAME_AS_PPROCESS(simple_create_queue)
+SAME_AS_PPROCESS(simple_managed)
+SAME_AS_PPROCESS(simple_managed_map)
+SAME_AS_PPROCESS(simple_managed_map_reusable)
+SAME_AS_PPROCESS(simple_managed_queue)
+SAME_AS_PPROCESS(simple_pmap)
+SAME_AS_PPROCESS(simple_pmap_iter)
+SAME_AS_PPROCESS(simple_continuous_queue)
+SAME_AS_PPROCESS(create_loop)
+SAME_AS_PPROCESS(start_loop)
+
+/* pprocess's two processes print at the same time after each
+ * acknowledgement, so its order varies from run to run: the lines are
+ * compared sorted (twins/two_way checks the twin's one order). */
+Test(same_as_pprocess, two_way, .timeout = 60)
+{
+	char *cmd = fmt("%s --delay 0.01", demo("two_way"));
+
+	same_as_recorded("two_way", cmd, true);
+	free(cmd);
+}
+
+/* The persistent twins, recorded as --start then --reconnect: run so,
+ * and in one go, at an address in a fresh directory. */
+static void same_as_pprocess_persistent(const char *name)
+{
+	char *d = tmpdir();
+	char *one = fmt("%s --delay 0.01 --address %s/one", demo(name), d);
+	char *two = fmt("%s --delay 0.01 --address %s/two --start && "
+			"%s --delay 0.01 --address %s/two --reconnect",
+			demo(name), d, demo(name), d);
+
+	same_as_recorded(name, one, false);
+	same_as_recorded(name, two, false);
+	free(one);
+	free(two);
+	rm_rf(d);
+}
+
+Test(same_as_pprocess, simple_background_queue, .timeout = 60)
+{
+	same_as_pprocess_persistent("simple_background_queue");
+}
+
+Test(same_as_pprocess, simple_persistent_queue, .timeout = 60)
+{
+	same_as_pprocess_persistent("simple_persistent_queue");
+}
+
+Test(same_as_pprocess, simple_persistent_managed, .timeout = 60)
+{
+	same_as_pprocess_persistent("simple_persistent_managed");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -524,20 +701,6 @@ Test(mandelbrot, bad_arguments, .timeout = 30)
 /* ------------------------------------------------------------------------ */
 /* ppygmy                                                                   */
 /* ------------------------------------------------------------------------ */
-
-/* The directory of pprocess's recorded outputs (tests/pprocess-output). */
-static const char *recorded_dir(void)
-{
-	const char *env = getenv("PPROCESS_OUTPUT");
-
-	if (env && *env)
-		return env;
-#ifdef PPROCESS_OUTPUT
-	return PPROCESS_OUTPUT;
-#else
-	return "tests/pprocess-output";
-#endif
-}
 
 /* Runs "ppygmy ARGS -o DIR/NAME.png" quietly and returns the PNG file
  * (malloc'd, *len bytes). */
