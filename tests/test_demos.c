@@ -178,6 +178,8 @@ static const char *recorded_dir(void)
 #endif
 }
 
+static char *sorted_lines(const char *s);
+
 /* The n x n table the twins print. */
 static char *table(int n)
 {
@@ -333,6 +335,147 @@ Test(twins, two_way, .timeout = 30)
 		free(want);
 	}
 	twin_bad_args("two_way");
+}
+
+/* ------------------------------------------------------------------------ */
+/* bottles                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Three files for the bottles twins: lines that match one pattern, two,
+ * none; a file without a final newline; an empty one. */
+static char *bottles_files(void)
+{
+	char *d = tmpdir();
+
+	write_file(d, "a", "my pants\nno match\nshorts and trousers\n");
+	write_file(d, "b", "trousers!\n   shorts, trimmed  ");
+	write_file(d, "c", "");
+	return d;
+}
+
+/* What the grep processes pass on from those files, sorted: a line once
+ * per pattern it matches, without white space at its ends. */
+static const char bottles_want[] =
+	"my pants\nshorts and trousers\nshorts and trousers\n"
+	"shorts, trimmed\ntrousers!\n";
+
+/* The lines of out that are not heartbeats, sorted; each heartbeat must be
+ * the one for ms. */
+static char *bottles_lines(const char *out, int ms)
+{
+	char *beat = fmt("No input received for %d ms.", ms);
+	char *copy = strdup(out), *rest = malloc(strlen(out) + 2), *p, *s;
+	size_t len = 0;
+
+	cr_assert(copy && rest);
+	for (p = strtok(copy, "\n"); p; p = strtok(NULL, "\n")) {
+		if (strncmp(p, "No input", 8) == 0) {
+			cr_assert_str_eq(p, beat);
+			continue;
+		}
+		len += (size_t)sprintf(rest + len, "%s\n", p);
+	}
+	rest[len] = '\0';
+	s = sorted_lines(rest);
+	free(rest);
+	free(copy);
+	free(beat);
+	return s;
+}
+
+Test(twins, bottles, .timeout = 30)
+{
+	char *d = bottles_files(), *out, *got;
+	char *cmd = fmt("cd %s && %s --from-start --count 5 a b c", d,
+			demo("bottles"));
+
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	got = sorted_lines(out);
+	cr_assert_str_eq(got, bottles_want, "%s:\n%s", cmd, out);
+	free(got);
+	free(out);
+	free(cmd);
+	rm_rf(d);
+}
+
+/* The lines from the files, with a heartbeat wherever 50 ms passed
+ * without one. */
+Test(twins, bottles_heartbeat_lines, .timeout = 30)
+{
+	char *d = bottles_files(), *out, *got;
+	char *cmd = fmt("cd %s && %s --from-start --heartbeat 50 --count 5 "
+			"a b c", d, demo("bottles_heartbeat"));
+
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	got = bottles_lines(out, 50);
+	cr_assert_str_eq(got, bottles_want, "%s:\n%s", cmd, out);
+	free(got);
+	free(out);
+	free(cmd);
+	rm_rf(d);
+}
+
+/* Followed from its end, a file gives nothing: heartbeats. A line added
+ * after each heartbeat is printed once a follower is there to see it;
+ * the twin leaves after the first (--count 1). At most 500 heartbeats. */
+Test(twins, bottles_heartbeat_when_nothing_arrives, .timeout = 60)
+{
+	char *d = tmpdir(), *path = fmt("%s/a", d), *cmd;
+	char line[256];
+	int beats = 0, st;
+	FILE *p, *f;
+
+	write_file(d, "a", "old pants, never printed\n");
+	cmd = fmt("%s --heartbeat 20 --count 1 %s", demo("bottles_heartbeat"),
+		  path);
+	fflush(NULL);
+	p = popen(cmd, "r");
+	cr_assert(p, "popen %s", cmd);
+	while (fgets(line, sizeof(line), p)) {
+		if (strcmp(line, "No input received for 20 ms.\n") != 0)
+			break;
+		cr_assert_lt(++beats, 500, "no line printed after %d "
+			     "heartbeats", beats);
+		f = fopen(path, "a");
+		cr_assert(f);
+		fprintf(f, "new pants %d\n", beats);
+		cr_assert_eq(fclose(f), 0);
+	}
+	cr_assert_gt(beats, 0, "no heartbeat first: %s", line);
+	cr_assert(strncmp(line, "new pants ", 10) == 0, "printed: %s", line);
+	cr_assert_null(fgets(line, sizeof(line), p), "after --count 1: %s",
+		       line);
+	st = pclose(p);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	free(cmd);
+	free(path);
+	rm_rf(d);
+}
+
+Test(twins, bottles_bad_arguments, .timeout = 30)
+{
+	static const char *const bad[] = {
+		"--delay", "--delay -1", "--delay x", "--count 0",
+		"--count", "--bogus", "--heartbeat 10",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *cmd = fmt("%s %s 2>&1 >/dev/null", demo("bottles"),
+				bad[i]), *out;
+
+		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
+		cr_assert(strstr(out, "usage:"), "%s:\n%s", cmd, out);
+		free(out);
+		free(cmd);
+		cmd = fmt("%s %s 2>&1 >/dev/null", demo("bottles_heartbeat"),
+			  i + 1 < sizeof(bad) / sizeof(bad[0]) ? bad[i] :
+			  "--heartbeat 0");
+		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
+		cr_assert(strstr(out, "usage:"), "%s:\n%s", cmd, out);
+		free(out);
+		free(cmd);
+	}
 }
 
 /* ------------------------------------------------------------------------ */
