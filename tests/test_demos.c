@@ -337,6 +337,33 @@ Test(twins, two_way, .timeout = 30)
 	twin_bad_args("two_way");
 }
 
+/* The twins with a command line of their own answer bad arguments, and
+ * the persistent ones a missing or empty --address, with the usage and
+ * status 2 before they start anything. */
+Test(twins, bad_arguments_of_the_other_twins, .timeout = 30)
+{
+	static const char *const names[] = {
+		"create_loop", "start_loop", "simple_background_queue",
+		"simple_persistent_queue", "simple_persistent_managed",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char *cmd, *out;
+
+		twin_bad_args(names[i]);
+		if (i < 2)
+			continue;
+		cmd = fmt("%s --address 2>&1 >/dev/null; [ $? -eq 2 ] && "
+			  "%s --address= 2>&1 >/dev/null", demo(names[i]),
+			  demo(names[i]));
+		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
+		cr_assert(strstr(out, "usage:"), "%s:\n%s", cmd, out);
+		free(out);
+		free(cmd);
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* bottles                                                                  */
 /* ------------------------------------------------------------------------ */
