@@ -1,9 +1,10 @@
 /*
  * prun - run a command for each line of standard input, N at a time.
  *
- *   prun [-j N] [-k] [--timeout S] [--halt] CMD [ARG...]
+ *   prun [OPTION...] CMD [ARG...]
  *
- * Each input line is one argument. The command (CMD and its ARGs joined by
+ * Each input item (a line, or with -0 or -d what ends with that
+ * character) is one argument. The command (CMD and its ARGs joined by
  * spaces, as a shell command line) gets it in place of every "{}", or
  * appended at the end when there is no "{}"; the argument is quoted, so it
  * is data and never shell syntax. N jobs (default: the number of cores)
@@ -11,12 +12,14 @@
  * together and printed when the job ends: in input order with -k, as jobs
  * finish without it. Jobs read /dev/null as standard input.
  *
- * --timeout S sends SIGTERM to a job's whole process group after S
- * seconds, then SIGKILL a second later. --halt starts no new job after the
- * first failure (the running ones finish). The exit status is 0 when every
- * job exited with status 0, 1 when any failed, 2 for a bad command line,
- * 130 after an interrupt. A progress line goes to standard error when it
- * is a terminal.
+ * Options and their meanings are GNU parallel's, read by getopt_long:
+ * the first word that is not an option starts the command. --timeout S
+ * sends SIGTERM to a job's whole process group after S seconds, then
+ * SIGKILL a second later. --halt takes parallel's grammar (never, or
+ * now|soon,fail|success|done=N or N%). The exit status is parallel's: the
+ * number of failed jobs up to 100, 101 for more, what --halt chose when it
+ * stopped the run, 255 for an error of prun's own (a bad command line
+ * among them, reported on one line), 128 + N after signal N.
  *
  * Speed. The cost floor of a job is one fork and one exec. /bin/sh is
  * resolved once; when the command needs no shell (plain words of safe
@@ -35,10 +38,15 @@
  * output is raw bytes from a program the caller does not control. It uses
  * the library for the number of cores.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,6 +87,9 @@ static int cloexec_pipe(int fds[2])
 /* The most jobs at once: each holds two pipes. */
 #define PRUN_MAX_JOBS 1024
 
+/* Exit status for an error of prun's own, as GNU parallel's. */
+#define PRUN_EXIT_ERROR 255
+
 /* Bytes read from a job's pipe at once. */
 #define PRUN_CHUNK 65536
 
@@ -102,6 +113,18 @@ struct job {
 	int64_t deadline;	/* when it times out (ms), 0: never */
 	int64_t kill_at;	/* when SIGKILL follows SIGTERM, 0: not yet */
 	bool timed_out;		/* it was killed for its time limit */
+	bool halted;		/* it was killed by --halt now */
+};
+
+/* --halt: when the run stops, after how many of which outcome. */
+enum halt_when { HALT_NEVER, HALT_SOON, HALT_NOW };
+enum halt_what { HALT_FAIL, HALT_SUCCESS, HALT_DONE };
+
+struct halt {
+	enum halt_when when;	/* never, or start no more / kill the rest */
+	enum halt_what what;	/* which outcomes count */
+	size_t count;		/* this many of them, 0: use pct */
+	double pct;		/* this percentage of all jobs, when count 0 */
 };
 
 /* The command, prepared once. */
@@ -120,7 +143,7 @@ struct run {
 	int jobs;		/* -j: jobs at once */
 	bool keep_order;	/* -k: print in input order */
 	int64_t timeout_ms;	/* --timeout, 0: none */
-	bool halt;		/* --halt: stop starting after a failure */
+	struct halt halt;	/* --halt: when to stop */
 	bool progress;		/* stderr is a terminal */
 	struct command cmd;	/* what each job runs */
 	int devnull;		/* /dev/null, the jobs' stdin */
@@ -132,6 +155,12 @@ struct run {
 	size_t started;		/* jobs started */
 	size_t finished;	/* jobs finished */
 	size_t failed;		/* jobs that failed */
+	size_t succeeded;	/* jobs that succeeded */
+	size_t total;		/* all jobs, once the input is read whole */
+	int halt_status;	/* the exit status --halt chose, -1: none */
+	bool halted_now;	/* --halt now: the running jobs were killed */
+	bool nul_warned;	/* a NUL in the input has been reported */
+	char sep;		/* what ends an input item: -0, -d, newline */
 	bool stop;		/* start no more jobs */
 	struct buf in;		/* standard input read but not yet used */
 	size_t in_pos;		/* the first unused byte of in */
@@ -147,21 +176,6 @@ static volatile sig_atomic_t got_interrupt;
 static volatile sig_atomic_t got_child;
 
 static const char *progname = "prun";
-
-static void usage(void)
-{
-	fprintf(stderr,
-		"usage: %s [-j N] [-k] [--timeout S] [--halt] CMD [ARG...]\n"
-		"  runs CMD ARG... for each line of standard input, with the "
-		"line in\n"
-		"  place of {} (or appended), N jobs at once\n"
-		"  -j N, --jobs N  jobs at once (default: the number of "
-		"cores)\n"
-		"  -k, --keep-order  print outputs in input order\n"
-		"  --timeout S     kill a job's process group after S seconds\n"
-		"  --halt          start no new job after the first failure\n",
-		progname);
-}
 
 static int64_t now_ms(void)
 {
@@ -193,7 +207,7 @@ static void *xmalloc(size_t n)
 
 	if (!p) {
 		fprintf(stderr, "%s: out of memory\n", progname);
-		exit(1);
+		exit(PRUN_EXIT_ERROR);
 	}
 	return p;
 }
@@ -203,7 +217,7 @@ static void *xrealloc(void *p, size_t n)
 	p = realloc(p, n ? n : 1);
 	if (!p) {
 		fprintf(stderr, "%s: out of memory\n", progname);
-		exit(1);
+		exit(PRUN_EXIT_ERROR);
 	}
 	return p;
 }
@@ -586,6 +600,17 @@ static bool job_failed(const struct job *j)
 	       WEXITSTATUS(j->status) != 0;
 }
 
+/* A job's status as a shell gives it: its exit status, or 128 + the
+ * signal that killed it. */
+static int job_status(const struct job *j)
+{
+	if (WIFSIGNALED(j->status))
+		return 128 + WTERMSIG(j->status);
+	if (j->timed_out && WEXITSTATUS(j->status) == 0)
+		return 128 + SIGTERM;
+	return WEXITSTATUS(j->status);
+}
+
 /* Sends the job's group a signal when its time has come. The group may
  * outlive its first process (what it started in the background still
  * holding the pipes), so this goes on until the job is over. */
@@ -642,16 +667,108 @@ static void job_print(struct run *r, struct job *j)
 	job_free(j);
 }
 
+/* The job's command line as the shell would run it, malloc'd. */
+static char *job_command_text(const struct run *r, const struct job *j)
+{
+	char *line, *text;
+
+	if (r->cmd.braces)
+		return substitute(r->cmd.line, j->arg, true);
+	line = xmalloc(strlen(r->cmd.line) + 4);
+	sprintf(line, "%s {}", r->cmd.line);
+	text = substitute(line, j->arg, true);
+	free(line);
+	return text;
+}
+
+/* Ends every running job for --halt now: SIGTERM to its group, SIGKILL
+ * after the grace period, its output dropped. */
+static void halt_kill(struct run *r)
+{
+	int64_t now = now_ms();
+	int i;
+
+	for (i = 0; i < r->nrunning; i++) {
+		struct job *j = r->running[i];
+
+		j->halted = true;
+		if (!j->kill_at) {
+			kill(-j->pgid, SIGTERM);
+			j->kill_at = now + PRUN_GRACE_MS;
+		}
+	}
+}
+
+/* --halt after a job ended, by GNU parallel's rule: the outcomes of the
+ * kind named are counted, each one reported, and when there are enough
+ * of them the run stops (soon: no new job; now: the running ones killed
+ * too) with the exit status parallel gives: the job's own status (128 +
+ * signal when killed) for fail=1 or done=1, the number of failed jobs
+ * for fail=N or done=N, their percentage of all jobs for N%, 0 for
+ * success. */
+static void halt_check(struct run *r, const struct job *j)
+{
+	const struct halt *h = &r->halt;
+	bool failed = job_failed(j);
+	const char *what;
+	size_t limit;
+	char *text;
+
+	if (h->when == HALT_NEVER || r->halt_status >= 0)
+		return;
+	if (h->what == HALT_FAIL && failed) {
+		what = "failed";
+		limit = r->failed;
+	} else if (h->what == HALT_SUCCESS && !failed) {
+		what = "succeeded";
+		limit = r->succeeded;
+	} else if (h->what == HALT_DONE) {
+		what = "finished";
+		limit = r->finished;
+	} else {
+		return;
+	}
+	text = job_command_text(r, j);
+	progress_clear(r);
+	fprintf(stderr, "%s: This job %s:\n%s\n", progname, what, text);
+	free(text);
+	if (h->count ? limit < h->count
+		     : (double)limit < (double)r->total * h->pct / 100.0)
+		return;
+	if (h->what == HALT_SUCCESS) {
+		r->halt_status = 0;
+	} else if (!h->count) {
+		r->halt_status = (int)ceil((double)r->failed * 100.0 /
+					   (double)(r->total ? r->total : 1));
+	} else if (h->count == 1) {
+		r->halt_status = job_status(j);
+	} else {
+		r->halt_status = r->failed > 101 ? 101 : (int)r->failed;
+	}
+	r->stop = true;
+	if (h->when == HALT_NOW) {
+		halt_kill(r);
+	} else if (r->nrunning > 0) {
+		fprintf(stderr, "%s: Starting no more jobs. Waiting for %d "
+			"jobs to finish.\n", progname, r->nrunning);
+	}
+}
+
 /* A job has ended: count it, say why if it timed out, print it now or
  * keep it for its turn. */
 static void job_finish(struct run *r, struct job *j)
 {
-	r->finished++;
-	if (job_failed(j)) {
-		r->failed++;
-		if (r->halt)
-			r->stop = true;
+	if (j->halted) {
+		/* Killed by --halt now: its output goes, as with parallel. */
+		job_free(j);
+		return;
 	}
+	r->finished++;
+	if (job_failed(j))
+		r->failed++;
+	else
+		r->succeeded++;
+	halt_check(r, j);
 	if (j->timed_out) {
 		char msg[256];
 
@@ -689,6 +806,37 @@ static void job_finish(struct run *r, struct job *j)
 /* The loop                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* A copy of the n bytes at s as a string. A NUL byte cannot be passed in
+ * an argument: like GNU parallel, prun puts the two characters \\0 in its
+ * place and says so once, rather than cut the line short. */
+static char *nul_escape(struct run *r, const char *s, size_t n)
+{
+	struct buf b = { 0 };
+	const char *z;
+
+	/* With -0 the NUL was the separator, and none is left. */
+	while (r->sep != '\0' && (z = memchr(s, '\0', n))) {
+		buf_add(&b, s, (size_t)(z - s));
+		buf_add(&b, "\\0", 2);
+		n -= (size_t)(z - s) + 1;
+		s = z + 1;
+		if (!r->nul_warned) {
+			r->nul_warned = true;
+			progress_clear(r);
+			fprintf(stderr,
+				"%s: Warning: A NUL character in the input "
+				"was replaced with \\0.\n"
+				"%s: Warning: NUL cannot be passed through in "
+				"the argument list.\n"
+				"%s: Warning: Did you mean to use the --null "
+				"option?\n", progname, progname, progname);
+		}
+	}
+	buf_add(&b, s, n);
+	buf_add(&b, "", 1);
+	return b.data;
+}
+
 /* Takes the next whole line from what has been read of standard input
  * (the last line may lack its newline). NULL when no whole line is there
  * yet. Input is read by the poll loop, never here: a slow producer must
@@ -705,13 +853,11 @@ static char *next_arg(struct run *r)
 			r->input_done = true;
 		return NULL;
 	}
-	nl = memchr(start, '\n', avail);
+	nl = memchr(start, r->sep, avail);
 	if (!nl && !r->input_eof)
 		return NULL;
 	n = nl ? (size_t)(nl - start) : avail;
-	line = xmalloc(n + 1);
-	memcpy(line, start, n);
-	line[n] = '\0';
+	line = nul_escape(r, start, n);
 	r->in_pos += nl ? n + 1 : n;
 	if (r->in_pos == b->len) {
 		b->len = 0;
@@ -743,6 +889,21 @@ static void read_input(struct run *r)
 		fprintf(stderr, "%s: standard input: %s\n", progname,
 			strerror(errno));
 	r->input_eof = true;
+}
+
+/* Reads standard input to its end and counts its lines, for what needs
+ * the number of jobs before the first starts (--halt with N%). */
+static void read_all_input(struct run *r)
+{
+	size_t i;
+
+	while (!r->input_eof)
+		read_input(r);
+	for (i = 0; i < r->in.len; i++)
+		if (r->in.data[i] == r->sep)
+			r->total++;
+	if (r->in.len && r->in.data[r->in.len - 1] != r->sep)
+		r->total++;
 }
 
 /* Starts jobs while there are free places, input and no reason to stop. */
@@ -849,8 +1010,7 @@ static int step(struct run *r)
 
 		if (closed || got_child)
 			job_reap(j);
-		if (r->timeout_ms > 0)
-			job_check_time(j, now);
+		job_check_time(j, now);
 		if (j->pid == 0 && closed) {
 			r->running[i] = r->running[--r->nrunning];
 			job_finish(r, j);
@@ -861,84 +1021,303 @@ static int step(struct run *r)
 	return 0;
 }
 
-/* Parses the command line into r; exits with status 2 when it is bad. */
+/* ------------------------------------------------------------------------ */
+/* The command line                                                         */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s [OPTION...] [CMD [ARG...]]\n"
+		"  runs CMD ARG... for each line of standard input, with the "
+		"line in\n"
+		"  place of {} (or appended), N jobs at once\n"
+		"  -j, --jobs N      jobs at once: N, 0 (as many as possible), "
+		"+N, -N\n"
+		"                    (cores plus or minus N) or N%% of the "
+		"cores\n"
+		"  -k, --keep-order  print outputs in input order\n"
+		"  --timeout S       kill a job's process group after S "
+		"seconds\n"
+		"  --halt WHEN,WHAT=N  stop after N (or N%%) jobs failed, "
+		"succeeded or\n"
+		"                    finished: WHEN is soon (start no more) or "
+		"now (kill the\n"
+		"                    running ones), WHAT is fail, success or "
+		"done; never\n"
+		"  -0, --null        input items end with a NUL, not a "
+		"newline\n"
+		"  -d, --delimiter D input items end with D (a character or "
+		"\\n, \\t, \\0...)\n"
+		"  -h, --help        this help, on standard output\n",
+		progname);
+}
+
+/* Reports a bad command line on one line, points to --help, exits. */
+static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void bad_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n",
+		progname);
+	exit(PRUN_EXIT_ERROR);
+}
+
+/* -j VALUE, as GNU parallel reads it: N, 0 for as many as possible, +N and
+ * -N for the cores plus or minus N, N% for a share of the cores. */
+static int parse_jobs(const char *opt, const char *v)
+{
+	static const char range[] = "expected N (1 to 1024), 0 (as many as "
+				    "possible), +N, -N or N%";
+	int cores = exchange_cores();
+	double n;
+	char *end;
+	long long j;
+
+	if (cores < 1)
+		cores = 1;
+	errno = 0;
+	if (*v == '+' || *v == '-') {
+		long d = strtol(v + 1, &end, 10);
+
+		if (errno || end == v + 1 || *end || !isdigit((unsigned char)v[1]))
+			bad_usage("%s '%s': %s", opt, v, range);
+		j = *v == '+' ? (long long)cores + d : (long long)cores - d;
+	} else if (*v && v[strlen(v) - 1] == '%') {
+		n = strtod(v, &end);
+		if (errno || end == v || *end != '%' || !(n >= 0) ||
+		    !isdigit((unsigned char)*v))
+			bad_usage("%s '%s': %s", opt, v, range);
+		j = (long long)floor(cores * n / 100.0);
+	} else {
+		long d = strtol(v, &end, 10);
+
+		if (errno || end == v || *end || !isdigit((unsigned char)*v))
+			bad_usage("%s '%s': %s", opt, v, range);
+		if (d == 0)
+			return PRUN_MAX_JOBS;
+		j = d;
+	}
+	if (j < 1)
+		bad_usage("%s '%s' leaves no job slot on %d cores: %s", opt, v,
+			  cores, range);
+	return j > PRUN_MAX_JOBS ? PRUN_MAX_JOBS : (int)j;
+}
+
+/* --halt SPEC in GNU parallel's grammar: never, or WHEN,WHAT=N or
+ * WHEN,WHAT=N% with WHEN now or soon and WHAT fail, success or done; the
+ * old numbers 0 (never), 1 (soon,fail=1), 2 (now,fail=1), -1
+ * (soon,success=1) and -2 (now,success=1). */
+static void parse_halt(const char *v, struct halt *h)
+{
+	static const char range[] = "expected never, or now or soon, then "
+				    ",fail=N, ,success=N or ,done=N "
+				    "(N from 1, or N% from 0 to 100)";
+	const char *p = v, *num;
+	char *end;
+	double n;
+
+	memset(h, 0, sizeof(*h));
+	if (strcmp(v, "never") == 0 || strcmp(v, "0") == 0)
+		return;
+	if (strcmp(v, "1") == 0 || strcmp(v, "2") == 0 ||
+	    strcmp(v, "-1") == 0 || strcmp(v, "-2") == 0) {
+		h->when = strchr(v, '2') ? HALT_NOW : HALT_SOON;
+		h->what = *v == '-' ? HALT_SUCCESS : HALT_FAIL;
+		h->count = 1;
+		return;
+	}
+	if (strncmp(p, "now,", 4) == 0) {
+		h->when = HALT_NOW;
+		p += 4;
+	} else if (strncmp(p, "soon,", 5) == 0) {
+		h->when = HALT_SOON;
+		p += 5;
+	} else {
+		bad_usage("--halt '%s': %s", v, range);
+	}
+	if (strncmp(p, "fail=", 5) == 0) {
+		h->what = HALT_FAIL;
+		num = p + 5;
+	} else if (strncmp(p, "success=", 8) == 0) {
+		h->what = HALT_SUCCESS;
+		num = p + 8;
+	} else if (strncmp(p, "done=", 5) == 0) {
+		h->what = HALT_DONE;
+		num = p + 5;
+	} else {
+		bad_usage("--halt '%s': %s", v, range);
+	}
+	errno = 0;
+	if (!isdigit((unsigned char)*num))
+		bad_usage("--halt '%s': %s", v, range);
+	n = strtod(num, &end);
+	if (errno)
+		bad_usage("--halt '%s': %s", v, range);
+	if (*end == '%' && end[1] == '\0') {
+		if (!(n >= 0 && n <= 100))
+			bad_usage("--halt '%s': %s", v, range);
+		h->pct = n;
+		return;
+	}
+	if (*end || n < 1 || n != floor(n) || n > 1e15)
+		bad_usage("--halt '%s': %s", v, range);
+	h->count = (size_t)n;
+}
+
+/* --timeout S: seconds, more than 0, at most a year. */
+static int64_t parse_timeout(const char *v)
+{
+	char *end;
+	double s;
+
+	errno = 0;
+	s = strtod(v, &end);
+	if (errno || end == v || *end || !(s > 0.0) || s > 86400.0 * 365)
+		bad_usage("--timeout '%s': expected seconds, more than 0 and "
+			  "at most 31536000", v);
+	s = s * 1000.0 + 0.5;
+	return s < 1 ? 1 : (int64_t)s;
+}
+
+/* -d DELIM: one character, or a C escape for one (\n, \t, \0, \\, \xHH,
+ * an octal \NNN), as GNU parallel takes it. */
+static char parse_delimiter(const char *v)
+{
+	static const char esc[] = "abfnrtv\\";
+	static const char val[] = "\a\b\f\n\r\t\v\\";
+	const char *e;
+	char *end;
+	long n;
+
+	if (v[0] && !v[1])
+		return v[0];
+	if (v[0] == '\\' && v[1] && !v[2] && (e = strchr(esc, v[1])))
+		return val[e - esc];
+	if (v[0] == '\\' && (v[1] == 'x' || isdigit((unsigned char)v[1]))) {
+		errno = 0;
+		n = v[1] == 'x' ? strtol(v + 2, &end, 16) : strtol(v + 1, &end, 8);
+		if (!errno && !*end && end > v + 1 && n >= 0 && n <= 255)
+			return (char)n;
+	}
+	bad_usage("-d '%s': expected one character or an escape for one "
+		  "(\\n, \\t, \\0, \\\\, \\xHH, \\NNN)", v);
+}
+
+enum {
+	OPT_TIMEOUT = 256,	/* long options without a short name */
+	OPT_HALT,
+	OPT_WILL_CITE,
+};
+
+static const struct option long_options[] = {
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "max-procs", required_argument, NULL, 'P' },
+	{ "keep-order", no_argument, NULL, 'k' },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "halt", required_argument, NULL, OPT_HALT },
+	{ "halt-on-error", required_argument, NULL, OPT_HALT },
+	{ "null", no_argument, NULL, '0' },
+	{ "delimiter", required_argument, NULL, 'd' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "will-cite", no_argument, NULL, OPT_WILL_CITE },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* The name of the option getopt_long just read, for an error message. */
+static const char *option_name(int c, int index, char *buf, size_t size)
+{
+	if (index >= 0)
+		snprintf(buf, size, "--%s", long_options[index].name);
+	else
+		snprintf(buf, size, "-%c", c);
+	return buf;
+}
+
+/* Parses the command line into r; a bad one is reported on one line and
+ * ends prun with status 255, as GNU parallel does. Options come first:
+ * the first word that is not one starts the command. */
 static void parse(int argc, char **argv, struct run *r)
 {
 	struct buf line = { 0 };
-	int i;
+	char name[64];
+	int c, i, index;
 
+	r->sep = '\n';
 	r->jobs = exchange_cores();
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = NULL;
-		char *end;
-
-		if (strcmp(a, "--") == 0) {
-			i++;
+	if (r->jobs < 1)
+		r->jobs = 1;
+	opterr = 0;
+	for (;;) {
+		index = -1;
+		c = getopt_long(argc, argv, "+:j:P:k0d:h", long_options, &index);
+		if (c == -1)
 			break;
-		}
-		if (a[0] != '-' || a[1] == '\0')
+		switch (c) {
+		case 'j':
+		case 'P':
+			r->jobs = parse_jobs(option_name(c, index, name,
+							 sizeof(name)),
+					     optarg);
 			break;
-		if (strcmp(a, "-k") == 0 || strcmp(a, "--keep-order") == 0) {
+		case 'k':
 			r->keep_order = true;
-			continue;
-		}
-		if (strcmp(a, "--halt") == 0) {
-			r->halt = true;
-			continue;
-		}
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage();
-			exit(0);
-		}
-		if (strcmp(a, "-j") == 0 || strcmp(a, "--jobs") == 0 ||
-		    strcmp(a, "--timeout") == 0) {
-			if (i + 1 >= argc)
-				goto bad;
-			v = argv[++i];
-		} else if (strncmp(a, "-j", 2) == 0) {
-			v = a + 2;
-		} else if (strncmp(a, "--jobs=", 7) == 0) {
-			v = a + 7;
-		} else if (strncmp(a, "--timeout=", 10) == 0) {
-			v = a + 10;
-		} else {
-			goto bad;
-		}
-		errno = 0;
-		if (strstr(a, "timeout")) {
-			double s = strtod(v, &end);
-
-			if (errno || end == v || *end || !(s > 0.0) ||
-			    s > 86400.0 * 365)
-				goto bad;
-			r->timeout_ms = (int64_t)(s * 1000.0 + 0.5);
-			if (r->timeout_ms < 1)
-				r->timeout_ms = 1;
-		} else {
-			long n = strtol(v, &end, 10);
-
-			if (errno || end == v || *end || n < 1 ||
-			    n > PRUN_MAX_JOBS)
-				goto bad;
-			r->jobs = (int)n;
+			break;
+		case OPT_TIMEOUT:
+			r->timeout_ms = parse_timeout(optarg);
+			break;
+		case OPT_HALT:
+			parse_halt(optarg, &r->halt);
+			break;
+		case '0':
+			r->sep = '\0';
+			break;
+		case 'd':
+			r->sep = parse_delimiter(optarg);
+			break;
+		case OPT_WILL_CITE:
+			break;
+		case 'h':
+			usage(stdout);
+			exit(fflush(stdout) == 0 ? 0 : PRUN_EXIT_ERROR);
+		case ':':
+			bad_usage("%s needs a value", argv[optind - 1]);
+		default:
+			if (optopt && optopt < 256)
+				bad_usage("unknown option '-%c'", optopt);
+			bad_usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (i >= argc) {
-		fprintf(stderr, "%s: no command given\n", progname);
-		usage();
-		exit(2);
-	}
+	i = optind;
+	if (i >= argc)
+		bad_usage("no command given");
 	for (; i < argc; i++) {
 		buf_add_str(&line, argv[i]);
 		buf_add(&line, i + 1 < argc ? " " : "", 1);
 	}
 	r->cmd.line = line.data;
-	return;
+}
 
-bad:
-	fprintf(stderr, "%s: bad argument: %s\n", progname, argv[i]);
-	usage();
-	exit(2);
+/* The exit status, as GNU parallel's: the number of failed jobs up to
+ * 100, 101 for more; what --halt chose when it stopped the run; 255 when
+ * prun could not write the output; 128 + the signal after an interrupt. */
+static int exit_status(const struct run *r)
+{
+	if (got_interrupt)
+		return 128 + (int)got_interrupt;
+	if (r->output_broken)
+		return PRUN_EXIT_ERROR;
+	if (r->halt_status >= 0)
+		return r->halt_status;
+	if (r->halt.when != HALT_NEVER && !r->halt.count)
+		return (int)ceil((double)r->failed * 100.0 /
+				 (double)(r->started ? r->started : 1));
+	return r->failed > 101 ? 101 : (int)r->failed;
 }
 
 int main(int argc, char **argv)
@@ -948,6 +1327,7 @@ int main(int argc, char **argv)
 	int fd, status;
 
 	memset(&r, 0, sizeof(r));
+	r.halt_status = -1;
 	parse(argc, argv, &r);
 
 	/* Descriptors 0, 1 and 2 must exist, or a pipe could take their
@@ -959,7 +1339,7 @@ int main(int argc, char **argv)
 	r.devnull = open("/dev/null", O_RDONLY);
 	if (r.devnull < 0 || pipe(wake_pipe) < 0) {
 		perror(progname);
-		return 1;
+		return PRUN_EXIT_ERROR;
 	}
 	fcntl(r.devnull, F_SETFD, FD_CLOEXEC);
 	fcntl(wake_pipe[0], F_SETFD, FD_CLOEXEC);
@@ -983,6 +1363,8 @@ int main(int argc, char **argv)
 	command_prepare(&r.cmd);
 	r.progress = isatty(2) == 1;
 	r.running = xmalloc((size_t)r.jobs * sizeof(*r.running));
+	if (r.halt.when != HALT_NEVER && !r.halt.count)
+		read_all_input(&r);
 
 	for (;;) {
 		if (!got_interrupt)
@@ -992,19 +1374,13 @@ int main(int argc, char **argv)
 			break;
 		if (step(&r) < 0) {
 			perror("poll");
-			return 1;
+			return PRUN_EXIT_ERROR;
 		}
 		if (got_interrupt)
 			r.stop = true;
 	}
 	progress_clear(&r);
-	if (r.stop && !r.input_done && !got_interrupt && r.halt &&
-	    !r.output_broken)
-		fprintf(stderr, "%s: stopped after a failed job\n", progname);
-
-	status = r.failed || r.output_broken ? 1 : 0;
-	if (got_interrupt)
-		status = 128 + (int)got_interrupt;
+	status = exit_status(&r);
 	/* Every job has been reaped: no handler may write to the pipe now. */
 	signal(SIGCHLD, SIG_DFL);
 	close(wake_pipe[0]);

@@ -1289,7 +1289,8 @@ Test(prun, halt_stops_starting_jobs, .timeout = 30)
 	char *out;
 
 	cr_assert_eq(prun("1\\n2\\n3\\n4\\n5\\n6\\n",
-			  "-k -j 1 --halt 'echo {}; test {} -ne 3' 2>/dev/null",
+			  "-k -j 1 --halt soon,fail=1 'echo {}; test {} -ne 3' "
+			  "2>/dev/null",
 			  &out), 1);
 	cr_assert_str_eq(out, "1\n2\n3\n");
 	free(out);
@@ -1335,16 +1336,18 @@ Test(prun, timeout_kills_the_process_group, .timeout = 30)
 Test(prun, bad_command_lines, .timeout = 30)
 {
 	static const char *const bad[] = {
-		"", "-k", "-j 0 true", "-j x true", "-j", "--timeout 0 true",
-		"--timeout x true", "--bogus true",
+		"", "-k", "-j x true", "-j", "--timeout 0 true",
+		"--timeout x true", "--bogus true", "--halt true",
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *args = fmt("%s 2>&1", bad[i]), *out;
 
-		cr_assert_eq(prun("1\\n", args, &out), 2, "prun %s", bad[i]);
-		cr_assert(strstr(out, "usage:"), "prun %s:\n%s", bad[i], out);
+		/* 255, as GNU parallel, and a pointer to --help. */
+		cr_assert_eq(prun("1\\n", args, &out), 255, "prun %s", bad[i]);
+		cr_assert(strstr(out, "prun --help"), "prun %s:\n%s", bad[i],
+			  out);
 		free(out);
 		free(args);
 	}

@@ -1,0 +1,372 @@
+/*
+ * test_prun.c - the command runner demos/prun next to GNU parallel.
+ *
+ * Most tests run one shell script twice, with $R set to prun and then to
+ * GNU parallel (parallel --will-cite), on the same input, and compare what
+ * the two print on standard output and their exit status. Where prun
+ * differs from parallel on purpose (README, "prun and GNU parallel"), prun
+ * is tested alone. GNU parallel is required: make deps installs it.
+ *
+ * Every script runs under timeout(1), so a hung prun fails its test
+ * instead of stalling the run; nothing here passes or fails on timing.
+ * The scripts run through popen and system, so no test code runs in a
+ * forked child.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The longest a script may run before timeout(1) ends it. */
+#define SCRIPT_SECONDS "20"
+
+/* The path of the prun binary, next to this test's build directory
+ * ($(BUILD)/tests/test_prun runs $(BUILD)/demos/prun) or in DEMO_DIR. */
+static const char *prun_path(void)
+{
+	static char path[PATH_MAX];
+	const char *env = getenv("DEMO_DIR");
+	ssize_t n;
+	char *slash;
+
+	if (path[0])
+		return path;
+	if (env && *env) {
+		snprintf(path, sizeof(path), "%s/prun", env);
+	} else {
+		n = readlink("/proc/self/exe", path, sizeof(path) - 16);
+		cr_assert(n > 0, "cannot find the test binary: %s",
+			  strerror(errno));
+		path[n] = '\0';
+		slash = strrchr(path, '/');
+		cr_assert(slash);
+		strcpy(slash, "/../demos/prun");
+	}
+	cr_assert(access(path, X_OK) == 0, "%s is not built", path);
+	return path;
+}
+
+/* printf into a fresh buffer. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, f);
+	n = vsnprintf(NULL, 0, f, ap);
+	va_end(ap);
+	cr_assert(n >= 0);
+	s = malloc((size_t)n + 1);
+	cr_assert(s);
+	va_start(ap, f);
+	vsnprintf(s, (size_t)n + 1, f, ap);
+	va_end(ap);
+	return s;
+}
+
+/* The whole content of a file, malloc'd. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	size_t len = 0, cap = 4096, n;
+	char *buf = malloc(cap);
+
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	cr_assert(buf);
+	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (cap - len < 2) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			cr_assert(buf);
+		}
+	}
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* What one script run gave. */
+struct result {
+	int status;		/* exit status, or 256 + signal */
+	char *out;		/* standard output, malloc'd */
+	char *err;		/* standard error, malloc'd */
+};
+
+static void result_free(struct result *res)
+{
+	free(res->out);
+	free(res->err);
+}
+
+/* Runs the shell script text with $R set to runner (and $PRUN to prun)
+ * in a fresh temporary directory, its working directory; returns what it
+ * printed and its exit status. */
+static struct result script(const char *runner, const char *text)
+{
+	char dir[] = "/tmp/test_prun.XXXXXX";
+	struct result res;
+	char *path, *cmd, *outp, *errp;
+	FILE *f;
+	int st;
+
+	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	path = fmt("%s/script.sh", dir);
+	outp = fmt("%s/.out", dir);
+	errp = fmt("%s/.err", dir);
+	f = fopen(path, "w");
+	cr_assert(f);
+	fputs(text, f);
+	fclose(f);
+	cmd = fmt("cd %s && R='%s' PRUN='%s' timeout -k 2 " SCRIPT_SECONDS
+		  " sh ./script.sh > .out 2> .err < /dev/null", dir, runner,
+		  prun_path());
+	fflush(NULL);
+	st = system(cmd);
+	cr_assert(st != -1, "system: %s", strerror(errno));
+	res.status = WIFEXITED(st) ? WEXITSTATUS(st) : 256 + WTERMSIG(st);
+	res.out = slurp(outp);
+	res.err = slurp(errp);
+	free(cmd);
+	cmd = fmt("rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+	free(cmd);
+	free(path);
+	free(outp);
+	free(errp);
+	return res;
+}
+
+/* Runs the script with prun. */
+static struct result with_prun(const char *text)
+{
+	return script(prun_path(), text);
+}
+
+#define PARALLEL "parallel --will-cite"
+
+/* Runs the script with prun and with GNU parallel and checks that both
+ * print the same on standard output and exit with the same status; the
+ * status is returned, prun's output left in *out when out is not NULL. */
+static int same(const char *text, char **out)
+{
+	struct result p = with_prun(text), g = script(PARALLEL, text);
+
+	cr_assert_neq(g.status, 124, "GNU parallel timed out on:\n%s", text);
+	cr_assert_neq(g.status, 127, "GNU parallel is missing (make deps)");
+	cr_assert_str_eq(p.out, g.out,
+			 "prun and parallel print differently for\n%s\n"
+			 "prun's stderr:\n%s", text, p.err);
+	cr_assert_eq(p.status, g.status,
+		     "prun exits %d, parallel %d, for\n%s\nprun's stderr:\n%s",
+		     p.status, g.status, text, p.err);
+	if (out)
+		*out = strdup(p.out);
+	result_free(&p);
+	result_free(&g);
+	return g.status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The two ways work was lost                                               */
+/* ------------------------------------------------------------------------ */
+
+Test(prun, halt_takes_gnu_specs, .timeout = 60)
+{
+	char *out;
+
+	/* --halt now,fail=1 was taken as the command. */
+	cr_assert_eq(same("printf '0\\n3\\n0\\n0\\n' | "
+			  "$R -j1 --halt now,fail=1 'echo {}; exit {}'", &out),
+		     3);
+	cr_assert_str_eq(out, "0\n3\n");
+	free(out);
+	/* --halt never, and the same spelled 0: every job runs. */
+	cr_assert_eq(same("printf '1\\n0\\n2\\n' | "
+			  "$R -j1 --halt never 'echo {}; exit {}'; "
+			  "echo $?; printf '1\\n0\\n2\\n' | "
+			  "$R -j1 --halt=0 'echo {}; exit {}'", &out), 2);
+	cr_assert_str_eq(out, "1\n0\n2\n2\n1\n0\n2\n");
+	free(out);
+	/* soon,fail=2: the count of failures. */
+	cr_assert_eq(same("printf '0\\n3\\n4\\n0\\n0\\n' | "
+			  "$R -j1 --halt soon,fail=2 'echo {}; exit {}'",
+			  NULL), 2);
+}
+
+Test(prun, halt_percent_success_and_numbers, .timeout = 60)
+{
+	/* 50% of six jobs: halted at the third failure, status 50. */
+	cr_assert_eq(same("printf '0\\n0\\n1\\n1\\n1\\n1\\n' | "
+			  "$R -j1 --halt now,fail=50% 'echo {}; exit {}'",
+			  NULL), 50);
+	/* The first success stops the run with status 0. */
+	cr_assert_eq(same("printf '5\\n0\\n0\\n' | "
+			  "$R -j1 --halt now,success=1 'echo {}; exit {}'",
+			  NULL), 0);
+	/* The old numbers: 2 is now,fail=1, 1 is soon,fail=1. */
+	cr_assert_eq(same("printf '0\\n4\\n0\\n' | "
+			  "$R -j1 --halt 2 'echo {}; exit {}'; echo $?; "
+			  "printf '0\\n4\\n0\\n' | "
+			  "$R -j1 --halt-on-error 1 'echo {}; exit {}'", NULL),
+		     4);
+}
+
+Test(prun, halt_now_kills_running_jobs, .timeout = 60)
+{
+	char *out;
+
+	/* The job of 30 s is killed when the other fails; its output is
+	 * dropped. Without the kill the script would time out. */
+	cr_assert_eq(same("printf '30\\n0\\n' | $R -j2 --halt now,fail=1 "
+			  "'sleep {}; echo end {}; exit 1'", &out), 1);
+	cr_assert_str_eq(out, "end 0\n");
+	free(out);
+}
+
+Test(prun, halt_done_counts_finished_jobs, .timeout = 30)
+{
+	struct result r = with_prun("printf '1\\n2\\n3\\n' | "
+				    "$R -j1 --halt soon,done=2 echo");
+
+	/* parallel 20221122 exits 101 here, as if more than 100 jobs had
+	 * failed; prun gives the number of failed jobs. */
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "1\n2\n");
+	cr_assert(strstr(r.err, "This job finished:\n"), "%s", r.err);
+	result_free(&r);
+}
+
+Test(prun, bad_halt_specs, .timeout = 30)
+{
+	static const char *const bad[] = {
+		"bogus", "now", "now,fail", "now,fail=", "now,fail=x",
+		"now,fail=0", "soon,fail=101%", "now,sucess=1", "fail=1",
+		"now,fail=1.5",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *text = fmt("echo 1 | $R --halt '%s' echo", bad[i]);
+		struct result r = with_prun(text);
+
+		cr_assert_eq(r.status, 255, "--halt %s: %d", bad[i], r.status);
+		cr_assert_str_eq(r.out, "", "--halt %s ran:\n%s", bad[i], r.out);
+		cr_assert(strstr(r.err, "--halt"), "%s", r.err);
+		result_free(&r);
+		free(text);
+	}
+}
+
+Test(prun, nul_in_input_is_not_lost, .timeout = 60)
+{
+	struct result r;
+	char *out;
+
+	/* As parallel: the NUL becomes \0, with a warning; the rest of the
+	 * line is kept. */
+	cr_assert_eq(same("printf 'a\\0b\\nc\\n' | $R -k "
+			  "'printf \"%s\\\\n\" X{}X'",
+			  &out), 0);
+	cr_assert_str_eq(out, "Xa\\0bX\nXcX\n");
+	free(out);
+	r = with_prun("printf 'a\\0b\\n' | $R -k echo");
+	cr_assert(strstr(r.err, "NUL"), "no warning: %s", r.err);
+	result_free(&r);
+}
+
+Test(prun, null_and_delimiter_separate_items, .timeout = 60)
+{
+	char *out;
+
+	cr_assert_eq(same("printf 'a b\\0c\\nd\\0' | $R -k -0 'printf \"[%s]\\\\n\"';"
+			  "printf 'a b\\0c' | $R -k --null 'printf \"[%s]\\\\n\"'",
+			  &out), 0);
+	cr_assert_str_eq(out, "[a b]\n[c\nd]\n[a b]\n[c]\n");
+	free(out);
+	/* The last item keeps what follows the last delimiter, newline
+	 * included; a delimiter at the very end makes no empty item. */
+	cr_assert_eq(same("printf 'a,b,c\\n' | $R -k -d , 'printf \"[%s]\\\\n\"';"
+			  "printf 'a,b,' | $R -k -d, 'printf \"[%s]\\\\n\"';"
+			  "printf 'a\\tb' | $R -k -d '\\t' 'printf \"[%s]\\\\n\"';"
+			  "printf 'a\\0b' | $R -k -d '\\0' 'printf \"[%s]\\\\n\"'",
+			  &out), 0);
+	cr_assert_str_eq(out, "[a]\n[b]\n[c\n]\n[a]\n[b]\n[a]\n[b]\n[a]\n[b]\n");
+	free(out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The command line                                                         */
+/* ------------------------------------------------------------------------ */
+
+Test(prun, options_the_getopt_way, .timeout = 60)
+{
+	char *out;
+
+	/* Bundled flags, --opt=value, -j forms; options end at the
+	 * command, whose own options stay its own. */
+	cr_assert_eq(same("seq 3 | $R -kj2 echo -n x{}; echo;"
+			  "seq 3 | $R --jobs=2 -k echo;"
+			  "seq 3 | $R -j 0 -k echo;"
+			  "seq 3 | $R -j +1 -k echo;"
+			  "seq 3 | $R -j -1 -k echo;"
+			  "seq 3 | $R -j 50% -k echo;"
+			  "seq 3 | $R -P 2 --keep-order -- echo", &out), 0);
+	cr_assert_str_eq(out, "x1x2x3\n1\n2\n3\n1\n2\n3\n1\n2\n3\n"
+			 "1\n2\n3\n1\n2\n3\n1\n2\n3\n");
+	free(out);
+}
+
+Test(prun, bad_options_say_what_and_exit_255, .timeout = 30)
+{
+	static const char *const bad[][2] = {
+		{ "-j x echo", "-j" },
+		{ "--jobs=1.5 echo", "--jobs" },
+		{ "-j -99999 echo", "-j" },
+		{ "-j 0% echo", "-j" },
+		{ "-j", "-j" },
+		{ "--timeout 0 echo", "--timeout" },
+		{ "--timeout=x echo", "--timeout" },
+		{ "--bogus echo", "--bogus" },
+		{ "-q echo", "-q" },
+		{ "-d ab echo", "-d" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *text = fmt("echo 1 | $R %s", bad[i][0]);
+		struct result r = with_prun(text);
+		char *nl = strchr(r.err, '\n');
+
+		cr_assert_eq(r.status, 255, "prun %s: %d", bad[i][0], r.status);
+		cr_assert_str_eq(r.out, "", "prun %s ran", bad[i][0]);
+		/* One line naming the option, then the pointer to --help. */
+		cr_assert(nl, "prun %s: %s", bad[i][0], r.err);
+		*nl = '\0';
+		cr_assert(strstr(r.err, bad[i][1]), "prun %s: %s", bad[i][0],
+			  r.err);
+		cr_assert(strncmp(nl + 1, "Try 'prun --help'", 17) == 0,
+			  "prun %s: %s", bad[i][0], nl + 1);
+		result_free(&r);
+		free(text);
+	}
+}
+
+Test(prun, help_goes_to_stdout, .timeout = 30)
+{
+	struct result r = with_prun("$R --help");
+
+	cr_assert_eq(r.status, 0);
+	cr_assert(strstr(r.out, "usage: prun"), "%s", r.out);
+	cr_assert(strstr(r.out, "--halt"), "%s", r.out);
+	cr_assert_str_eq(r.err, "");
+	result_free(&r);
+}
