@@ -1,16 +1,23 @@
 /*
  * prun - run a command for each line of standard input, N at a time.
  *
- *   prun [OPTION...] CMD [ARG...]
+ *   prun [OPTION...] [CMD [ARG...]] [::: ARG... | :::: FILE...]...
  *
  * Each input item (a line, or with -0 or -d what ends with that
- * character) is one argument. The command (CMD and its ARGs joined by
- * spaces, as a shell command line) gets it in place of every "{}", or
- * appended at the end when there is no "{}"; the argument is quoted, so it
- * is data and never shell syntax. N jobs (default: the number of cores)
- * run at once. Each job's standard output and standard error are kept
- * together and printed when the job ends: in input order with -k, as jobs
- * finish without it. Jobs read /dev/null as standard input.
+ * character) is one argument; with --colsep its columns are arguments
+ * {1}, {2}... The sources are standard input, the files of -a and ::::,
+ * and the lists after :::; several are combined as GNU parallel combines
+ * them, every argument of one with every argument of the next. The
+ * command (CMD and its ARGs joined by spaces, a shell command line) gets
+ * the arguments in place of the replacement strings ({} {.} {/} {//} {/.}
+ * {#} {%} {N}), or appended at the end when it has none; with no command,
+ * each input is a command line. An argument is quoted as parallel quotes
+ * it: left bare when it is made of letters, digits and -_.+/ only, else
+ * in single quotes, so it is one word and never shell syntax. The shell
+ * is $SHELL, or sh. N jobs (default: the number of cores) run at once.
+ * Each job's standard output and standard error are kept together and
+ * printed when the job ends: in input order with -k, as jobs finish
+ * without it. Jobs read /dev/null as standard input.
  *
  * Options and their meanings are GNU parallel's, read by getopt_long:
  * the first word that is not an option starts the command. --timeout S
@@ -42,9 +49,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -103,7 +112,9 @@ struct buf {
 /* One job, from its start to the printing of its output. */
 struct job {
 	size_t seq;		/* its place in the input, from 0 */
-	char *arg;		/* the input line */
+	char **args;		/* its arguments, malloc'd */
+	size_t nargs;		/* their number */
+	int slot;		/* its job slot ({%}), from 1 */
 	pid_t pid;		/* the process, 0 once reaped */
 	pid_t pgid;		/* its process group (its first pid) */
 	int fd[2];		/* read ends of its stdout and stderr pipes,
@@ -129,13 +140,27 @@ struct halt {
 
 /* The command, prepared once. */
 struct command {
-	char *line;		/* CMD and ARGs joined by spaces */
-	bool braces;		/* line contains "{}" */
-	char *sh;		/* the shell's path */
+	char *line;		/* CMD and ARGs joined by spaces, " {}" added
+				   when it has no replacement string */
+	bool raw;		/* no command: each input is a command line */
+	bool all;		/* line has a replacement string that stands
+				   for every argument of the job */
+	char *sh;		/* the shell's path: $SHELL, or sh */
+	const char *sh_name;	/* its last part, the shell's argv[0] */
 	bool direct;		/* exec without a shell */
 	char *prog;		/* direct: the program's path */
 	char **words;		/* direct: the words of line, NULL-ended */
 	size_t nwords;		/* direct: their number */
+};
+
+/* A source of arguments: a ::: list, or a file (::::, -a, standard
+ * input). */
+struct source {
+	const char *name;	/* the file, "-" for standard input; NULL for
+				   a ::: list */
+	char **items;		/* its arguments, once read */
+	size_t n;		/* their number */
+	size_t cap;		/* entries of items */
 };
 
 /* Options and state of the run. */
@@ -162,7 +187,18 @@ struct run {
 	bool nul_warned;	/* a NUL in the input has been reported */
 	char sep;		/* what ends an input item: -0, -d, newline */
 	bool stop;		/* start no more jobs */
-	struct buf in;		/* standard input read but not yet used */
+	struct source *src;	/* the sources, in command line order */
+	size_t nsrc;		/* their number */
+	size_t *odo;		/* several sources: the item of each that the
+				   next job takes */
+	bool streaming;		/* one file source, read as jobs need it */
+	bool *slots;		/* which job slots are taken, jobs entries */
+	regex_t colsep;		/* --colsep, once compiled */
+	bool colsep_set;	/* --colsep was given */
+	int in_fd;		/* the streamed source's descriptor */
+	const char *in_name;	/* its name, for messages */
+	bool input_error;	/* reading it failed */
+	struct buf in;		/* the streamed source, read but not used */
 	size_t in_pos;		/* the first unused byte of in */
 	bool input_eof;		/* standard input reached its end */
 	bool input_done;	/* and every line of it has been taken */
@@ -201,24 +237,27 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
+static void out_of_memory(void) __attribute__((noreturn));
+static void out_of_memory(void)
+{
+	fprintf(stderr, "%s: out of memory\n", progname);
+	exit(PRUN_EXIT_ERROR);
+}
+
 static void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 
-	if (!p) {
-		fprintf(stderr, "%s: out of memory\n", progname);
-		exit(PRUN_EXIT_ERROR);
-	}
+	if (!p)
+		out_of_memory();
 	return p;
 }
 
 static void *xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n ? n : 1);
-	if (!p) {
-		fprintf(stderr, "%s: out of memory\n", progname);
-		exit(PRUN_EXIT_ERROR);
-	}
+	if (!p)
+		out_of_memory();
 	return p;
 }
 
@@ -264,11 +303,199 @@ static int write_all(int fd, const char *s, size_t n)
 /* The command                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* The replacement strings, GNU parallel's: {} {.} {/} {//} {/.} {#} {%}
+ * and the positional {N} {N.} {N/} {N//} {N/.}. */
+enum repl {
+	REPL_ARG,		/* {}: the argument as it is */
+	REPL_NOEXT,		/* {.}: without its extension */
+	REPL_BASE,		/* {/}: without its directory */
+	REPL_DIR,		/* {//}: its directory */
+	REPL_BASE_NOEXT,	/* {/.}: without either */
+	REPL_SEQ,		/* {#}: the job's number, from 1 */
+	REPL_SLOT,		/* {%}: the job's slot, from 1 */
+};
+
+/* A replacement string found in a command line. */
+struct token {
+	size_t len;		/* its length, 0: none there */
+	enum repl kind;		/* what it stands for */
+	size_t pos;		/* {N...}: N, from 1; 0: every argument */
+};
+
+/* The replacement string at s, if one starts there. */
+static struct token token_at(const char *s)
+{
+	static const struct {
+		const char *text;
+		enum repl kind;
+	} mods[] = {
+		{ "}", REPL_ARG }, { ".}", REPL_NOEXT }, { "/}", REPL_BASE },
+		{ "//}", REPL_DIR }, { "/.}", REPL_BASE_NOEXT },
+		{ "#}", REPL_SEQ }, { "%}", REPL_SLOT },
+	};
+	struct token t = { 0, REPL_ARG, 0 };
+	const char *p = s + 1;
+	size_t i, n;
+
+	if (s[0] != '{')
+		return t;
+	if (*p >= '1' && *p <= '9') {
+		while (isdigit((unsigned char)*p) && t.pos < 1000000)
+			t.pos = t.pos * 10 + (size_t)(*p++ - '0');
+	}
+	for (i = 0; i < sizeof(mods) / sizeof(mods[0]); i++) {
+		if (t.pos && mods[i].kind >= REPL_SEQ)
+			break;
+		n = strlen(mods[i].text);
+		if (strncmp(p, mods[i].text, n) == 0) {
+			t.len = (size_t)(p - s) + n;
+			t.kind = mods[i].kind;
+			return t;
+		}
+	}
+	t.pos = 0;
+	return t;
+}
+
+/* Whether s holds a replacement string; *all set when one stands for
+ * every argument at once ({} {.} {/} {//} {/.}, not {N} or {#}). */
+static bool has_token(const char *s, bool *all)
+{
+	bool any = false;
+
+	*all = false;
+	for (; *s; s++) {
+		struct token t = token_at(s);
+
+		if (!t.len)
+			continue;
+		any = true;
+		if (!t.pos && t.kind < REPL_SEQ)
+			*all = true;
+		s += t.len - 1;
+	}
+	return any;
+}
+
 /* Characters that mean nothing to the shell inside a word. */
 static bool safe_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 	       (c >= '0' && c <= '9') || strchr("_-./,:+%@=", c) != NULL;
+}
+
+/* Appends s quoted for the shell as GNU parallel quotes it: as it is
+ * when it is made of letters, digits and - _ . + / only, else in single
+ * quotes ('' when empty). So a number stays a bare number, and "echo
+ * $(( {} * 2 ))" works on 3 as in parallel. */
+static void buf_add_quoted(struct buf *b, const char *s)
+{
+	const char *p;
+	bool plain = *s != '\0';
+
+	for (p = s; *p && plain; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || strchr("-_.+/", *p)))
+			plain = false;
+	if (plain) {
+		buf_add_str(b, s);
+		return;
+	}
+	if (*s != '\'')
+		buf_add(b, "'", 1);
+	for (p = s; *p; p++) {
+		if (*p != '\'') {
+			buf_add(b, p, 1);
+			continue;
+		}
+		/* Close the quote, a quoted ', open again; as parallel,
+		 * without an empty '' at either end. */
+		buf_add_str(b, p == s ? "\"'\"" : "'\"'\"");
+		if (p[1])
+			buf_add(b, "'", 1);
+	}
+	if (!*s || p[-1] != '\'')
+		buf_add(b, "'", 1);
+}
+
+/* Appends one argument changed as the replacement string says: {.}
+ * drops a last ".ext" of the last part of the path, {/} the directory,
+ * {//} keeps only the directory (dirname(3), "." for none). */
+static void buf_add_repl(struct buf *b, const char *arg, enum repl kind,
+			 bool quote)
+{
+	const char *s = arg, *dot;
+	char *copy = NULL;
+
+	if (kind == REPL_BASE || kind == REPL_BASE_NOEXT) {
+		const char *slash = strrchr(s, '/');
+
+		if (slash)
+			s = slash + 1;
+	}
+	if (kind == REPL_NOEXT || kind == REPL_BASE_NOEXT) {
+		dot = strrchr(s, '.');
+		if (dot && !strchr(dot, '/')) {
+			copy = xmalloc((size_t)(dot - s) + 1);
+			memcpy(copy, s, (size_t)(dot - s));
+			copy[dot - s] = '\0';
+			s = copy;
+		}
+	}
+	if (kind == REPL_DIR) {
+		copy = strdup(s);
+		if (!copy)
+			out_of_memory();
+		s = dirname(copy);
+	}
+	if (quote)
+		buf_add_quoted(b, s);
+	else
+		buf_add_str(b, s);
+	free(copy);
+}
+
+/* s with every replacement string replaced by the job's arguments (each
+ * quoted for the shell when quote), malloc'd. */
+static char *expand(const char *s, char *const *args, size_t nargs,
+		    size_t seq, int slot, bool quote)
+{
+	struct buf b = { 0 };
+	char num[32];
+	size_t i;
+
+	while (*s) {
+		struct token t = token_at(s);
+
+		if (!t.len) {
+			const char *brace = strchr(s + 1, '{');
+			size_t n = brace ? (size_t)(brace - s) : strlen(s);
+
+			buf_add(&b, s, n);
+			s += n;
+			continue;
+		}
+		s += t.len;
+		if (t.kind == REPL_SEQ || t.kind == REPL_SLOT) {
+			snprintf(num, sizeof(num), "%zu",
+				 t.kind == REPL_SEQ ? seq + 1 : (size_t)slot);
+			buf_add_str(&b, num);
+		} else if (t.pos) {
+			/* A column that is not there is nothing, not an
+			 * empty word, as in parallel. */
+			if (t.pos <= nargs)
+				buf_add_repl(&b, args[t.pos - 1], t.kind,
+					     quote);
+		} else {
+			for (i = 0; i < nargs; i++) {
+				if (i)
+					buf_add(&b, " ", 1);
+				buf_add_repl(&b, args[i], t.kind, quote);
+			}
+		}
+	}
+	buf_add(&b, "", 1);
+	return b.data;
 }
 
 /* Words that the shell runs itself (keywords and builtins that differ from
@@ -332,24 +559,47 @@ static char *find_program(const char *name)
 	}
 }
 
-/* Splits the command line into words when it needs no shell, and decides
- * between the direct exec and the shell. */
+/* Prepares the command once: appends " {}" when it has no replacement
+ * string, finds the shell ($SHELL, as parallel, or sh), and splits the
+ * line into words when it needs no shell, to exec it directly. */
 static void command_prepare(struct command *c)
 {
-	const char *s = c->line;
+	const char *s, *shell = getenv("SHELL"), *slash;
 	size_t cap = 8;
-	bool first = true;
+	bool first = true, all;
 
-	c->braces = strstr(c->line, "{}") != NULL;
-	c->sh = find_program("/bin/sh");
+	if (!c->line) {
+		/* No command: each input is a command line. */
+		c->raw = true;
+		c->line = strdup("{}");
+		if (!c->line)
+			out_of_memory();
+	} else if (!has_token(c->line, &all)) {
+		char *line = xmalloc(strlen(c->line) + 4);
+
+		sprintf(line, "%s {}", c->line);
+		free(c->line);
+		c->line = line;
+	}
+	has_token(c->line, &c->all);
+	c->sh = shell && *shell ? find_program(shell) : NULL;
+	if (!c->sh)
+		c->sh = find_program("/bin/sh");
 	if (!c->sh)
 		c->sh = find_program("sh");
 	if (!c->sh)
 		c->sh = strdup("/bin/sh");
+	if (!c->sh)
+		out_of_memory();
+	slash = strrchr(c->sh, '/');
+	c->sh_name = slash ? slash + 1 : c->sh;
 	c->direct = false;
 	c->words = xmalloc(cap * sizeof(*c->words));
 	c->nwords = 0;
-	for (;;) {
+	c->words[0] = NULL;
+	if (c->raw)
+		return;
+	for (s = c->line;;) {
 		const char *w;
 		size_t n;
 
@@ -359,8 +609,10 @@ static void command_prepare(struct command *c)
 			break;
 		w = s;
 		while (*s && *s != ' ' && *s != '\t') {
-			if (s[0] == '{' && s[1] == '}') {
-				s += 2;
+			struct token t = token_at(s);
+
+			if (t.len) {
+				s += t.len;
 				continue;
 			}
 			if (!safe_char(*s) || (first && *s == '='))
@@ -376,10 +628,10 @@ static void command_prepare(struct command *c)
 		memcpy(c->words[c->nwords], w, n);
 		c->words[c->nwords][n] = '\0';
 		c->nwords++;
+		c->words[c->nwords] = NULL;
 		first = false;
 	}
-	c->words[c->nwords] = NULL;
-	if (c->nwords == 0 || strstr(c->words[0], "{}") ||
+	if (c->nwords == 0 || has_token(c->words[0], &all) ||
 	    shell_word(c->words[0]))
 		return;
 	c->prog = find_program(c->words[0]);
@@ -398,64 +650,40 @@ static void command_free(struct command *c)
 	free(c->line);
 }
 
-/* s with every "{}" replaced by arg (quoted for the shell when quote). */
-static char *substitute(const char *s, const char *arg, bool quote)
+/* The job's command line as the shell runs it, malloc'd: the arguments
+ * quoted, or, with no command, the input itself. */
+static char *command_text(const struct command *c, char *const *args,
+			  size_t nargs, size_t seq, int slot)
 {
-	struct buf b = { 0 };
-	const char *p;
-
-	while ((p = strstr(s, "{}"))) {
-		buf_add(&b, s, (size_t)(p - s));
-		if (quote) {
-			const char *a;
-
-			buf_add(&b, "'", 1);
-			for (a = arg; *a; a++) {
-				if (*a == '\'')
-					buf_add_str(&b, "'\\''");
-				else
-					buf_add(&b, a, 1);
-			}
-			buf_add(&b, "'", 1);
-		} else {
-			buf_add_str(&b, arg);
-		}
-		s = p + 2;
-	}
-	buf_add(&b, s, strlen(s) + 1);
-	return b.data;
+	return expand(c->line, args, nargs, seq, slot, !c->raw);
 }
 
-/* The argv of one job, all malloc'd, NULL-ended; its program in *path. */
-static char **command_argv(const struct command *c, const char *arg,
+/* The argv of one job, all malloc'd, NULL-ended; its program in *path.
+ * A word that stands for every argument becomes one word per argument
+ * in the shell, so a job of several arguments goes through the shell. */
+static char **command_argv(const struct command *c, char *const *args,
+			   size_t nargs, size_t seq, int slot,
 			   const char **path)
 {
 	char **argv;
 	size_t i;
 
-	if (c->direct) {
-		argv = xmalloc((c->nwords + 2) * sizeof(*argv));
+	if (c->direct && (nargs <= 1 || !c->all)) {
+		argv = xmalloc((c->nwords + 1) * sizeof(*argv));
 		for (i = 0; i < c->nwords; i++)
-			argv[i] = substitute(c->words[i], arg, false);
-		if (!c->braces)
-			argv[i++] = strdup(arg);
+			argv[i] = expand(c->words[i], args, nargs, seq, slot,
+					 false);
 		argv[i] = NULL;
 		*path = c->prog;
 		return argv;
 	}
 	argv = xmalloc(4 * sizeof(*argv));
-	argv[0] = strdup("sh");
+	argv[0] = strdup(c->sh_name);
 	argv[1] = strdup("-c");
-	if (c->braces) {
-		argv[2] = substitute(c->line, arg, true);
-	} else {
-		char *line = xmalloc(strlen(c->line) + 4);
-
-		sprintf(line, "%s {}", c->line);
-		argv[2] = substitute(line, arg, true);
-		free(line);
-	}
+	argv[2] = command_text(c, args, nargs, seq, slot);
 	argv[3] = NULL;
+	if (!argv[0] || !argv[1])
+		out_of_memory();
 	*path = c->sh;
 	return argv;
 }
@@ -477,7 +705,7 @@ static void job_free(struct job *j)
 {
 	if (!j)
 		return;
-	free(j->arg);
+	argv_free(j->args);
 	free(j->out[0].data);
 	free(j->out[1].data);
 	free(j);
@@ -485,19 +713,27 @@ static void job_free(struct job *j)
 
 /* Forks and execs one job. The job is added to the running set; a pipe or
  * fork failure is a failed job with a message. */
-static struct job *job_start(struct run *r, char *arg)
+static struct job *job_start(struct run *r, char **args, size_t nargs)
 {
 	struct job *j = xmalloc(sizeof(*j));
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	const char *path;
-	char **argv;
+	char **argv, who[64];
 	pid_t pid;
 
 	memset(j, 0, sizeof(*j));
 	j->seq = r->started++;
-	j->arg = arg;
+	j->args = args;
+	j->nargs = nargs;
 	j->fd[0] = j->fd[1] = -1;
-	argv = command_argv(&r->cmd, arg, &path);
+	for (j->slot = 1; j->slot <= r->jobs && r->slots[j->slot - 1];)
+		j->slot++;
+	if (j->slot <= r->jobs)
+		r->slots[j->slot - 1] = true;
+	argv = command_argv(&r->cmd, args, nargs, j->seq, j->slot, &path);
+	/* What the child says if exec fails, made here: after fork only
+	 * async-signal-safe calls are allowed. */
+	snprintf(who, sizeof(who), "%s: job %zu: ", progname, j->seq + 1);
 	if (cloexec_pipe(outp) < 0 || cloexec_pipe(errp) < 0)
 		goto fail;
 	pid = fork();
@@ -509,7 +745,8 @@ static struct job *job_start(struct run *r, char *arg)
 		 * everything it started. The dup2 copies are not
 		 * close-on-exec; every other descriptor of prun is. */
 		struct sigaction sa;
-		static const char msg[] = "prun: cannot execute the command\n";
+		const char *why;
+		int e;
 
 		setpgid(0, 0);
 		dup2(r->devnull, 0);
@@ -519,10 +756,19 @@ static struct job *job_start(struct run *r, char *arg)
 		sa.sa_handler = SIG_DFL;
 		sigaction(SIGPIPE, &sa, NULL);
 		execv(path, argv);
-		if (write(2, msg, sizeof(msg) - 1) < 0) {
+		e = errno;
+		why = e == E2BIG ? "the command line is too long for exec "
+				       "(E2BIG)\n"
+		      : e == ENOENT ? "cannot execute the command: no such "
+					  "file\n"
+		      : e == EACCES ? "cannot execute the command: "
+					  "permission denied\n"
+					: "cannot execute the command\n";
+		if (write(2, who, strlen(who)) < 0 ||
+		    write(2, why, strlen(why)) < 0) {
 			/* Nothing more can be said. */
 		}
-		_exit(127);
+		_exit(e == ENOENT ? 127 : 126);
 	}
 	/* Both sides set the group, so it exists whichever runs first. */
 	setpgid(pid, pid);
@@ -670,15 +916,7 @@ static void job_print(struct run *r, struct job *j)
 /* The job's command line as the shell would run it, malloc'd. */
 static char *job_command_text(const struct run *r, const struct job *j)
 {
-	char *line, *text;
-
-	if (r->cmd.braces)
-		return substitute(r->cmd.line, j->arg, true);
-	line = xmalloc(strlen(r->cmd.line) + 4);
-	sprintf(line, "%s {}", r->cmd.line);
-	text = substitute(line, j->arg, true);
-	free(line);
-	return text;
+	return command_text(&r->cmd, j->args, j->nargs, j->seq, j->slot);
 }
 
 /* Ends every running job for --halt now: SIGTERM to its group, SIGKILL
@@ -758,6 +996,8 @@ static void halt_check(struct run *r, const struct job *j)
  * keep it for its turn. */
 static void job_finish(struct run *r, struct job *j)
 {
+	if (j->slot >= 1 && j->slot <= r->jobs)
+		r->slots[j->slot - 1] = false;
 	if (j->halted) {
 		/* Killed by --halt now: its output goes, as with parallel. */
 		job_free(j);
@@ -770,12 +1010,15 @@ static void job_finish(struct run *r, struct job *j)
 		r->succeeded++;
 	halt_check(r, j);
 	if (j->timed_out) {
-		char msg[256];
+		char msg[128], *text = job_command_text(r, j);
 
 		snprintf(msg, sizeof(msg),
-			 "%s: job %zu (%s) killed after its time limit\n",
-			 progname, j->seq + 1, j->arg);
+			 "%s: job %zu killed after its time limit: ", progname,
+			 j->seq + 1);
 		buf_add_str(&j->out[1], msg);
+		buf_add_str(&j->out[1], text);
+		buf_add(&j->out[1], "\n", 1);
+		free(text);
 	}
 	if (!r->keep_order) {
 		job_print(r, j);
@@ -866,11 +1109,12 @@ static char *next_arg(struct run *r)
 	return line;
 }
 
-/* Reads what standard input has (the poll said it would not block). */
+/* Reads what the streamed source has (the poll said it would not
+ * block). A read error ends the input, and is prun's own error. */
 static void read_input(struct run *r)
 {
 	char chunk[PRUN_CHUNK];
-	ssize_t n = read(0, chunk, sizeof(chunk));
+	ssize_t n = read(r->in_fd, chunk, sizeof(chunk));
 
 	if (n > 0) {
 		if (r->in_pos > 0 && r->in_pos * 2 >= r->in.len) {
@@ -885,14 +1129,17 @@ static void read_input(struct run *r)
 	}
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
-	if (n < 0)
-		fprintf(stderr, "%s: standard input: %s\n", progname,
+	if (n < 0) {
+		progress_clear(r);
+		fprintf(stderr, "%s: %s: %s\n", progname, r->in_name,
 			strerror(errno));
+		r->input_error = true;
+	}
 	r->input_eof = true;
 }
 
-/* Reads standard input to its end and counts its lines, for what needs
- * the number of jobs before the first starts (--halt with N%). */
+/* Reads the streamed source to its end and counts its items, for what
+ * needs the number of jobs before the first starts (--halt with N%). */
 static void read_all_input(struct run *r)
 {
 	size_t i;
@@ -906,16 +1153,178 @@ static void read_all_input(struct run *r)
 		r->total++;
 }
 
+/* Opens an input file ("-": standard input); fails prun when it cannot. */
+static int open_input(const char *name)
+{
+	int fd;
+
+	if (strcmp(name, "-") == 0)
+		return 0;
+	fd = open(name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "%s: cannot open input file '%s': %s\n",
+			progname, name, strerror(errno));
+		exit(PRUN_EXIT_ERROR);
+	}
+	return fd;
+}
+
+static void source_add_item(struct source *s, char *item)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 16;
+		s->items = xrealloc(s->items, s->cap * sizeof(*s->items));
+	}
+	s->items[s->n++] = item;
+}
+
+/* Reads a file source whole into its items. */
+static void source_load(struct run *r, struct source *s)
+{
+	int fd = open_input(s->name);
+	size_t total = r->total;
+
+	r->in_fd = fd;
+	r->in_name = strcmp(s->name, "-") == 0 ? "standard input" : s->name;
+	r->input_eof = false;
+	r->input_done = false;
+	read_all_input(r);
+	r->total = total;
+	for (;;) {
+		char *item = next_arg(r);
+
+		if (!item)
+			break;
+		source_add_item(s, item);
+	}
+	if (fd > 0)
+		close(fd);
+	free(r->in.data);
+	memset(&r->in, 0, sizeof(r->in));
+	r->in_pos = 0;
+}
+
+/* Prepares the sources. One file (standard input when none is named) is
+ * streamed: read by the poll loop as jobs need it. Several are combined
+ * as parallel combines them, every argument of one with every argument of
+ * the next, so they are read whole first. */
+static void sources_prepare(struct run *r)
+{
+	size_t i;
+
+	if (r->nsrc == 0) {
+		r->src = xrealloc(r->src, sizeof(*r->src));
+		memset(r->src, 0, sizeof(*r->src));
+		r->src[0].name = "-";
+		r->nsrc = 1;
+	}
+	if (r->nsrc == 1 && r->src[0].name) {
+		r->streaming = true;
+		r->in_fd = open_input(r->src[0].name);
+		r->in_name = r->in_fd == 0 ? "standard input" : r->src[0].name;
+		return;
+	}
+	r->odo = xmalloc(r->nsrc * sizeof(*r->odo));
+	r->total = 1;
+	for (i = 0; i < r->nsrc; i++) {
+		if (r->src[i].name)
+			source_load(r, &r->src[i]);
+		r->odo[i] = 0;
+		r->total *= r->src[i].n;
+	}
+	r->input_eof = true;
+	r->input_done = r->total == 0;
+}
+
+/* Adds an input item's arguments to *args: the item, or its columns
+ * with --colsep (as Perl's split, which parallel uses: empty columns at
+ * the end are dropped). */
+static void add_fields(struct run *r, const char *item, char ***args,
+		       size_t *n, size_t *cap)
+{
+	const char *s = item;
+	size_t keep = *n;
+	regmatch_t m;
+
+	for (;;) {
+		size_t len;
+
+		if (*n + 2 > *cap) {
+			*cap = *cap ? 2 * *cap : 8;
+			*args = xrealloc(*args, *cap * sizeof(**args));
+		}
+		if (!r->colsep_set ||
+		    regexec(&r->colsep, s, 1, &m, s == item ? 0 : REG_NOTBOL)
+			    != 0 || m.rm_eo == 0) {
+			(*args)[(*n)++] = strdup(s);
+			break;
+		}
+		if (m.rm_so == m.rm_eo) {
+			/* An empty match splits after one character. */
+			m.rm_so = m.rm_eo = 1;
+			if (!s[1]) {
+				(*args)[(*n)++] = strdup(s);
+				break;
+			}
+		}
+		len = (size_t)m.rm_so;
+		(*args)[*n] = xmalloc(len + 1);
+		memcpy((*args)[*n], s, len);
+		(*args)[(*n)++][len] = '\0';
+		s += m.rm_eo;
+	}
+	if (!(*args)[*n - 1])
+		out_of_memory();
+	if (r->colsep_set) {
+		while (*n > keep && (*args)[*n - 1][0] == '\0')
+			free((*args)[--*n]);
+	}
+	(*args)[*n] = NULL;
+}
+
+/* The next job's arguments, NULL-ended, in *args; false when there is
+ * none (yet, for a stream). */
+static bool next_job(struct run *r, char ***args, size_t *nargs)
+{
+	size_t cap = 0, i;
+
+	*args = NULL;
+	*nargs = 0;
+	if (r->streaming) {
+		char *item = next_arg(r);
+
+		if (!item)
+			return false;
+		add_fields(r, item, args, nargs, &cap);
+		free(item);
+		return true;
+	}
+	if (r->input_done)
+		return false;
+	for (i = 0; i < r->nsrc; i++)
+		add_fields(r, r->src[i].items[r->odo[i]], args, nargs, &cap);
+	/* The last source turns fastest. */
+	for (i = r->nsrc; i-- > 0;) {
+		if (++r->odo[i] < r->src[i].n)
+			break;
+		r->odo[i] = 0;
+	}
+	if (i == (size_t)-1)
+		r->input_done = true;
+	return true;
+}
+
 /* Starts jobs while there are free places, input and no reason to stop. */
 static void fill(struct run *r)
 {
 	while (r->nrunning < r->jobs && !r->stop && !r->input_done) {
-		char *arg = next_arg(r);
 		struct job *j;
+		char **args;
+		size_t nargs;
 
-		if (!arg)
+		if (!next_job(r, &args, &nargs))
 			break;
-		j = job_start(r, arg);
+		j = job_start(r, args, nargs);
 		if (j->pid == 0 && j->fd[0] < 0)
 			job_finish(r, j);	/* could not start */
 		else
@@ -933,15 +1342,15 @@ static int step(struct run *r)
 	int64_t next = 0, now;
 	int n = 0, i, k, timeout = -1, rc, in_index = -1;
 	/* More input only when a job could start with it. */
-	bool want_input = !r->input_eof && !r->stop && !got_interrupt &&
-			  r->nrunning < r->jobs;
+	bool want_input = r->streaming && !r->input_eof && !r->stop &&
+			  !got_interrupt && r->nrunning < r->jobs;
 
 	pfd[n].fd = wake_pipe[0];
 	pfd[n].events = POLLIN;
 	n++;
 	if (want_input) {
 		in_index = n;
-		pfd[n].fd = 0;
+		pfd[n].fd = r->in_fd;
 		pfd[n].events = POLLIN;
 		n++;
 	}
@@ -1028,10 +1437,13 @@ static int step(struct run *r)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: %s [OPTION...] [CMD [ARG...]]\n"
-		"  runs CMD ARG... for each line of standard input, with the "
-		"line in\n"
-		"  place of {} (or appended), N jobs at once\n"
+		"usage: %s [OPTION...] [CMD [ARG...]] [::: ARG... | :::: "
+		"FILE...]...\n"
+		"  runs CMD ARG... for each line of standard input (or of the "
+		"sources\n"
+		"  given), N jobs at once, the line in place of {} {.} {/} {//} "
+		"{/.}\n"
+		"  {#} {%%} {1} {2}... or appended\n"
 		"  -j, --jobs N      jobs at once: N, 0 (as many as possible), "
 		"+N, -N\n"
 		"                    (cores plus or minus N) or N%% of the "
@@ -1049,6 +1461,10 @@ static void usage(FILE *f)
 		"newline\n"
 		"  -d, --delimiter D input items end with D (a character or "
 		"\\n, \\t, \\0...)\n"
+		"  -a, --arg-file F  arguments from the file F (- for "
+		"standard input)\n"
+		"  -C, --colsep RE   split each argument into columns {1} {2}"
+		"... at RE\n"
 		"  -h, --help        this help, on standard output\n",
 		progname);
 }
@@ -1223,6 +1639,8 @@ static const struct option long_options[] = {
 	{ "halt", required_argument, NULL, OPT_HALT },
 	{ "halt-on-error", required_argument, NULL, OPT_HALT },
 	{ "null", no_argument, NULL, '0' },
+	{ "arg-file", required_argument, NULL, 'a' },
+	{ "colsep", required_argument, NULL, 'C' },
 	{ "delimiter", required_argument, NULL, 'd' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "will-cite", no_argument, NULL, OPT_WILL_CITE },
@@ -1237,6 +1655,58 @@ static const char *option_name(int c, int index, char *buf, size_t size)
 	else
 		snprintf(buf, size, "-%c", c);
 	return buf;
+}
+
+/* Whether a word of the command line starts a source. */
+static bool source_mark(const char *w)
+{
+	return strcmp(w, ":::") == 0 || strcmp(w, "::::") == 0 ||
+	       strcmp(w, ":::+") == 0 || strcmp(w, "::::+") == 0;
+}
+
+/* Adds a source: a file (name) or, for NULL, an empty ::: list. */
+static void source_new(struct run *r, const char *name)
+{
+	r->src = xrealloc(r->src, (r->nsrc + 1) * sizeof(*r->src));
+	memset(&r->src[r->nsrc], 0, sizeof(*r->src));
+	r->src[r->nsrc++].name = name;
+}
+
+/* --colsep REGEX: an extended regular expression, where Perl's \t, \n,
+ * \s, \S, \d and \D (which parallel's users write) are understood too. */
+static void parse_colsep(const char *v, struct run *r)
+{
+	struct buf b = { 0 };
+	char msg[128];
+	const char *p;
+	int rc;
+
+	for (p = v; *p; p++) {
+		if (*p != '\\' || !p[1]) {
+			buf_add(&b, p, 1);
+			continue;
+		}
+		switch (*++p) {
+		case 't': buf_add(&b, "\t", 1); break;
+		case 'n': buf_add(&b, "\n", 1); break;
+		case 's': buf_add_str(&b, "[[:space:]]"); break;
+		case 'S': buf_add_str(&b, "[^[:space:]]"); break;
+		case 'd': buf_add_str(&b, "[0-9]"); break;
+		case 'D': buf_add_str(&b, "[^0-9]"); break;
+		default: buf_add(&b, p - 1, 2); break;
+		}
+	}
+	buf_add(&b, "", 1);
+	if (r->colsep_set)
+		regfree(&r->colsep);
+	rc = regcomp(&r->colsep, b.data, REG_EXTENDED);
+	free(b.data);
+	if (rc != 0) {
+		regerror(rc, &r->colsep, msg, sizeof(msg));
+		bad_usage("--colsep '%s': not a regular expression: %s", v,
+			  msg);
+	}
+	r->colsep_set = true;
 }
 
 /* Parses the command line into r; a bad one is reported on one line and
@@ -1255,7 +1725,7 @@ static void parse(int argc, char **argv, struct run *r)
 	opterr = 0;
 	for (;;) {
 		index = -1;
-		c = getopt_long(argc, argv, "+:j:P:k0d:h", long_options, &index);
+		c = getopt_long(argc, argv, "+:j:P:k0d:a:C:h", long_options, &index);
 		if (c == -1)
 			break;
 		switch (c) {
@@ -1280,6 +1750,12 @@ static void parse(int argc, char **argv, struct run *r)
 		case 'd':
 			r->sep = parse_delimiter(optarg);
 			break;
+		case 'a':
+			source_new(r, optarg);
+			break;
+		case 'C':
+			parse_colsep(optarg, r);
+			break;
 		case OPT_WILL_CITE:
 			break;
 		case 'h':
@@ -1293,14 +1769,31 @@ static void parse(int argc, char **argv, struct run *r)
 			bad_usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	i = optind;
-	if (i >= argc)
-		bad_usage("no command given");
-	for (; i < argc; i++) {
+	/* The command: the words up to the first ::: or ::::. */
+	for (i = optind; i < argc && !source_mark(argv[i]); i++) {
+		if (i > optind)
+			buf_add(&line, " ", 1);
 		buf_add_str(&line, argv[i]);
-		buf_add(&line, i + 1 < argc ? " " : "", 1);
 	}
+	if (line.data)
+		buf_add(&line, "", 1);
 	r->cmd.line = line.data;
+	/* The sources: ::: ARG... and :::: FILE..., in their order. */
+	while (i < argc) {
+		const char *mark = argv[i++];
+
+		if (strcmp(mark, ":::") == 0)
+			source_new(r, NULL);
+		else if (strcmp(mark, "::::") != 0)
+			bad_usage("%s (linked sources) is not supported", mark);
+		for (; i < argc && !source_mark(argv[i]); i++) {
+			if (strcmp(mark, ":::") == 0)
+				source_add_item(&r->src[r->nsrc - 1],
+						strdup(argv[i]));
+			else
+				source_new(r, argv[i]);
+		}
+	}
 }
 
 /* The exit status, as GNU parallel's: the number of failed jobs up to
@@ -1325,6 +1818,7 @@ int main(int argc, char **argv)
 	struct run r;
 	struct sigaction sa;
 	int fd, status;
+	size_t i;
 
 	memset(&r, 0, sizeof(r));
 	r.halt_status = -1;
@@ -1363,7 +1857,10 @@ int main(int argc, char **argv)
 	command_prepare(&r.cmd);
 	r.progress = isatty(2) == 1;
 	r.running = xmalloc((size_t)r.jobs * sizeof(*r.running));
-	if (r.halt.when != HALT_NEVER && !r.halt.count)
+	r.slots = xmalloc((size_t)r.jobs * sizeof(*r.slots));
+	memset(r.slots, 0, (size_t)r.jobs * sizeof(*r.slots));
+	sources_prepare(&r);
+	if (r.streaming && r.halt.when != HALT_NEVER && !r.halt.count)
 		read_all_input(&r);
 
 	for (;;) {
@@ -1387,6 +1884,20 @@ int main(int argc, char **argv)
 	close(wake_pipe[1]);
 	close(r.devnull);
 	free(r.running);
+	free(r.slots);
+	free(r.odo);
+	for (i = 0; i < r.nsrc; i++) {
+		size_t k;
+
+		for (k = 0; k < r.src[i].n; k++)
+			free(r.src[i].items[k]);
+		free(r.src[i].items);
+	}
+	free(r.src);
+	if (r.colsep_set)
+		regfree(&r.colsep);
+	if (r.in_fd > 0)
+		close(r.in_fd);
 	free(r.done);
 	free(r.in.data);
 	command_free(&r.cmd);

@@ -1336,7 +1336,7 @@ Test(prun, timeout_kills_the_process_group, .timeout = 30)
 Test(prun, bad_command_lines, .timeout = 30)
 {
 	static const char *const bad[] = {
-		"", "-k", "-j x true", "-j", "--timeout 0 true",
+		"-j x true", "-j", "--timeout 0 true",
 		"--timeout x true", "--bogus true", "--halt true",
 	};
 	size_t i;

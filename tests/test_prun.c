@@ -241,7 +241,7 @@ Test(prun, halt_done_counts_finished_jobs, .timeout = 30)
 	 * failed; prun gives the number of failed jobs. */
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "1\n2\n");
-	cr_assert(strstr(r.err, "This job finished:\n"), "%s", r.err);
+	cr_assert(strstr(r.err, "This job finished:\necho 1\n"), "%s", r.err);
 	result_free(&r);
 }
 
@@ -368,5 +368,121 @@ Test(prun, help_goes_to_stdout, .timeout = 30)
 	cr_assert(strstr(r.out, "usage: prun"), "%s", r.out);
 	cr_assert(strstr(r.out, "--halt"), "%s", r.out);
 	cr_assert_str_eq(r.err, "");
+	result_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Replacement strings, sources, quoting                                    */
+/* ------------------------------------------------------------------------ */
+
+Test(prun, replacement_strings, .timeout = 60)
+{
+	char *out;
+
+	cr_assert_eq(same("$R -k echo {.} {/} {//} {/.} ::: foo/bar.tar.gz "
+			  ".bashrc a. dir.x/file / a/ '' file x/.y;"
+			  "$R -k -j2 echo {#}-{} ::: a b c;"
+			  "$R -k -j1 echo {%}{#} ::: a b;"
+			  "$R -k echo {1.} {1/} {2//} {3}. ::: a/b.c ::: d/e;"
+			  "$R -k echo {} {{}} {x} ::: a", &out), 0);
+	cr_assert_str_eq(out, "foo/bar.tar bar.tar.gz foo bar.tar\n"
+			 " .bashrc . \n" "a a. . a\n"
+			 "dir.x/file file dir.x file\n" "/  / \n" "a/  . \n"
+			 "  . \n" "file file . file\n" "x/ .y x \n"
+			 "1-a\n2-b\n3-c\n" "11\n12\n" "a/b b.c d .\n"
+			 "a {a} {x}\n");
+	free(out);
+}
+
+Test(prun, sources_combine, .timeout = 60)
+{
+	char *out;
+
+	/* Several ::: lists: every argument of one with every argument of
+	 * the next, the last turning fastest; {N} is the Nth. */
+	cr_assert_eq(same("$R -k echo ::: a b ::: 1 2;"
+			  "$R -k echo {2}{1} ::: a b ::: 1 2 3", &out), 0);
+	cr_assert_str_eq(out, "a 1\na 2\nb 1\nb 2\n"
+			 "1a\n2a\n3a\n1b\n2b\n3b\n");
+	free(out);
+	/* Files with :::: and -a, mixed with a list; - is stdin. */
+	cr_assert_eq(same("printf 'a\\nb\\n' > f1; printf '1\\n2' > f2;"
+			  "$R -k echo :::: f1 f2;"
+			  "$R -k -a f1 echo ::: x;"
+			  "$R -k --arg-file=f2 echo;"
+			  "printf 's\\n' | $R -k echo {1}{2} :::: - ::: 7;"
+			  "$R echo ::: ; echo empty $?", &out), 0);
+	cr_assert_str_eq(out, "a 1\na 2\nb 1\nb 2\na x\nb x\n1\n2\ns7\n"
+			 "empty 0\n");
+	free(out);
+	/* A file that is not there is prun's own error. */
+	cr_assert_eq(same("$R echo :::: ./missing", NULL), 255);
+}
+
+Test(prun, colsep_splits_columns, .timeout = 60)
+{
+	char *out;
+
+	cr_assert_eq(same("printf 'a,b\\nc,d,e\\n' | "
+			  "$R -k --colsep , echo {} / {1} / {3}/;"
+			  "printf 'a , b\\n' | $R -C ' *, *' echo {2}x;"
+			  "printf 'a\\tb c\\n' | $R --colsep '\\t' echo {2};"
+			  "$R -k --colsep - echo {2} {1} ::: x-y", &out), 0);
+	cr_assert_str_eq(out, "a b / a / /\nc d e / c / e/\nbx\nb c\ny x\n");
+	free(out);
+}
+
+Test(prun, quoting_as_parallel, .timeout = 60)
+{
+	char *out;
+
+	/* An argument is one word, whatever it holds; a plain one is left
+	 * bare, so it works inside the user's own shell syntax. */
+	cr_assert_eq(same("$R -k 'printf \"[%s]\\n\" {}' ::: 'a b' \"it's\" "
+			  "\"'a\" \"a'\" '' '$HOME' '*' 'a\\\\b' '\"';"
+			  "echo 3 | $R 'echo $(( {} * 2 ))';"
+			  "$R -k echo '\"{}\"' ::: 'a b' c", &out), 0);
+	cr_assert_str_eq(out, "[a b]\n[it's]\n['a]\n[a']\n[]\n[$HOME]\n[*]\n"
+			 "[a\\\\b]\n[\"]\n6\n'a b'\nc\n");
+	free(out);
+}
+
+Test(prun, shell_is_dollar_shell, .timeout = 30)
+{
+	/* parallel runs the shell it was started from (or
+	 * $PARALLEL_SHELL); prun runs $SHELL, and sh without it. */
+	struct result r = with_prun("SHELL=/bin/bash $R -k "
+				    "'echo ${BASH_VERSION:+bash}' ::: 1;"
+				    "SHELL= $R 'echo ${BASH_VERSION:-sh}' ::: 1;"
+				    "SHELL=/bin/bash $R -k 'echo $0' ::: 1");
+
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "bash 1\nsh 1\nbash 1\n");
+	result_free(&r);
+}
+
+Test(prun, no_command_runs_the_input, .timeout = 60)
+{
+	char *out;
+
+	cr_assert_eq(same("printf 'echo a\\necho b c\\n' | $R -k;"
+			  "$R -k ::: 'echo x' 'exit 3'", &out), 1);
+	cr_assert_str_eq(out, "a\nb c\nx\n");
+	free(out);
+}
+
+Test(prun, too_long_for_exec_says_so, .timeout = 30)
+{
+	/* One argument over Linux's limit for one string (128 KiB).
+	 * parallel refuses such a job before it starts, with status 255;
+	 * prun runs the others and names the job. */
+	struct result r = with_prun("{ echo a; head -c 200000 /dev/zero | "
+				    "tr '\\0' x; echo; echo b; } | "
+				    "$R -k -j1 'echo {} | cut -c1'");
+
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_str_eq(r.out, "a\nb\n");
+	cr_assert(strstr(r.err, "job 2: the command line is too long"), "%s",
+		  r.err);
 	result_free(&r);
 }
