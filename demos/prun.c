@@ -125,6 +125,10 @@ struct job {
 	int64_t kill_at;	/* when SIGKILL follows SIGTERM, 0: not yet */
 	bool timed_out;		/* it was killed for its time limit */
 	bool halted;		/* it was killed by --halt now */
+	int attempts;		/* times it was started (--retries) */
+	double start_wall;	/* when it last started, seconds since 1970 */
+	int64_t start_ms;	/* the same on the monotonic clock */
+	size_t received;	/* bytes of output of its last attempt */
 };
 
 /* --halt: when the run stops, after how many of which outcome. */
@@ -204,14 +208,26 @@ struct run {
 	bool input_done;	/* and every line of it has been taken */
 	bool output_broken;	/* writing our stdout or stderr failed */
 	bool interrupted;	/* the jobs were sent SIGTERM for an interrupt */
+	bool killed;		/* and SIGKILL, after a second one */
+	int retries;		/* --retries: attempts a job may have */
 };
 
 /* Self-pipe: the signal handlers write a byte to wake the poll. */
 static int wake_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t got_interrupt;
 static volatile sig_atomic_t got_child;
+static volatile sig_atomic_t interrupts;	/* how many came */
 
 static const char *progname = "prun";
+
+/* Seconds since 1970, for --joblog. */
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static int64_t now_ms(void)
 {
@@ -229,8 +245,10 @@ static void on_signal(int sig)
 
 	if (sig == SIGCHLD)
 		got_child = 1;
-	else
+	else {
 		got_interrupt = sig;
+		interrupts = interrupts < 2 ? interrupts + 1 : 2;
+	}
 	if (write(wake_pipe[1], &c, 1) < 0) {
 		/* The pipe is full: the poll will wake anyway. */
 	}
@@ -711,26 +729,23 @@ static void job_free(struct job *j)
 	free(j);
 }
 
-/* Forks and execs one job. The job is added to the running set; a pipe or
- * fork failure is a failed job with a message. */
-static struct job *job_start(struct run *r, char **args, size_t nargs)
+/* Forks and execs the job (again, for --retries); a pipe or fork failure
+ * leaves it a failed job with a message and no process. */
+static void job_spawn(struct run *r, struct job *j)
 {
-	struct job *j = xmalloc(sizeof(*j));
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	const char *path;
 	char **argv, who[64];
 	pid_t pid;
 
-	memset(j, 0, sizeof(*j));
-	j->seq = r->started++;
-	j->args = args;
-	j->nargs = nargs;
-	j->fd[0] = j->fd[1] = -1;
-	for (j->slot = 1; j->slot <= r->jobs && r->slots[j->slot - 1];)
-		j->slot++;
-	if (j->slot <= r->jobs)
-		r->slots[j->slot - 1] = true;
-	argv = command_argv(&r->cmd, args, nargs, j->seq, j->slot, &path);
+	j->attempts++;
+	j->status = 0;
+	j->timed_out = false;
+	j->deadline = 0;
+	j->kill_at = 0;
+	j->start_wall = wall_now();
+	j->start_ms = now_ms();
+	argv = command_argv(&r->cmd, j->args, j->nargs, j->seq, j->slot, &path);
 	/* What the child says if exec fails, made here: after fork only
 	 * async-signal-safe calls are allowed. */
 	snprintf(who, sizeof(who), "%s: job %zu: ", progname, j->seq + 1);
@@ -781,7 +796,7 @@ static struct job *job_start(struct run *r, char **args, size_t nargs)
 	if (r->timeout_ms > 0)
 		j->deadline = now_ms() + r->timeout_ms;
 	argv_free(argv);
-	return j;
+	return;
 
 fail:
 	{
@@ -803,6 +818,24 @@ fail:
 	argv_free(argv);
 	j->pid = 0;
 	j->status = 127 << 8;
+}
+
+/* A new job for these arguments (it owns them), in the lowest free job
+ * slot, started. */
+static struct job *job_start(struct run *r, char **args, size_t nargs)
+{
+	struct job *j = xmalloc(sizeof(*j));
+
+	memset(j, 0, sizeof(*j));
+	j->seq = r->started++;
+	j->args = args;
+	j->nargs = nargs;
+	j->fd[0] = j->fd[1] = -1;
+	for (j->slot = 1; j->slot <= r->jobs && r->slots[j->slot - 1];)
+		j->slot++;
+	if (j->slot <= r->jobs)
+		r->slots[j->slot - 1] = true;
+	job_spawn(r, j);
 	return j;
 }
 
@@ -1332,6 +1365,30 @@ static void fill(struct run *r)
 	}
 }
 
+/* An attempt of the job has ended (it may yet be retried). */
+static void job_ended(struct run *r, struct job *j)
+{
+	(void)r;
+	(void)j;
+}
+
+/* --retries N: a failed job runs again, up to N times in all, while the
+ * run goes on; the output of the failed attempt is dropped, as parallel
+ * drops it. True when it was started again. */
+static bool job_retry(struct run *r, struct job *j)
+{
+	int k;
+
+	if (!job_failed(j) || j->halted || j->attempts >= r->retries ||
+	    r->stop || got_interrupt)
+		return false;
+	for (k = 0; k < 2; k++)
+		j->out[k].len = 0;
+	j->received = 0;
+	job_spawn(r, j);
+	return j->pid != 0;
+}
+
 /* One round: waits for output, children or a deadline, then handles them.
  * Returns -1 on an error of poll itself. */
 static int step(struct run *r)
@@ -1406,6 +1463,12 @@ static int step(struct run *r)
 		for (i = 0; i < r->nrunning; i++)
 			kill(-r->running[i]->pgid, SIGTERM);
 	}
+	if (interrupts >= 2 && !r->killed) {
+		/* Told twice: as parallel, no more waiting. */
+		r->killed = true;
+		for (i = 0; i < r->nrunning; i++)
+			kill(-r->running[i]->pgid, SIGKILL);
+	}
 	/* Reap and retire. A job is over when its process has been reaped
 	 * and both pipes are at end of file (a background process it left
 	 * may still be writing). A process is looked for once its pipes are
@@ -1421,6 +1484,11 @@ static int step(struct run *r)
 			job_reap(j);
 		job_check_time(j, now);
 		if (j->pid == 0 && closed) {
+			job_ended(r, j);
+			if (job_retry(r, j)) {
+				i++;
+				continue;
+			}
 			r->running[i] = r->running[--r->nrunning];
 			job_finish(r, j);
 			continue;
@@ -1465,6 +1533,8 @@ static void usage(FILE *f)
 		"standard input)\n"
 		"  -C, --colsep RE   split each argument into columns {1} {2}"
 		"... at RE\n"
+		"  --retries N       run a failed job again, up to N times in "
+		"all\n"
 		"  -h, --help        this help, on standard output\n",
 		progname);
 }
@@ -1625,10 +1695,26 @@ static char parse_delimiter(const char *v)
 		  "(\\n, \\t, \\0, \\\\, \\xHH, \\NNN)", v);
 }
 
+/* A whole number from min to max, for the option opt. */
+static int parse_count(const char *opt, const char *v, long min, long max)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || !isdigit((unsigned char)*v) ||
+	    n < min || n > max)
+		bad_usage("%s '%s': expected a whole number from %ld to %ld",
+			  opt, v, min, max);
+	return (int)n;
+}
+
 enum {
 	OPT_TIMEOUT = 256,	/* long options without a short name */
 	OPT_HALT,
 	OPT_WILL_CITE,
+	OPT_RETRIES,
 };
 
 static const struct option long_options[] = {
@@ -1644,6 +1730,7 @@ static const struct option long_options[] = {
 	{ "delimiter", required_argument, NULL, 'd' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "will-cite", no_argument, NULL, OPT_WILL_CITE },
+	{ "retries", required_argument, NULL, OPT_RETRIES },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -1757,6 +1844,10 @@ static void parse(int argc, char **argv, struct run *r)
 			parse_colsep(optarg, r);
 			break;
 		case OPT_WILL_CITE:
+			break;
+		case OPT_RETRIES:
+			r->retries = parse_count("--retries", optarg, 0,
+						 1000000);
 			break;
 		case 'h':
 			usage(stdout);

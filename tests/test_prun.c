@@ -486,3 +486,49 @@ Test(prun, too_long_for_exec_says_so, .timeout = 30)
 		  r.err);
 	result_free(&r);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Failure handling                                                         */
+/* ------------------------------------------------------------------------ */
+
+Test(prun, exit_status_counts_failed_jobs, .timeout = 60)
+{
+	char *out;
+
+	cr_assert_eq(same("$R 'exit {}' ::: 0 1 2 0 3; echo $?;"
+			  "$R 'exit {}' ::: 0 0; echo $?;"
+			  "$R 'kill -9 $$ #{}' ::: 1; echo $?;"
+			  "seq 102 | $R -j 8 false", &out), 101);
+	cr_assert_str_eq(out, "3\n0\n1\n");
+	free(out);
+}
+
+Test(prun, retries_run_a_failed_job_again, .timeout = 60)
+{
+	char *out;
+
+	/* Three attempts, the output of the last one printed. */
+	cr_assert_eq(same("$R --retries 3 'echo try >> n; echo out "
+			  "$(wc -l < n); exit 2 #{}' ::: 1; echo $?; cat n;"
+			  "rm n; $R --retries=3 'echo try >> n; "
+			  "test $(wc -l < n) -ge 2 #{}' ::: 1; echo $?; cat n",
+			  &out), 0);
+	cr_assert_str_eq(out, "out 3\n1\ntry\ntry\ntry\n0\ntry\ntry\n");
+	free(out);
+}
+
+Test(prun, second_signal_kills_the_jobs, .timeout = 30)
+{
+	/* The job ignores SIGTERM, so the first signal, passed on, does
+	 * not end it; the second one makes prun send SIGKILL. The script
+	 * waits for the job to have started before signalling (bounded). */
+	struct result r = with_prun(
+		"$R 'trap \"\" TERM; echo go > ready; sleep 60; echo no' "
+		"::: 1 & p=$!;"
+		"n=0; while [ ! -s ready ] && [ $n -lt 200 ]; do "
+		"sleep 0.05; n=$((n + 1)); done;"
+		"kill -TERM $p; sleep 0.2; kill -TERM $p; wait $p; echo $?");
+
+	cr_assert_str_eq(r.out, "143\n", "%s", r.err);
+	result_free(&r);
+}
