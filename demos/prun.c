@@ -17,7 +17,12 @@
  * is $SHELL, or sh. N jobs (default: the number of cores) run at once.
  * Each job's standard output and standard error are kept together and
  * printed when the job ends: in input order with -k, as jobs finish
- * without it. Jobs read /dev/null as standard input.
+ * without it; --line-buffer prints whole lines as they come, --ungroup
+ * bytes as they come. Output kept beyond PRUN_MEM_BOUND per stream goes
+ * to an unlinked temporary file, so a job that prints gigabytes costs
+ * disk, not memory. Jobs read /dev/null as standard input. --joblog,
+ * --tag, --dry-run, --retries, --progress, --eta and --bar are
+ * parallel's; the progress lines go to stderr.
  *
  * Options and their meanings are GNU parallel's, read by getopt_long:
  * the first word that is not an option starts the command. --timeout S
@@ -99,6 +104,15 @@ static int cloexec_pipe(int fds[2])
 /* Exit status for an error of prun's own, as GNU parallel's. */
 #define PRUN_EXIT_ERROR 255
 
+/* What --progress, --eta and --bar show. */
+#define SHOW_PROGRESS 1
+#define SHOW_ETA 2
+#define SHOW_BAR 4
+
+/* Bytes of a job's output kept in memory, per stream; beyond them it goes
+ * to an unlinked temporary file. */
+#define PRUN_MEM_BOUND (256 * 1024)
+
 /* Bytes read from a job's pipe at once. */
 #define PRUN_CHUNK 65536
 
@@ -119,7 +133,11 @@ struct job {
 	pid_t pgid;		/* its process group (its first pid) */
 	int fd[2];		/* read ends of its stdout and stderr pipes,
 				   -1 once at end of file */
-	struct buf out[2];	/* what it wrote to stdout and stderr */
+	struct buf out[2];	/* what it wrote to stdout and stderr, kept */
+	int spill[2];		/* the files kept output went to beyond
+				   PRUN_MEM_BOUND, -1: none */
+	bool mid_line[2];	/* --tag: the last byte printed of the stream
+				   did not end a line */
 	int status;		/* wait status, once reaped */
 	int64_t deadline;	/* when it times out (ms), 0: never */
 	int64_t kill_at;	/* when SIGKILL follows SIGTERM, 0: not yet */
@@ -173,7 +191,14 @@ struct run {
 	bool keep_order;	/* -k: print in input order */
 	int64_t timeout_ms;	/* --timeout, 0: none */
 	struct halt halt;	/* --halt: when to stop */
-	bool progress;		/* stderr is a terminal */
+	int show;		/* SHOW_ bits: --progress, --eta, --bar */
+	bool tty;		/* stderr is a terminal: redraw the line */
+	int64_t started_ms;	/* when the run started */
+	bool tag;		/* --tag: lines start with the arguments */
+	bool dry_run;		/* --dry-run: print the commands only */
+	bool line_buffer;	/* --line-buffer: whole lines as they come */
+	bool ungroup;		/* --ungroup: bytes as they come */
+	FILE *joblog;		/* --joblog, or NULL */
 	struct command cmd;	/* what each job runs */
 	int devnull;		/* /dev/null, the jobs' stdin */
 	struct job **running;	/* the jobs running, jobs entries */
@@ -726,6 +751,10 @@ static void job_free(struct job *j)
 	argv_free(j->args);
 	free(j->out[0].data);
 	free(j->out[1].data);
+	if (j->spill[0] >= 0)
+		close(j->spill[0]);
+	if (j->spill[1] >= 0)
+		close(j->spill[1]);
 	free(j);
 }
 
@@ -831,6 +860,7 @@ static struct job *job_start(struct run *r, char **args, size_t nargs)
 	j->args = args;
 	j->nargs = nargs;
 	j->fd[0] = j->fd[1] = -1;
+	j->spill[0] = j->spill[1] = -1;
 	for (j->slot = 1; j->slot <= r->jobs && r->slots[j->slot - 1];)
 		j->slot++;
 	if (j->slot <= r->jobs)
@@ -839,15 +869,18 @@ static struct job *job_start(struct run *r, char **args, size_t nargs)
 	return j;
 }
 
+static void job_take(struct run *r, struct job *j, int k, const char *s,
+		     size_t n);
+
 /* Reads what is there from one of the job's pipes; closes it at EOF. */
-static void job_read(struct job *j, int k)
+static void job_read(struct run *r, struct job *j, int k)
 {
 	char chunk[PRUN_CHUNK];
 	ssize_t n;
 
 	n = read(j->fd[k], chunk, sizeof(chunk));
 	if (n > 0) {
-		buf_add(&j->out[k], chunk, (size_t)n);
+		job_take(r, j, k, chunk, (size_t)n);
 		return;
 	}
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -914,35 +947,205 @@ static void progress_clear(const struct run *r)
 {
 	static const char clear[] = "\r\033[K";
 
-	if (r->progress && write_all(2, clear, sizeof(clear) - 1) < 0) {
+	if (r->show && r->tty && write_all(2, clear, sizeof(clear) - 1) < 0) {
 		/* A progress line is not worth failing for. */
 	}
 }
 
-static void progress_show(const struct run *r)
+/* The --progress, --eta and --bar line on stderr: redrawn in place on a
+ * terminal, else written once, at the end (final). */
+static void progress_show(const struct run *r, bool final)
 {
-	char line[160];
-	int n;
+	char line[256];
+	size_t n = 0, left;
+	double secs = (double)(now_ms() - r->started_ms) / 1000.0;
+	double avg = r->finished ? secs / (double)r->finished : 0.0;
+	double eta;
 
-	if (!r->progress)
+	if (!r->show || (!r->tty && !final))
 		return;
-	n = snprintf(line, sizeof(line),
-		     "\r\033[K%s: %zu done, %d running, %zu failed",
-		     progname, r->finished, r->nrunning, r->failed);
-	if (n > 0 && write_all(2, line, (size_t)n) < 0) {
+	left = r->total > r->finished ? r->total - r->finished : 0;
+	eta = avg * (double)left / (double)(r->jobs ? r->jobs : 1);
+	if (r->tty)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "\r\033[K");
+	if (r->show & SHOW_BAR)
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+				      "%d%% %zu:%zu=%.0fs ",
+				      r->total ? (int)(100 * r->finished /
+						       r->total) : 100,
+				      r->finished, left, eta);
+	if ((r->show & SHOW_ETA) && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+				      "ETA: %.0fs Left: %zu AVG: %.2fs  ",
+				      eta, left, avg);
+	if ((r->show & SHOW_PROGRESS) && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+				      "local:%d/%zu/%zu failed/%.1fs",
+				      r->nrunning, r->finished, r->failed, avg);
+	if (n >= sizeof(line))
+		n = sizeof(line) - 1;
+	if (final && n < sizeof(line) - 1)
+		line[n++] = '\n';
+	if (write_all(2, line, n) < 0) {
 		/* As above. */
+	}
+}
+
+/* Writes bytes of the job's stream k (0: stdout, 1: stderr) to prun's
+ * own, each line after the job's arguments and a tab with --tag. */
+static void emit(struct run *r, struct job *j, int k, const char *s,
+		 size_t n)
+{
+	if (n == 0)
+		return;
+	if (r->show && r->tty)
+		progress_clear(r);
+	while (n > 0 && r->tag) {
+		const char *nl = memchr(s, '\n', n);
+		size_t len = nl ? (size_t)(nl - s) + 1 : n;
+
+		if (!j->mid_line[k]) {
+			size_t i;
+
+			for (i = 0; i < j->nargs; i++)
+				if (write_all(k + 1, i ? " " : "", i ? 1 : 0) < 0 ||
+				    write_all(k + 1, j->args[i],
+					      strlen(j->args[i])) < 0)
+					r->output_broken = true;
+			if (write_all(k + 1, "\t", 1) < 0)
+				r->output_broken = true;
+		}
+		if (write_all(k + 1, s, len) < 0)
+			r->output_broken = true;
+		j->mid_line[k] = nl == NULL;
+		s += len;
+		n -= len;
+	}
+	if (n > 0 && write_all(k + 1, s, n) < 0)
+		r->output_broken = true;
+}
+
+/* Writes what is kept of the job's stream k, the spilled part first. */
+static void emit_kept(struct run *r, struct job *j, int k)
+{
+	char chunk[PRUN_CHUNK];
+	ssize_t n;
+
+	if (j->spill[k] >= 0) {
+		if (lseek(j->spill[k], 0, SEEK_SET) < 0)
+			r->output_broken = true;
+		while ((n = read(j->spill[k], chunk, sizeof(chunk))) > 0 ||
+		       (n < 0 && errno == EINTR))
+			if (n > 0)
+				emit(r, j, k, chunk, (size_t)n);
+		if (n < 0) {
+			fprintf(stderr, "%s: job %zu: reading its kept output: "
+				"%s\n", progname, j->seq + 1, strerror(errno));
+			r->output_broken = true;
+		}
+		close(j->spill[k]);
+		j->spill[k] = -1;
+	}
+	emit(r, j, k, j->out[k].data, j->out[k].len);
+	j->out[k].len = 0;
+}
+
+/* Keeps output of the job's stream k for later: in memory up to
+ * PRUN_MEM_BOUND, then in an unlinked temporary file, so that a job that
+ * prints a lot costs disk, not prun's memory. */
+static void job_keep(struct run *r, struct job *j, int k, const char *s,
+		     size_t n)
+{
+	if (j->spill[k] < 0 && j->out[k].len + n > PRUN_MEM_BOUND) {
+		const char *dir = getenv("TMPDIR");
+		char *path;
+		int fd;
+
+		if (!dir || !*dir)
+			dir = "/tmp";
+		path = xmalloc(strlen(dir) + 16);
+		sprintf(path, "%s/prun.XXXXXX", dir);
+		fd = mkstemp(path);
+		if (fd >= 0) {
+			unlink(path);
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+			j->spill[k] = fd;
+			if (write_all(fd, j->out[k].data, j->out[k].len) < 0)
+				goto failed;
+			free(j->out[k].data);
+			memset(&j->out[k], 0, sizeof(j->out[k]));
+		}
+		/* Without a temporary file, memory it is. */
+		free(path);
+	}
+	if (j->spill[k] < 0) {
+		buf_add(&j->out[k], s, n);
+		return;
+	}
+	if (write_all(j->spill[k], s, n) == 0)
+		return;
+failed:
+	fprintf(stderr, "%s: job %zu: keeping its output: %s\n", progname,
+		j->seq + 1, strerror(errno));
+	r->output_broken = true;
+	r->stop = true;
+}
+
+/* Whether the job's output is printed as it comes: with --ungroup, and
+ * with --line-buffer unless -k holds it behind an earlier job. */
+static bool job_live(const struct run *r, const struct job *j)
+{
+	return r->ungroup ||
+	       (r->line_buffer && (!r->keep_order || j->seq == r->next_print));
+}
+
+/* Prints the whole lines kept of a live job's stream k. */
+static void job_flush_lines(struct run *r, struct job *j, int k)
+{
+	struct buf *b = &j->out[k];
+	size_t n = b->len;
+
+	if (j->spill[k] >= 0) {
+		/* It was held behind an earlier job: all of that first. */
+		char *rest = b->data;
+		size_t len = b->len;
+
+		b->data = NULL;
+		b->len = b->cap = 0;
+		emit_kept(r, j, k);
+		free(b->data);
+		b->data = rest;
+		b->len = b->cap = len;
+	}
+	while (n > 0 && b->data[n - 1] != '\n')
+		n--;
+	if (n == 0)
+		return;
+	emit(r, j, k, b->data, n);
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+/* Output read from the job's stream k: printed now, or kept. */
+static void job_take(struct run *r, struct job *j, int k, const char *s,
+		     size_t n)
+{
+	j->received += n;
+	if (r->ungroup && job_live(r, j)) {
+		emit(r, j, k, s, n);
+	} else if (job_live(r, j)) {
+		buf_add(&j->out[k], s, n);
+		job_flush_lines(r, j, k);
+	} else {
+		job_keep(r, j, k, s, n);
 	}
 }
 
 /* Prints one finished job's output (stdout, then stderr) and frees it. */
 static void job_print(struct run *r, struct job *j)
 {
-	if (j->out[0].len || j->out[1].len)
-		progress_clear(r);
-	if (j->out[0].len && write_all(1, j->out[0].data, j->out[0].len) < 0)
-		r->output_broken = true;
-	if (j->out[1].len && write_all(2, j->out[1].data, j->out[1].len) < 0)
-		r->output_broken = true;
+	emit_kept(r, j, 0);
+	emit_kept(r, j, 1);
 	job_free(j);
 }
 
@@ -1073,9 +1276,20 @@ static void job_finish(struct run *r, struct job *j)
 			r->done[r->next_print++] = NULL;
 		}
 	}
+	if (r->keep_order && r->line_buffer) {
+		/* The next job in order may be running: it goes live. */
+		int i, k;
+
+		for (i = 0; i < r->nrunning; i++) {
+			if (r->running[i]->seq != r->next_print)
+				continue;
+			for (k = 0; k < 2; k++)
+				job_flush_lines(r, r->running[i], k);
+		}
+	}
 	if (r->output_broken)
 		r->stop = true;
-	progress_show(r);
+	progress_show(r, false);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1357,6 +1571,19 @@ static void fill(struct run *r)
 
 		if (!next_job(r, &args, &nargs))
 			break;
+		if (r->dry_run) {
+			/* The command as it would run, and nothing run. */
+			char *text = command_text(&r->cmd, args, nargs,
+						  r->started, 1);
+
+			if (write_all(1, text, strlen(text)) < 0 ||
+			    write_all(1, "\n", 1) < 0)
+				r->output_broken = r->stop = true;
+			r->started++;
+			free(text);
+			argv_free(args);
+			continue;
+		}
 		j = job_start(r, args, nargs);
 		if (j->pid == 0 && j->fd[0] < 0)
 			job_finish(r, j);	/* could not start */
@@ -1368,8 +1595,19 @@ static void fill(struct run *r)
 /* An attempt of the job has ended (it may yet be retried). */
 static void job_ended(struct run *r, struct job *j)
 {
-	(void)r;
-	(void)j;
+	char *text;
+
+	if (!r->joblog || j->halted)
+		return;
+	/* GNU parallel's columns; the host of a local job is ":". */
+	text = job_command_text(r, j);
+	fprintf(r->joblog, "%zu\t:\t%.3f\t%8.3f\t0\t%zu\t%d\t%d\t%s\n",
+		j->seq + 1, j->start_wall,
+		(double)(now_ms() - j->start_ms) / 1000.0, j->received,
+		WIFEXITED(j->status) ? WEXITSTATUS(j->status) : -1,
+		WIFSIGNALED(j->status) ? WTERMSIG(j->status) : 0, text);
+	fflush(r->joblog);
+	free(text);
 }
 
 /* --retries N: a failed job runs again, up to N times in all, while the
@@ -1382,8 +1620,13 @@ static bool job_retry(struct run *r, struct job *j)
 	if (!job_failed(j) || j->halted || j->attempts >= r->retries ||
 	    r->stop || got_interrupt)
 		return false;
-	for (k = 0; k < 2; k++)
+	for (k = 0; k < 2; k++) {
 		j->out[k].len = 0;
+		if (j->spill[k] >= 0)
+			close(j->spill[k]);
+		j->spill[k] = -1;
+		j->mid_line[k] = false;
+	}
 	j->received = 0;
 	job_spawn(r, j);
 	return j->pid != 0;
@@ -1447,7 +1690,8 @@ static int step(struct run *r)
 			if (i == in_index)
 				read_input(r);
 			else
-				job_read(r->running[owner_j[i]], owner_k[i]);
+				job_read(r, r->running[owner_j[i]],
+					 owner_k[i]);
 		}
 		if (pfd[0].revents) {
 			char drain[256];
@@ -1535,6 +1779,15 @@ static void usage(FILE *f)
 		"... at RE\n"
 		"  --retries N       run a failed job again, up to N times in "
 		"all\n"
+		"  --joblog FILE     a line per job in FILE, parallel's "
+		"columns\n"
+		"  --tag             each output line after the job's "
+		"arguments and a tab\n"
+		"  --dry-run         print the commands, run nothing\n"
+		"  --line-buffer, --lb  print whole lines as they come\n"
+		"  -u, --ungroup     print output as it comes\n"
+		"  --progress, --eta, --bar  show how far the run is, on "
+		"stderr\n"
 		"  -h, --help        this help, on standard output\n",
 		progname);
 }
@@ -1715,6 +1968,13 @@ enum {
 	OPT_HALT,
 	OPT_WILL_CITE,
 	OPT_RETRIES,
+	OPT_JOBLOG,
+	OPT_TAG,
+	OPT_DRY_RUN,
+	OPT_LINE_BUFFER,
+	OPT_PROGRESS,
+	OPT_ETA,
+	OPT_BAR,
 };
 
 static const struct option long_options[] = {
@@ -1731,6 +1991,15 @@ static const struct option long_options[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "will-cite", no_argument, NULL, OPT_WILL_CITE },
 	{ "retries", required_argument, NULL, OPT_RETRIES },
+	{ "joblog", required_argument, NULL, OPT_JOBLOG },
+	{ "tag", no_argument, NULL, OPT_TAG },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "line-buffer", no_argument, NULL, OPT_LINE_BUFFER },
+	{ "lb", no_argument, NULL, OPT_LINE_BUFFER },
+	{ "ungroup", no_argument, NULL, 'u' },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
+	{ "eta", no_argument, NULL, OPT_ETA },
+	{ "bar", no_argument, NULL, OPT_BAR },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -1812,7 +2081,7 @@ static void parse(int argc, char **argv, struct run *r)
 	opterr = 0;
 	for (;;) {
 		index = -1;
-		c = getopt_long(argc, argv, "+:j:P:k0d:a:C:h", long_options, &index);
+		c = getopt_long(argc, argv, "+:j:P:k0d:a:C:uh", long_options, &index);
 		if (c == -1)
 			break;
 		switch (c) {
@@ -1844,6 +2113,43 @@ static void parse(int argc, char **argv, struct run *r)
 			parse_colsep(optarg, r);
 			break;
 		case OPT_WILL_CITE:
+			break;
+		case OPT_JOBLOG:
+			if (r->joblog)
+				fclose(r->joblog);
+			r->joblog = strcmp(optarg, "-") == 0 ? stdout
+				    : fopen(optarg, "w");
+			if (!r->joblog) {
+				fprintf(stderr, "%s: --joblog %s: %s\n",
+					progname, optarg, strerror(errno));
+				exit(PRUN_EXIT_ERROR);
+			}
+			fcntl(fileno(r->joblog), F_SETFD, FD_CLOEXEC);
+			fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\t"
+			      "Receive\tExitval\tSignal\tCommand\n",
+			      r->joblog);
+			fflush(r->joblog);
+			break;
+		case OPT_TAG:
+			r->tag = true;
+			break;
+		case OPT_DRY_RUN:
+			r->dry_run = true;
+			break;
+		case OPT_LINE_BUFFER:
+			r->line_buffer = true;
+			break;
+		case 'u':
+			r->ungroup = true;
+			break;
+		case OPT_PROGRESS:
+			r->show |= SHOW_PROGRESS;
+			break;
+		case OPT_ETA:
+			r->show |= SHOW_ETA;
+			break;
+		case OPT_BAR:
+			r->show |= SHOW_BAR;
 			break;
 		case OPT_RETRIES:
 			r->retries = parse_count("--retries", optarg, 0,
@@ -1946,12 +2252,14 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	command_prepare(&r.cmd);
-	r.progress = isatty(2) == 1;
+	r.tty = isatty(2) == 1;
+	r.started_ms = now_ms();
 	r.running = xmalloc((size_t)r.jobs * sizeof(*r.running));
 	r.slots = xmalloc((size_t)r.jobs * sizeof(*r.slots));
 	memset(r.slots, 0, (size_t)r.jobs * sizeof(*r.slots));
 	sources_prepare(&r);
-	if (r.streaming && r.halt.when != HALT_NEVER && !r.halt.count)
+	if (r.streaming && ((r.halt.when != HALT_NEVER && !r.halt.count) ||
+			    (r.show & (SHOW_ETA | SHOW_BAR))))
 		read_all_input(&r);
 
 	for (;;) {
@@ -1968,7 +2276,12 @@ int main(int argc, char **argv)
 			r.stop = true;
 	}
 	progress_clear(&r);
+	progress_show(&r, true);
 	status = exit_status(&r);
+	if (r.joblog && fclose(r.joblog) != 0) {
+		perror("--joblog");
+		status = PRUN_EXIT_ERROR;
+	}
 	/* Every job has been reaped: no handler may write to the pipe now. */
 	signal(SIGCHLD, SIG_DFL);
 	close(wake_pipe[0]);

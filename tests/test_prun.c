@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -498,7 +499,7 @@ Test(prun, exit_status_counts_failed_jobs, .timeout = 60)
 	cr_assert_eq(same("$R 'exit {}' ::: 0 1 2 0 3; echo $?;"
 			  "$R 'exit {}' ::: 0 0; echo $?;"
 			  "$R 'kill -9 $$ #{}' ::: 1; echo $?;"
-			  "seq 102 | $R -j 8 false", &out), 101);
+			  "seq 102 | $R -j 20 false", &out), 101);
 	cr_assert_str_eq(out, "3\n0\n1\n");
 	free(out);
 }
@@ -530,5 +531,127 @@ Test(prun, second_signal_kills_the_jobs, .timeout = 30)
 		"kill -TERM $p; sleep 0.2; kill -TERM $p; wait $p; echo $?");
 
 	cr_assert_str_eq(r.out, "143\n", "%s", r.err);
+	result_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Seeing the work                                                          */
+/* ------------------------------------------------------------------------ */
+
+Test(prun, tag_and_dry_run, .timeout = 60)
+{
+	char *out;
+
+	cr_assert_eq(same("$R -k --tag 'echo x; echo y' ::: a 'b c';"
+			  "$R -k --tag echo ::: a ::: 1 2;"
+			  "$R --dry-run -k 'echo {} {#}' ::: a 'b c' \"it's\";"
+			  "$R --dry-run 'touch {}' ::: made; ls", &out), 0);
+	cr_assert_str_eq(out, "a\tx\na\ty a\nb c\tx\nb c\ty b c\n"
+			 "a 1\ta 1\na 2\ta 2\n"
+			 "echo a 1\necho 'b c' 2\necho 'it'\"'\"'s' 3\n"
+			 "touch made\nscript.sh\n");
+	free(out);
+}
+
+Test(prun, joblog_has_parallels_columns, .timeout = 60)
+{
+	char *out;
+
+	/* Everything but the two times, which differ from run to run. */
+	cr_assert_eq(same("$R -j1 --joblog log 'echo {}; exit {}' ::: 0 1 22;"
+			  "echo $?; cut -f 1,2,5- log;"
+			  "awk -F '\\t' 'NR > 1 && ($3 !~ /^[0-9]+[.][0-9][0-9][0-9]$/ "
+			  "|| $4 !~ /^ *[0-9]+[.][0-9][0-9][0-9]$/) { print \"bad\" }' "
+			  "log", &out), 0);
+	cr_assert_str_eq(out, "0\n1\n22\n2\n"
+			 "Seq\tHost\tSend\tReceive\tExitval\tSignal\tCommand\n"
+			 "1\t:\t0\t2\t0\t0\techo 0; exit 0\n"
+			 "2\t:\t0\t2\t1\t0\techo 1; exit 1\n"
+			 "3\t:\t0\t3\t22\t0\techo 22; exit 22\n");
+	free(out);
+}
+
+/* A script for prun OPTS where the job prints START, then waits (at most
+ * 10 s) for a file "go"; meanwhile the script watches prun's output (for
+ * at most 2 s) for START and says whether it was seen before the job
+ * ended. */
+static char *live_script(const char *opts, const char *start)
+{
+	return fmt("$R %s 'printf \"%s\"; n=0; while [ ! -e go ] && "
+		   "[ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done; "
+		   "echo end #{}' ::: 1 > out & p=$!;"
+		   "n=0; while ! grep -q start out && [ $n -lt 40 ]; do "
+		   "sleep 0.05; n=$((n + 1)); done;"
+		   "if grep -q start out; then echo seen; else echo unseen; "
+		   "fi; touch go; wait $p; cat out", opts, start);
+}
+
+Test(prun, line_buffer_and_ungroup_print_as_it_comes, .timeout = 60)
+{
+	static const struct {
+		const char *opts, *start, *want;
+	} cases[] = {
+		/* Whole lines at once with --line-buffer... */
+		{ "--line-buffer", "start\\n", "seen\nstart\nend\n" },
+		{ "--lb -k", "start\\n", "seen\nstart\nend\n" },
+		/* ...but not half a line. */
+		{ "--lb", "start", "unseen\nstartend\n" },
+		/* Anything at once with --ungroup. */
+		{ "-u", "start", "seen\nstartend\n" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *text = live_script(cases[i].opts, cases[i].start);
+		struct result r = with_prun(text);
+
+		cr_assert_eq(r.status, 0, "%s: %s", cases[i].opts, r.err);
+		cr_assert_str_eq(r.out, cases[i].want, "prun %s",
+				 cases[i].opts);
+		result_free(&r);
+		free(text);
+	}
+}
+
+Test(prun, line_buffer_keeps_order_with_k, .timeout = 60)
+{
+	char *out;
+
+	/* The later job's lines wait for the earlier job's. */
+	cr_assert_eq(same("$R -k --lb -j2 'echo a{}; sleep 0.{}; echo b{}' "
+			  "::: 3 1", &out), 0);
+	cr_assert_str_eq(out, "a3\nb3\na1\nb1\n");
+	free(out);
+}
+
+Test(prun, big_output_goes_to_a_file, .timeout = 60)
+{
+	struct rusage ru;
+	struct result r;
+
+	/* Two jobs of 40 MB each, kept in order: prun's memory stays far
+	 * below the output it holds. */
+	r = with_prun("$R -k -j2 'head -c 40000000 /dev/zero | tr \"\\0\" "
+		      "{}' ::: a b > big; wc -c < big; tr -s ab < big; echo;"
+		      "$R 'head -c 40000000 /dev/zero #{}' ::: 1 | wc -c");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "80000000\nab\n40000000\n");
+	result_free(&r);
+	cr_assert_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
+	cr_assert_lt(ru.ru_maxrss, 30 * 1024, "%ld KiB", ru.ru_maxrss);
+}
+
+Test(prun, progress_eta_and_bar_on_stderr, .timeout = 30)
+{
+	struct result r = with_prun("seq 4 | $R -k --bar echo 2> bar;"
+				    "seq 4 | $R --eta true 2> eta;"
+				    "seq 4 | $R --progress true 2> progress;"
+				    "cat bar eta progress >&2");
+
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "1\n2\n3\n4\n");
+	cr_assert(strstr(r.err, "100% 4:0="), "%s", r.err);
+	cr_assert(strstr(r.err, "ETA: 0s Left: 0 AVG: "), "%s", r.err);
+	cr_assert(strstr(r.err, "local:0/4/0 failed/"), "%s", r.err);
 	result_free(&r);
 }
