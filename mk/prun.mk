@@ -18,3 +18,20 @@ deps-prun:
 	fi
 
 $(BUILD)/tests/test_prun: $(BUILD)/demos/prun
+
+# The command's man page renders without a warning and names the version
+# being built (make man-check; the library's pages are checked in
+# mk/install.mk).
+.PHONY: man-check-prun
+
+man-check: man-check-prun
+
+man-check-prun:
+	@echo "man-check: man/prun.1"
+	@grep -q '^\.TH .* "exchange $(VERSION)"' man/prun.1 || { \
+	    echo "man/prun.1: its .TH line does not name exchange $(VERSION)"; \
+	    exit 1; }
+	@out=$$(groff -man -ww -z man/prun.1 2>&1); \
+	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
+	out=$$(MANWIDTH=80 man --warnings -l man/prun.1 2>&1 >/dev/null); \
+	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi
