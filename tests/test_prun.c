@@ -575,34 +575,41 @@ Test(prun, joblog_has_parallels_columns, .timeout = 60)
  * 10 s) for a file "go"; meanwhile the script watches prun's output (for
  * at most 2 s) for START and says whether it was seen before the job
  * ended. */
-static char *live_script(const char *opts, const char *start)
+/* The job prints start, then waits for the file go before it ends; the
+ * script looks for start in prun's output for up to looks * 50 ms, then
+ * makes go. A job that should be seen is looked for long (a loaded machine
+ * is slow, but prun forwards it whatever the time); one that should not is
+ * looked for briefly, which passes however slow the machine. */
+static char *live_script(const char *opts, const char *start, int looks)
 {
 	return fmt("$R %s 'printf \"%s\"; n=0; while [ ! -e go ] && "
-		   "[ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done; "
+		   "[ $n -lt 360 ]; do sleep 0.05; n=$((n + 1)); done; "
 		   "echo end #{}' ::: 1 > out & p=$!;"
-		   "n=0; while ! grep -q start out && [ $n -lt 40 ]; do "
+		   "n=0; while ! grep -q start out && [ $n -lt %d ]; do "
 		   "sleep 0.05; n=$((n + 1)); done;"
 		   "if grep -q start out; then echo seen; else echo unseen; "
-		   "fi; touch go; wait $p; cat out", opts, start);
+		   "fi; touch go; wait $p; cat out", opts, start, looks);
 }
 
 Test(prun, line_buffer_and_ungroup_print_as_it_comes, .timeout = 60)
 {
 	static const struct {
 		const char *opts, *start, *want;
+		int looks;
 	} cases[] = {
 		/* Whole lines at once with --line-buffer... */
-		{ "--line-buffer", "start\\n", "seen\nstart\nend\n" },
-		{ "--lb -k", "start\\n", "seen\nstart\nend\n" },
+		{ "--line-buffer", "start\\n", "seen\nstart\nend\n", 300 },
+		{ "--lb -k", "start\\n", "seen\nstart\nend\n", 300 },
 		/* ...but not half a line. */
-		{ "--lb", "start", "unseen\nstartend\n" },
+		{ "--lb", "start", "unseen\nstartend\n", 20 },
 		/* Anything at once with --ungroup. */
-		{ "-u", "start", "seen\nstartend\n" },
+		{ "-u", "start", "seen\nstartend\n", 300 },
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *text = live_script(cases[i].opts, cases[i].start);
+		char *text = live_script(cases[i].opts, cases[i].start,
+					 cases[i].looks);
 		struct result r = with_prun(text);
 
 		cr_assert_eq(r.status, 0, "%s: %s", cases[i].opts, r.err);
