@@ -170,7 +170,7 @@ int channel_shutdown(struct channel *ch)
 		ch->send_errno = EPIPE;
 		return 0;
 	}
-	sys_close(&ch->wfd);
+	sys_close_shared(&ch->wfd);
 	return 0;
 }
 
@@ -178,10 +178,14 @@ void channel_close_fds(struct channel *ch)
 {
 	if (channel_inherited(ch))
 		return;
+	/* Under the lock: a fork in another thread sees the numbers open
+	 * or -1, never a number closed and made again meanwhile. */
+	sys_lock();
 	if (ch->wfd != ch->rfd)
 		sys_close(&ch->wfd);
 	sys_close(&ch->rfd);
 	ch->wfd = -1;
+	sys_unlock();
 }
 
 /* Reallocates *buf (of *cap bytes, used of them taken) with room for need

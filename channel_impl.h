@@ -162,6 +162,10 @@ HIDDEN struct channel *channel_alloc(int rfd, int wfd, pid_t pid);
  * channels (proc.c tells how without allocating or writing them). */
 HIDDEN void channel_close_others(struct channel *keep, const int extra[2]);
 
+/* fork(), with the registry locked across it (proc.c): the child never
+ * copies a list another thread is changing. */
+HIDDEN pid_t channel_fork_process(void);
+
 /* Takes the channel off the registry (unless inherited) and frees it. */
 HIDDEN void channel_release(struct channel *ch);
 

@@ -19,7 +19,11 @@
  *   - Timeouts are in milliseconds, measured from a monotonic clock: -1 waits
  *     for ever, 0 does not wait. A wait that runs out fails with ETIMEDOUT.
  *   - Free functions accept NULL.
- *   - The library is not thread-safe: use each object from one thread.
+ *   - Threads: a channel, an exchange and a pmap call are used from one
+ *     thread at a time; different threads may each use their own at once
+ *     (what they share, the list of open channels that every fork closes in
+ *     the child, is locked). channel_waitall reaps the processes of every
+ *     thread's channels. A child is forked with one thread, the caller's.
  *   - The library never prints, exits or aborts on a runtime failure, installs
  *     no signal handler and changes no signal disposition. It waits only for
  *     the processes it started, each with waitpid(pid, ...).
@@ -202,7 +206,9 @@ int channel_send_error(struct channel *ch, const char *text, int timeout_ms);
 
 /* Receives the next message within timeout_ms. Returns 1 and fills *msg (the
  * caller frees msg->data), 0 at end of stream (the other side has closed and
- * everything it sent has been received), or -1 with errno: ETIMEDOUT
+ * everything it sent has been received; on a reuse worker's channel in an
+ * exchange, also where one task's messages end: the next task's come once
+ * the exchange has handed it out), or -1 with errno: ETIMEDOUT
  * (nothing complete arrived in time; whatever part arrived stays buffered),
  * ENOMSG (stream items are next, or a get is in the middle of a put: they
  * are for channel_get, and the channel is not harmed), EMSGSIZE (the frame

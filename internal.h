@@ -95,6 +95,17 @@ HIDDEN ssize_t sys_writev(int fd, bool is_socket, const struct iovec *iov,
 HIDDEN pid_t sys_fork(void);
 /* Closes *fd if open (never retried) and sets it to -1. */
 HIDDEN void sys_close(int *fd);
+/* The library's lock on the descriptors it makes, registers and closes:
+ * held by every fork of the library's (proc.c) from the making of the
+ * link's descriptors to the closing of the child's ends in the parent, by
+ * changes to the registry of channels, and by sys_close_shared, the close
+ * of a registered channel's descriptor. So a child forked in one thread
+ * never copies a descriptor of another thread's link that the registry
+ * does not show, nor a number the registry shows for a descriptor closed
+ * and made again meanwhile. */
+HIDDEN void sys_lock(void);
+HIDDEN void sys_unlock(void);
+HIDDEN void sys_close_shared(int *fd);
 /* Makes fd non-blocking and close-on-exec. */
 HIDDEN int sys_set_flags(int fd);
 /* A pipe, a Unix stream socket pair, a Unix stream socket: every

@@ -613,7 +613,7 @@ pid_t channel_start_persistent(const char *address, channel_fn *fn,
 	fflush(NULL);
 	/* sys_fork, not channel_fork: the process is meant to outlive its
 	 * caller, so it asks for no parent-death signal. */
-	mid = sys_fork();
+	mid = channel_fork_process();
 	if (mid < 0) {
 		saved = errno;
 		sys_close(&rfds[0]);

@@ -28,12 +28,25 @@
 #include <sys/procctl.h>
 #endif
 
-/* The registry of open channels (see the opening comment). */
+/* The registry of open channels (see the opening comment). It changes
+ * under sys_lock, the library's lock on its descriptors: channels may be
+ * made and closed from several threads, each using its own channels and
+ * exchanges, and a fork (which holds the lock too) never copies a list
+ * another thread is changing, nor a descriptor of a link half made. */
 static struct channel *registry;
 
 /* ------------------------------------------------------------------------ */
 /* The registry                                                             */
 /* ------------------------------------------------------------------------ */
+
+/* Puts ch on the registry; the caller holds the lock. */
+static void register_locked(struct channel *ch)
+{
+	ch->next = registry;
+	if (registry)
+		registry->prev = ch;
+	registry = ch;
+}
 
 struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
 {
@@ -41,15 +54,15 @@ struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
 
 	if (!ch)
 		return NULL;
-	ch->next = registry;
-	if (registry)
-		registry->prev = ch;
-	registry = ch;
+	sys_lock();
+	register_locked(ch);
+	sys_unlock();
 	return ch;
 }
 
 static void channel_unregister(struct channel *ch)
 {
+	sys_lock();
 	if (ch->prev)
 		ch->prev->next = ch->next;
 	else if (registry == ch)
@@ -57,6 +70,22 @@ static void channel_unregister(struct channel *ch)
 	if (ch->next)
 		ch->next->prev = ch->prev;
 	ch->prev = ch->next = NULL;
+	sys_unlock();
+}
+
+pid_t channel_fork_process(void)
+{
+	pid_t pid;
+	int saved;
+
+	sys_lock();
+	pid = sys_fork();
+	saved = errno;
+	/* In the child too: the lock was taken by the thread that forked,
+	 * of which the child's one thread is the copy. */
+	sys_unlock();
+	errno = saved;
+	return pid;
 }
 
 void channel_release(struct channel *ch)
@@ -204,22 +233,25 @@ pid_t channel_fork(struct channel **out, int flags)
 	int saved;
 
 	*out = NULL;
+	/* Held from the making of the descriptors to the fork: a fork in
+	 * another thread meanwhile would give its child this link's ends,
+	 * not yet registered, and so never closed there. */
+	sys_lock();
 	if (link == CHANNEL_LINK_SOCKET) {
 		if (sys_socketpair(down) < 0)
-			return -1;
-	} else if (sys_pipe(down) < 0) {
-		return -1;
-	} else if (sys_pipe(up) < 0) {
+			goto fail_fds;
+	} else if (sys_pipe(down) < 0 || sys_pipe(up) < 0) {
 		goto fail_fds;
 	}
 	/* The parent's end is allocated before fork, so that a failure leaves
 	 * no child behind. */
 	if (link == CHANNEL_LINK_SOCKET)
-		ch = channel_alloc(down[0], down[0], -1);
+		ch = channel_new(down[0], down[0], -1);
 	else
-		ch = channel_alloc(up[0], down[1], -1);
+		ch = channel_new(up[0], down[1], -1);
 	if (!ch)
 		goto fail_fds;
+	register_locked(ch);
 	ch->is_socket = link == CHANNEL_LINK_SOCKET;
 
 	/* Empty the stdio buffers now, or the child would write its copy of
@@ -229,9 +261,10 @@ pid_t channel_fork(struct channel **out, int flags)
 	pid = sys_fork();
 	if (pid < 0) {
 		saved = errno;
+		sys_unlock();
 		channel_release(ch);
 		errno = saved;
-		goto fail_fds;
+		goto fail_closed;
 	}
 	if (pid == 0) {
 		int parent_ends[2];
@@ -263,6 +296,9 @@ pid_t channel_fork(struct channel **out, int flags)
 			ch->wfd = up[1];
 		}
 		ch->pid = 0;
+		/* The lock was taken by the thread that forked, of which the
+		 * child's one thread is the copy. */
+		sys_unlock();
 		channel_close_others(ch, parent_ends);
 		*out = ch;
 		return 0;
@@ -273,12 +309,18 @@ pid_t channel_fork(struct channel **out, int flags)
 		sys_close(&down[0]);
 		sys_close(&up[1]);
 	}
+	/* The child's ends are closed before any other fork can copy them. */
+	sys_unlock();
 	ch->pid = pid;
 	ch->group = (flags & CHANNEL_OWN_GROUP) != 0;
 	*out = ch;
 	return pid;
 
 fail_fds:
+	saved = errno;
+	sys_unlock();
+	errno = saved;
+fail_closed:
 	saved = errno;
 	sys_close(&down[0]);
 	sys_close(&down[1]);
@@ -523,13 +565,17 @@ int channel_waitall(void)
 	struct channel *c;
 	int n = 0;
 
+	sys_lock();
 	for (c = registry; c; c = c->next) {
 		if (c->pid <= 0 || c->reaped)
 			continue;
-		if (reap(c, 0) < 0)
-			return -1;
+		if (reap(c, 0) < 0) {
+			n = -1;
+			break;
+		}
 		n++;
 	}
+	sys_unlock();
 	return n;
 }
 

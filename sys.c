@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,26 @@ int close_range(unsigned int first, unsigned int last, int flags);
 #endif
 
 struct exchange_hooks exchange_hooks;
+
+/* The library's lock on its descriptors (sys_lock). */
+static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void sys_lock(void)
+{
+	pthread_mutex_lock(&fd_lock);
+}
+
+void sys_unlock(void)
+{
+	pthread_mutex_unlock(&fd_lock);
+}
+
+void sys_close_shared(int *fd)
+{
+	sys_lock();
+	sys_close(fd);
+	sys_unlock();
+}
 
 int sys_refuse(bool invalid, bool inherited)
 {

@@ -15,6 +15,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -1572,5 +1573,69 @@ Test(reuse, a_receive_in_store_data_stops_at_the_end_of_the_task,
 	cr_assert_eq(d.last, 0, "the last receive returned %d (errno %d)",
 		     d.last, d.last_errno);
 	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* One thread's own exchanges, round after round. */
+struct thread_run {
+	int rounds_ok;		/* rounds whose every result was right */
+	int failures;		/* calls that failed */
+};
+
+static void *exchange_thread(void *arg)
+{
+	struct thread_run *r = arg;
+	int round, i;
+
+	for (round = 0; round < 8; round++) {
+		struct tally t = { 0 };
+		struct exchange_options o = { .limit = 3,
+					      .reuse = round % 2 == 1,
+					      .store_data = tally_store,
+					      .udata = &t };
+		struct exchange *ex = exchange_new(&o);
+		size_t v, want = 0;
+
+		if (!ex) {
+			r->failures++;
+			continue;
+		}
+		for (i = 0; i < 12; i++) {
+			v = (size_t)i;
+			want += v * v;
+			if (exchange_start(ex, square_fn, &v, sizeof(v),
+					   NULL) < 0)
+				r->failures++;
+		}
+		if (exchange_finish(ex) < 0)
+			r->failures++;
+		if (t.messages == 12 && t.sum == want && t.failures == 0)
+			r->rounds_ok++;
+		channel_msg_free(&t.last);
+		exchange_free(ex);
+	}
+	return NULL;
+}
+
+/* Channels and exchanges are made and freed from several threads at once,
+ * each thread with its own: the registry of open channels that every fork
+ * reads is shared, and must stay whole. */
+Test(exchange, threads_each_with_their_own_exchanges, .timeout = 120)
+{
+	struct thread_run runs[4] = { { 0 } };
+	pthread_t th[4];
+	int fds = count_fds(), i;
+
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, exchange_thread,
+					    &runs[i]), 0);
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(pthread_join(th[i], NULL), 0);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(runs[i].failures, 0, "thread %d", i);
+		cr_assert_eq(runs[i].rounds_ok, 8, "thread %d: %d rounds of 8",
+			     i, runs[i].rounds_ok);
+	}
+	cr_assert_eq(count_fds(), fds, "no descriptor left open");
 	cr_assert(no_children());
 }
