@@ -144,7 +144,8 @@ static void write_file(const char *dir, const char *name, const char *text)
 	free(path);
 }
 
-/* The whole content of a file, malloc'd; *len its size. */
+/* The whole content of a file, malloc'd, with a NUL after it; *len its
+ * size. */
 static char *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -160,6 +161,7 @@ static char *read_file(const char *path, size_t *len)
 	cr_assert(buf);
 	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
 	fclose(f);
+	buf[n] = '\0';	/* text files are read as strings too */
 	*len = (size_t)n;
 	return buf;
 }
