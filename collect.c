@@ -240,6 +240,21 @@ int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
 	return 1;
 }
 
+int exchange_map_take(struct exchange *ex, size_t i, struct channel_msg *msg,
+		      int timeout_ms)
+{
+	int r = exchange_map_get(ex, i, msg, timeout_ms);
+
+	if (r == 1) {
+		/* The map's lookup succeeded, so it is a map with task i. */
+		struct collector *col = collector_of(ex, COLLECT_MAP);
+
+		col->msgs[i].data = NULL;
+		col->msgs[i].len = 0;
+	}
+	return r;
+}
+
 int exchange_map_next(struct exchange *ex, struct channel_msg *msg)
 {
 	struct collector *col = collector_of(ex, COLLECT_MAP);
@@ -386,9 +401,7 @@ ssize_t exchange_connect(struct exchange *ex, const char *address,
 	if (!ch)
 		return -1;
 	/* The exchange owns the channel from here, on failure too. */
-	if (exchange_add(ex, ch) < 0)
-		return -1;
-	return (ssize_t)channel_task(ch);
+	return exchange_add(ex, ch);
 }
 
 pid_t exchange_background(const char *address, channel_fn *fn,

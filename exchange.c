@@ -860,8 +860,9 @@ static ssize_t submit(struct exchange *ex, channel_fn *fn,
 /* Adding and removing channels                                             */
 /* ------------------------------------------------------------------------ */
 
-int exchange_add(struct exchange *ex, struct channel *ch)
+ssize_t exchange_add(struct exchange *ex, struct channel *ch)
 {
+	size_t task;
 	struct slot *s;
 
 	if (unusable(ex))
@@ -874,7 +875,8 @@ int exchange_add(struct exchange *ex, struct channel *ch)
 		errno = EEXIST;
 		return -1;
 	}
-	channel_set_task(ch, ex->next_task++);
+	task = ex->next_task++;
+	channel_set_task(ch, task);
 	s = slot_add(ex, ch);
 	if (!s) {
 		channel_close(ch);
@@ -883,7 +885,7 @@ int exchange_add(struct exchange *ex, struct channel *ch)
 	}
 	s->user = true;
 	start_clock(ex, s);
-	return 0;
+	return (ssize_t)task;
 }
 
 int exchange_remove(struct exchange *ex, struct channel *ch)
@@ -898,7 +900,7 @@ int exchange_remove(struct exchange *ex, struct channel *ch)
 		errno = ENOENT;
 		return -1;
 	}
-	close_it = !ex->opts.no_autoclose;
+	close_it = !ex->opts.keep_removed;
 	/* Work the exchange started keeps its one outcome: removed before it
 	 * gave one (nothing received, nothing whole waiting to be), it is
 	 * CHANNEL_REMOVED. */
@@ -954,7 +956,7 @@ size_t exchange_active(const struct exchange *ex, struct channel **chs,
 	return ex->nslots;
 }
 
-int exchange_add_wait(struct exchange *ex, struct channel *ch)
+ssize_t exchange_add_wait(struct exchange *ex, struct channel *ch)
 {
 	if (!ex || !ch) {
 		errno = EINVAL;
@@ -1322,7 +1324,7 @@ static size_t scan_ready(struct exchange *ex, struct channel **chs,
 
 			if (s->remove)
 				slot_remove(ex, s, !(s->user &&
-						     ex->opts.no_autoclose));
+						     ex->opts.keep_removed));
 		}
 	}
 	return n;
@@ -1462,8 +1464,8 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 	}
 }
 
-int exchange_ready(struct exchange *ex, int timeout_ms, struct channel **chs,
-		   size_t cap)
+int exchange_ready(struct exchange *ex, struct channel **chs, size_t cap,
+		   int timeout_ms)
 {
 	struct channel *local[STORE_BATCH];
 
@@ -1517,7 +1519,7 @@ static int deliver(struct exchange *ex, struct channel *ch)
 				continue;
 			if (s->remove)
 				slot_remove(ex, s, !(s->user &&
-						     ex->opts.no_autoclose));
+						     ex->opts.keep_removed));
 			return calls;
 		}
 		if (h == FRAME_ERROR)

@@ -88,9 +88,9 @@ extern "C" {
 #endif
 
 #define EXCHANGE_VERSION_MAJOR 0
-#define EXCHANGE_VERSION_MINOR 1
+#define EXCHANGE_VERSION_MINOR 2
 #define EXCHANGE_VERSION_PATCH 0
-#define EXCHANGE_VERSION "0.1.0"
+#define EXCHANGE_VERSION "0.2.0"
 
 /* The version of the library actually linked, as "MAJOR.MINOR.PATCH". */
 const char *exchange_version(void);
@@ -367,10 +367,11 @@ struct exchange_options {
 				   exchange_finish or exchange_free */
 	bool continuous;	/* a channel stays until its child closes it,
 				   however many messages it sends */
-	bool no_autoclose;	/* remove leaves the channel open, unreaped */
+	bool keep_removed;	/* exchange_remove hands the channel back,
+				   open and unreaped */
 	int time_limit_ms;	/* per task; 0: none. SIGTERM, then SIGKILL */
 	int grace_ms;		/* SIGTERM to SIGKILL; 0: 1000 */
-	int policy;		/* enum exchange_policy */
+	enum exchange_policy policy; /* after a task fails */
 	int retries;		/* with EXCHANGE_RETRY */
 	size_t max_message;	/* per channel; 0: CHANNEL_MAX_DEFAULT */
 	exchange_store_fn *store_data;	/* NULL: messages are dropped */
@@ -401,10 +402,12 @@ void exchange_free(struct exchange *ex);
 int exchange_terminate(struct exchange *ex);
 
 /* Adds a channel to be monitored; the exchange owns it from then on, also
- * when this fails. 0, or -1 with EEXIST, ENOMEM. */
-int exchange_add(struct exchange *ex, struct channel *ch);
+ * when this fails. Returns the task number its messages carry (msg->task;
+ * the numbers of exchange_start and exchange_add are one sequence), or -1
+ * with EEXIST (it is in an exchange already), ENOMEM, EINVAL. */
+ssize_t exchange_add(struct exchange *ex, struct channel *ch);
 
-/* Stops monitoring ch. Unless no_autoclose, closes it and reaps its process
+/* Stops monitoring ch. Unless keep_removed, closes it and reaps its process
  * (bounded by the time limit as exchange_free is); otherwise ownership
  * returns to the caller. A task the exchange started that has given no
  * outcome yet gets one: CHANNEL_FAILURE with cause CHANNEL_REMOVED, on a
@@ -421,8 +424,8 @@ size_t exchange_active(const struct exchange *ex, struct channel **chs,
  * up to cap of them in chs. Channels that hung up are read to end of stream
  * first, so no final message is lost; a finished channel with nothing left
  * is removed. Returns the number ready, -1 on error. */
-int exchange_ready(struct exchange *ex, int timeout_ms, struct channel **chs,
-		   size_t cap);
+int exchange_ready(struct exchange *ex, struct channel **chs, size_t cap,
+		   int timeout_ms);
 
 /* Waits up to timeout_ms for channels to be ready, calls store_data once for
  * each message ready on them, then starts queued work while under the limit.
@@ -439,7 +442,7 @@ bool exchange_busy(const struct exchange *ex);
 
 /* Waits (calling exchange_store) until the exchange is not busy, then adds
  * ch. Same returns and ownership as exchange_add. */
-int exchange_add_wait(struct exchange *ex, struct channel *ch);
+ssize_t exchange_add_wait(struct exchange *ex, struct channel *ch);
 
 /* Calls exchange_store until the exchange is not busy. 0 or -1. */
 int exchange_wait(struct exchange *ex);
@@ -513,6 +516,12 @@ struct exchange *exchange_new_map(const struct exchange_options *opts);
 int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
 		     int timeout_ms);
 
+/* As exchange_map_get, but the caller owns msg->data (as a Queue's message;
+ * free it with channel_msg_free): the map keeps only the outcome's kind,
+ * cause and code, and a later get of task i has data NULL and len 0. */
+int exchange_map_take(struct exchange *ex, size_t i, struct channel_msg *msg,
+		      int timeout_ms);
+
 /* The iterator: returns the outcome of the next task in start order (1),
  * waiting for it, or 0 when every started task has been returned. */
 int exchange_map_next(struct exchange *ex, struct channel_msg *msg);
@@ -533,7 +542,7 @@ size_t exchange_queue_len(const struct exchange *ex);
 /* pmap: computes fn(in + i * in_size, out + i * out_size, ctx) for i in
  * [0, n) in worker processes and stores every result in out, in order.
  * The function returns 0, or -1 to report that element as failed. */
-typedef int exchange_map_fn(const void *in, void *out, void *ctx);
+typedef int exchange_pmap_fn(const void *in, void *out, void *ctx);
 
 /* The outcome of one element or task. */
 struct exchange_outcome {
@@ -563,7 +572,7 @@ struct exchange_pmap_options {
  * output, travels as one message). ENOMEM when n is above SIZE_MAX /
  * sizeof(size_t) (the list of elements to run again cannot be allocated).
  * These checks come before any worker is forked. */
-ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
+ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 		      size_t in_size, void *out, size_t out_size,
 		      const struct exchange_pmap_options *opts);
 

@@ -48,7 +48,7 @@ struct pmap_worker {
 
 /* Everything the loop of one pmap call needs. */
 struct pmap {
-	exchange_map_fn *fn;	/* the element function */
+	exchange_pmap_fn *fn;	/* the element function */
 	const unsigned char *in;/* input array */
 	unsigned char *out;	/* output array */
 	size_t n;		/* elements */
@@ -305,7 +305,7 @@ static int pmap_read(struct pmap *pm, int k)
 	}
 }
 
-ssize_t exchange_pmap(exchange_map_fn *fn, const void *in, size_t n,
+ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 		      size_t in_size, void *out, size_t out_size,
 		      const struct exchange_pmap_options *opts)
 {

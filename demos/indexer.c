@@ -373,7 +373,7 @@ int main(int argc, char **argv)
 	next = fill_window(ex, &job, 0, (size_t)window, (size_t)slice);
 	while (exchange_active(ex, NULL, 0) > 0) {
 		struct channel *ready[READY_BATCH];
-		int n = exchange_ready(ex, -1, ready, READY_BATCH), j;
+		int n = exchange_ready(ex, ready, READY_BATCH, -1), j;
 
 		if (n < 0) {
 			perror("exchange_ready");

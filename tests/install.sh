@@ -44,14 +44,14 @@ $make -s -C "$srcdir" BUILD="$build" DESTDIR="$root" PREFIX="$prefix" \
 	{ cat "$tmp/install.log" >&2; fail "make install"; }
 ok "make install DESTDIR=... PREFIX=$prefix"
 
-for f in lib/libexchange.a lib/libexchange.so.0.1.0 include/exchange.h \
+for f in lib/libexchange.a lib/libexchange.so.0.2.0 include/exchange.h \
 	lib/pkgconfig/exchange.pc share/man/man3/exchange.3 \
 	share/man/man3/channel.3 share/man/man3/exchange_persistent.3 \
 	share/man/man3/exchange_pmap.3; do
 	[ -f "$root$prefix/$f" ] || fail "$prefix/$f not installed"
 done
-[ "$(readlink "$lib/libexchange.so.0")" = libexchange.so.0.1.0 ] ||
-	fail "libexchange.so.0 does not point to libexchange.so.0.1.0"
+[ "$(readlink "$lib/libexchange.so.0")" = libexchange.so.0.2.0 ] ||
+	fail "libexchange.so.0 does not point to libexchange.so.0.2.0"
 [ "$(readlink "$lib/libexchange.so")" = libexchange.so.0 ] ||
 	fail "libexchange.so does not point to libexchange.so.0"
 cmp -s "$srcdir/exchange.h" "$root$prefix/include/exchange.h" ||

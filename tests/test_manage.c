@@ -116,6 +116,32 @@ Test(manage, plain_function_result_and_error, .timeout = 20)
 	cr_assert(no_children());
 }
 
+/* A taken outcome is the caller's; the map keeps its kind and cause. */
+Test(manage, map_take_hands_the_message_over, .timeout = 20)
+{
+	struct exchange *ex = exchange_new_map(NULL);
+	struct channel_msg m, again;
+
+	cr_assert_eq(exchange_start_plain(ex, shout, "hello", 5, NULL), 0);
+	cr_assert_eq(exchange_start_plain(ex, shout, "missing", 7, NULL), 1);
+	cr_assert_eq(exchange_map_take(ex, 0, &m, -1), 1);
+	cr_assert_str_eq(m.data, "hello!");
+	cr_assert_eq(exchange_map_get(ex, 0, &again, -1), 1);
+	cr_assert_eq(again.kind, CHANNEL_DATA);
+	cr_assert_null(again.data, "the map no longer holds it");
+	cr_assert_eq(again.len, 0);
+	channel_msg_free(&m);	/* ours: freed once, here */
+	cr_assert_eq(exchange_map_take(ex, 1, &m, -1), 1);
+	cr_assert_eq(m.cause, CHANNEL_SENT_ERROR);
+	channel_msg_free(&m);
+	cr_assert_eq(exchange_map_take(ex, 2, &m, 0), -1);
+	cr_assert_eq(errno, ERANGE);
+	cr_assert_eq(exchange_map_take(NULL, 0, &m, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
 Test(manage, plain_function_in_reuse_mode, .timeout = 20)
 {
 	struct exchange_options o = { .reuse = true, .limit = 1 };
