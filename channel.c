@@ -328,7 +328,11 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 	unsigned char hdr[FRAME_HEADER_SIZE];
 	struct iovec iov[3];
 
-	if (unusable(ch, !(alen && !a) && !(blen && !b)))
+	if (!ch || (alen && !a) || (blen && !b)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (unusable(ch, true))
 		return -1;
 	if (ch->ops && ch->ops->send_frame)
 		return ch->ops->send_frame(ch, kind, a, alen, b, blen,
@@ -1426,8 +1430,11 @@ int channel_get(struct channel *ch, void *items, size_t m, size_t size,
 
 	if (got)
 		*got = 0;
-	if (unusable(ch, size != 0 && !(m && !items) &&
-			 !(m && size > SIZE_MAX / m)))
+	if (!ch || size == 0 || (m && !items) || (m && size > SIZE_MAX / m)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (unusable(ch, true))
 		return -1;
 	need = m * size;
 	while (done < need) {

@@ -37,27 +37,22 @@ enum collector_kind {
 	COLLECT_QUEUE = 2,
 };
 
-/* One message in a Queue. */
-struct qitem {
-	struct qitem *next;	/* the next in arrival order */
-	struct channel_msg msg;	/* the message, owned by the queue */
-};
-
 struct collector {
 	int kind;		/* enum collector_kind */
 	struct channel_msg *msgs; /* map: outcome of each task, by number */
 	bool *have;		/* map: whether msgs[i] arrived */
 	size_t cap;		/* map: entries allocated */
 	size_t next;		/* map: the iterator's next task */
-	struct qitem *head;	/* queue: oldest message */
-	struct qitem *tail;	/* queue: newest message */
-	size_t count;		/* queue: messages waiting */
+	struct channel_msg *q;	/* queue: the messages waiting, in arrival
+				   order from qhead to qend, owned by it */
+	size_t qhead;		/* queue: the oldest */
+	size_t qend;		/* queue: one past the newest */
+	size_t qcap;		/* queue: entries allocated in q */
 };
 
 static void collector_free(void *data)
 {
 	struct collector *col = data;
-	struct qitem *q, *next;
 	size_t i;
 
 	if (!col)
@@ -67,11 +62,9 @@ static void collector_free(void *data)
 			free(col->msgs[i].data);
 	free(col->msgs);
 	free(col->have);
-	for (q = col->head; q; q = next) {
-		next = q->next;
-		free(q->msg.data);
-		free(q);
-	}
+	for (i = col->qhead; i < col->qend; i++)
+		free(col->q[i].data);
+	free(col->q);
 	free(col);
 }
 
@@ -103,6 +96,31 @@ static int map_reserve(struct collector *col, size_t task)
 	return 0;
 }
 
+/* Makes room for one more message at the end of the queue: the waiting
+ * ones slide to the front, or the array doubles. */
+static int queue_room(struct collector *col)
+{
+	struct channel_msg *nq;
+	size_t ncap;
+
+	if (col->qend < col->qcap)
+		return 0;
+	if (col->qhead > 0) {
+		memmove(col->q, col->q + col->qhead,
+			(col->qend - col->qhead) * sizeof(*col->q));
+		col->qend -= col->qhead;
+		col->qhead = 0;
+		return 0;
+	}
+	ncap = col->qcap ? col->qcap * 2 : 64;
+	nq = realloc(col->q, ncap * sizeof(*nq));
+	if (!nq)
+		return -1;
+	col->q = nq;
+	col->qcap = ncap;
+	return 0;
+}
+
 /* The collectors' store_data: receives the message at the head of ch.
  * A map keeps the first message of each task; a queue keeps them all. */
 static int collect(struct exchange *ex, struct channel *ch, void *udata)
@@ -128,20 +146,11 @@ static int collect(struct exchange *ex, struct channel *ch, void *udata)
 		col->msgs[m.task] = m;
 		col->have[m.task] = true;
 	} else {
-		struct qitem *q = malloc(sizeof(*q));
-
-		if (!q) {
+		if (queue_room(col) < 0) {
 			channel_msg_free(&m);
 			return -1;
 		}
-		q->next = NULL;
-		q->msg = m;
-		if (col->tail)
-			col->tail->next = q;
-		else
-			col->head = q;
-		col->tail = q;
-		col->count++;
+		col->q[col->qend++] = m;
 	}
 	return 0;
 }
@@ -191,51 +200,77 @@ struct exchange *exchange_new_queue(const struct exchange_options *opts)
 }
 
 /* The collector of kind attached to ex, or NULL (EINVAL) when ex is no
- * exchange of that kind. */
-static struct collector *collector_of(const struct exchange *ex, int kind)
+ * exchange of that kind or the call's other arguments are not valid. */
+static struct collector *collector_of(const struct exchange *ex, int kind,
+				      bool valid)
 {
 	struct collector *col = exchange_attached(ex, &collector_key);
 
-	if (!col || col->kind != kind) {
+	if (!col || col->kind != kind || !valid) {
 		errno = EINVAL;
 		return NULL;
 	}
 	return col;
 }
 
-int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
-		     int timeout_ms)
+/* Whether what a caller waits for has arrived: task i's outcome in a map,
+ * any message in a queue. */
+static bool arrived(const struct collector *col, size_t i)
+{
+	if (col->kind == COLLECT_MAP)
+		return i < col->cap && col->have[i];
+	return col->qhead < col->qend;
+}
+
+/* Stores until arrived(col, i), for up to timeout_ms. Returns 1 once it
+ * has, 0 when nothing is unfinished and it has not (it never will), -1
+ * with ETIMEDOUT or the errno of exchange_store. */
+static int store_until(struct exchange *ex, const struct collector *col,
+		       size_t i, int timeout_ms)
 {
 	int64_t deadline = clock_deadline(timeout_ms);
-	struct collector *col = collector_of(ex, COLLECT_MAP);
 
-	if (!col || !msg) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (i >= exchange_tasks(ex)) {
-		errno = ERANGE;
-		return -1;
-	}
-	while (i >= col->cap || !col->have[i]) {
-		if (!exchange_unfinished(ex)) {
-			/* Every task has settled and this one left nothing
-			 * (its outcome could not be recorded). */
-			errno = EIO;
-			return -1;
-		}
+	while (!arrived(col, i)) {
+		if (!exchange_unfinished(ex))
+			return 0;
 		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
 			/* One last look without waiting. */
 			if (exchange_store(ex, 0) < 0)
 				return -1;
-			if (i < col->cap && col->have[i])
+			if (arrived(col, i))
 				break;
+			if (!exchange_unfinished(ex))
+				return 0;
 			errno = ETIMEDOUT;
 			return -1;
 		}
 		if (exchange_store(ex, clock_left(deadline)) < 0)
 			return -1;
 	}
+	return 1;
+}
+
+int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
+		     int timeout_ms)
+{
+	struct collector *col = collector_of(ex, COLLECT_MAP, msg != NULL);
+	int r;
+
+	if (!col)
+		return -1;
+	if (i >= exchange_tasks(ex)) {
+		errno = ERANGE;
+		return -1;
+	}
+	r = store_until(ex, col, i, timeout_ms);
+	if (r == 0) {
+		/* Every task has settled and this one left nothing (its
+		 * outcome could not be recorded). */
+		errno = EIO;
+		return -1;
+	}
+	if (r < 0)
+		return -1;
 	*msg = col->msgs[i];
 	return 1;
 }
@@ -247,7 +282,7 @@ int exchange_map_take(struct exchange *ex, size_t i, struct channel_msg *msg,
 
 	if (r == 1) {
 		/* The map's lookup succeeded, so it is a map with task i. */
-		struct collector *col = collector_of(ex, COLLECT_MAP);
+		struct collector *col = collector_of(ex, COLLECT_MAP, true);
 
 		col->msgs[i].data = NULL;
 		col->msgs[i].len = 0;
@@ -257,13 +292,11 @@ int exchange_map_take(struct exchange *ex, size_t i, struct channel_msg *msg,
 
 int exchange_map_next(struct exchange *ex, struct channel_msg *msg)
 {
-	struct collector *col = collector_of(ex, COLLECT_MAP);
+	struct collector *col = collector_of(ex, COLLECT_MAP, msg != NULL);
 	int r;
 
-	if (!col || !msg) {
-		errno = EINVAL;
+	if (!col)
 		return -1;
-	}
 	if (col->next >= exchange_tasks(ex))
 		return 0;
 	r = exchange_map_get(ex, col->next, msg, -1);
@@ -275,47 +308,25 @@ int exchange_map_next(struct exchange *ex, struct channel_msg *msg)
 int exchange_queue_next(struct exchange *ex, struct channel_msg *msg,
 			int timeout_ms)
 {
-	int64_t deadline = clock_deadline(timeout_ms);
-	struct collector *col = collector_of(ex, COLLECT_QUEUE);
-	struct qitem *q;
+	struct collector *col = collector_of(ex, COLLECT_QUEUE, msg != NULL);
+	int r;
 
-	if (!col || !msg) {
-		errno = EINVAL;
+	if (!col)
 		return -1;
-	}
-	while (!col->head) {
-		if (!exchange_unfinished(ex))
-			return 0;
-		if (timeout_ms >= 0 && clock_left(deadline) == 0) {
-			if (exchange_store(ex, 0) < 0)
-				return -1;
-			if (col->head)
-				break;
-			if (!exchange_unfinished(ex))
-				return 0;
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (exchange_store(ex, clock_left(deadline)) < 0)
-			return -1;
-	}
-	q = col->head;	/* the loop above ends only with one there */
-	if (!q)
-		return 0;
-	col->head = q->next;
-	if (!col->head)
-		col->tail = NULL;
-	col->count--;
-	*msg = q->msg;
-	free(q);
+	r = store_until(ex, col, 0, timeout_ms);
+	if (r <= 0)
+		return r;
+	*msg = col->q[col->qhead++];
+	if (col->qhead == col->qend)
+		col->qhead = col->qend = 0;
 	return 1;
 }
 
 size_t exchange_queue_len(const struct exchange *ex)
 {
-	const struct collector *col = collector_of(ex, COLLECT_QUEUE);
+	const struct collector *col = collector_of(ex, COLLECT_QUEUE, true);
 
-	return col ? col->count : 0;
+	return col ? col->qend - col->qhead : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -344,13 +355,11 @@ struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
 		errno = EINVAL;
 		return NULL;
 	}
-	m = calloc(1, sizeof(*m));
+	m = malloc(sizeof(*m));
 	if (!m)
 		return NULL;
-	m->ex = ex;
-	m->fn = fn;
-	m->pfn = pfn;
-	m->ctx = ctx;
+	*m = (struct exchange_managed){ .ex = ex, .fn = fn, .pfn = pfn,
+					.ctx = ctx };
 	list = exchange_attached(ex, &managed_key);
 	if (!list) {
 		list = calloc(1, sizeof(*list));

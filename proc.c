@@ -443,17 +443,26 @@ int channel_reap_nohang(struct channel *ch)
 	return reap(ch, WNOHANG);
 }
 
-int channel_kill(struct channel *ch, int sig)
+/* The check that opens the calls on a channel's process: -1 with EINVAL
+ * without one, with inherited_errno when the channel was inherited (the
+ * process is a sibling's, not this process's child), else 0. */
+static int not_own_child(const struct channel *ch, int inherited_errno)
 {
 	if (!ch || ch->pid <= 0) {
 		errno = EINVAL;
 		return -1;
 	}
 	if (channel_inherited(ch)) {
-		/* The process is a sibling's, not this process's child. */
-		errno = EBADF;
+		errno = inherited_errno;
 		return -1;
 	}
+	return 0;
+}
+
+int channel_kill(struct channel *ch, int sig)
+{
+	if (not_own_child(ch, EBADF) < 0)
+		return -1;
 	if (ch->reaped) {
 		errno = ESRCH;
 		return -1;
@@ -477,14 +486,8 @@ int channel_wait(struct channel *ch, int timeout_ms)
 	long pause_ns = 100000;
 	int r;
 
-	if (!ch || ch->pid <= 0) {
-		errno = EINVAL;
+	if (not_own_child(ch, ECHILD) < 0)
 		return -1;
-	}
-	if (channel_inherited(ch)) {
-		errno = ECHILD;
-		return -1;
-	}
 	for (;;) {
 		if (ch->reaped) {
 			if (ch->reaped < 0) {

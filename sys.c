@@ -48,6 +48,18 @@ int close_range(unsigned int first, unsigned int last, int flags);
 #define HAVE_CLOSE_RANGE 1
 #endif
 
+/* Whether the calls that make descriptors set their flags themselves. */
+#ifdef HAVE_PIPE2
+#define PIPE_FLAGGED true
+#else
+#define PIPE_FLAGGED false
+#endif
+#ifdef HAVE_SOCK_FLAGS
+#define SOCK_FLAGGED true
+#else
+#define SOCK_FLAGGED false
+#endif
+
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
 #endif
@@ -224,41 +236,49 @@ static int set_pair_flags(int fds[2])
 	return 0;
 }
 
-/* Makes a pipe whose ends are close-on-exec and non-blocking from birth
- * where the system allows it. */
+/* The system's calls that make a pair of descriptors, with the flags set
+ * in the same call where the system allows it (set_pair_flags otherwise). */
+static int os_pipe(int fds[2])
+{
+#ifdef HAVE_PIPE2
+	return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+#else
+	return pipe(fds);
+#endif
+}
+
+static int os_socketpair(int fds[2])
+{
+#ifdef HAVE_SOCK_FLAGS
+	return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			  0, fds);
+#else
+	return socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+#endif
+}
+
+/* A pair of descriptors, close-on-exec and non-blocking: from the test
+ * hook when one is set (its descriptors are then given their flags), else
+ * from the system's call (flagged: it set them itself). */
+static int make_pair(int fds[2], int (*hook)(int fds[2]),
+		     int (*make)(int fds[2]), bool flagged)
+{
+	if ((hook ? hook(fds) : make(fds)) < 0)
+		return -1;
+	return hook || !flagged ? set_pair_flags(fds) : 0;
+}
+
 int sys_pipe(int fds[2])
 {
-	if (exchange_hooks.pipe) {
-		if (exchange_hooks.pipe(fds) < 0)
-			return -1;
-	} else {
-#ifdef HAVE_PIPE2
-		return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
-#else
-		if (pipe(fds) < 0)
-			return -1;
-#endif
-	}
-	return set_pair_flags(fds);
+	return make_pair(fds, exchange_hooks.pipe, os_pipe, PIPE_FLAGGED);
 }
 
 int sys_socketpair(int fds[2])
 {
-	if (exchange_hooks.socketpair) {
-		if (exchange_hooks.socketpair(fds) < 0)
-			return -1;
-	} else {
-#ifdef HAVE_SOCK_FLAGS
-		return socketpair(AF_UNIX,
-				  SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-				  0, fds);
-#else
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
-			return -1;
-#endif
-	}
-	return set_pair_flags(fds);
+	return make_pair(fds, exchange_hooks.socketpair, os_socketpair,
+			 SOCK_FLAGGED);
 }
+
 /* Closes the descriptors first to last. */
 void sys_close_run(int first, int last)
 {
