@@ -92,6 +92,17 @@ static const struct group groups[] = {
 		{ "fork_lib_l64", "tasks/s", SELF "lib_fork 5000 64",
 		  "fork_ref_l64", GOAL_RATIO_AT_LEAST, 0.9, NULL, 0 },
 	} },
+	{ "heap",
+	  "tasks from a parent with 1 GiB of heap touched, limit 2", 3, 180, 60, {
+		{ "heap_fork_small", "tasks/s", SELF "lib_heap 500 2 0 fork",
+		  NULL, 0, 0, NULL, 0 },
+		{ "heap_fork_1g", "tasks/s", SELF "lib_heap 500 2 1024 fork",
+		  "heap_fork_small", 0, 0, NULL, 0 },
+		{ "heap_reuse_1g", "tasks/s", SELF "lib_heap 20000 2 1024 reuse",
+		  "heap_fork_1g", 0, 0, NULL, 0 },
+		{ "heap_early_1g", "tasks/s", SELF "lib_heap 20000 2 1024 early",
+		  "heap_fork_1g", 0, 0, "heap_reuse_1g", 0 },
+	} },
 	{ "reuse",
 	  "200,000 tasks round trip to 2 workers forked once", 3, 120, 30, {
 		{ "reuse_ref", "tasks/s", SELF "ref_reuse 200000 2",

@@ -94,9 +94,35 @@ static void task_square(struct channel *ch, const void *arg, size_t len,
 	channel_send(ch, &i, sizeof i, -1);
 }
 
+/* The grown heap, kept until the trial ends. */
+static void *heap_kept;
+
+/* Touches mib MiB of fresh heap, as a program that has grown does: every
+ * page is written, so a fork copies its page table entries. */
+static void grow_heap(long mib)
+{
+	size_t size = (size_t)mib << 20;
+	unsigned char *p;
+	size_t k;
+
+	if (mib <= 0)
+		return;
+	p = malloc(size);
+	if (!p)
+		bench_na("no memory for a heap of %ld MiB", mib);
+	for (k = 0; k < size; k += 4096)
+		p[k] = (unsigned char)k;
+	/* Kept for the trial's life: the point is a large parent. */
+	heap_kept = p;
+}
+
 /* Fork per task (reuse false) or reuse mode (reuse true): n tasks through
- * exchange_start with the given limit, results collected by store_data. */
-static void run_tasks(long n, int limit, bool reuse)
+ * exchange_start with the given limit, results collected by store_data.
+ * The parent first grows its heap by heap_mib MiB; with early, reuse
+ * workers are started (one warm-up task each, not timed) before it does,
+ * so that the timed tasks run on workers forked from the small parent. */
+static void run_tasks_heap(long n, int limit, bool reuse, long heap_mib,
+			   bool early)
 {
 	struct tally t = { 0 };
 	struct exchange_options opts = {
@@ -117,6 +143,23 @@ static void run_tasks(long n, int limit, bool reuse)
 	ex = exchange_new(&opts);
 	if (!ex)
 		bench_na("exchange_new: %s", strerror(errno));
+	if (early) {
+		for (i = 0; i < limit; i++) {
+			uint64_t arg = 0;
+
+			if (exchange_start(ex, task_square, &arg, sizeof arg,
+					   NULL) < 0)
+				bench_na("exchange_start: %s", strerror(errno));
+		}
+		/* The warm-up results are in once nothing is unfinished;
+		 * the workers wait idle for more. */
+		while (exchange_unfinished(ex))
+			if (exchange_store(ex, -1) < 0)
+				bench_na("exchange_store: %s",
+					 strerror(errno));
+		t.count = 0;
+	}
+	grow_heap(heap_mib);
 	t0 = bench_now();
 	for (i = 0; i < n; i++) {
 		uint64_t arg = (uint64_t)i;
@@ -137,12 +180,37 @@ static void run_tasks(long n, int limit, bool reuse)
 	bench_ok(n ? n / t0 : 0);
 }
 
+static void run_tasks(long n, int limit, bool reuse)
+{
+	run_tasks_heap(n, limit, reuse, 0, false);
+}
+
 static void lib_fork(int argc, char **argv)
 {
 	long n = argc > 0 ? bench_count(argv[0]) : 5000;
 	long limit = argc > 1 ? bench_count(argv[1]) : 2;
 
 	run_tasks(n, (int)limit, false);
+}
+
+/* Tasks from a parent whose heap has grown: N LIMIT MIB MODE, where MODE is
+ * fork (a fork per task), reuse (workers forked once, after the heap grew)
+ * or early (workers forked before it grew). */
+static void lib_heap(int argc, char **argv)
+{
+	long n = argc > 0 ? bench_count(argv[0]) : 500;
+	long limit = argc > 1 ? bench_count(argv[1]) : 2;
+	long mib = argc > 2 ? bench_count(argv[2]) : 1024;
+	const char *mode = argc > 3 ? argv[3] : "fork";
+
+	if (strcmp(mode, "fork") == 0)
+		run_tasks_heap(n, (int)limit, false, mib, false);
+	else if (strcmp(mode, "reuse") == 0)
+		run_tasks_heap(n, (int)limit, true, mib, false);
+	else if (strcmp(mode, "early") == 0)
+		run_tasks_heap(n, (int)limit, true, mib, true);
+	else
+		bench_na("mode %s: not fork, reuse or early", mode);
 }
 
 static void lib_reuse(int argc, char **argv)
@@ -556,6 +624,7 @@ static const struct {
 	bench_trial_fn *fn;	/* the trial */
 } trials[] = {
 	{ "lib_fork", lib_fork },
+	{ "lib_heap", lib_heap },
 	{ "lib_reuse", lib_reuse },
 	{ "lib_queue", lib_queue },
 	{ "lib_big", lib_big },
