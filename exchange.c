@@ -109,15 +109,13 @@ struct slot {
 	bool final;		/* its outcome is settled; remove once empty */
 	bool remove;		/* to be removed at the end of the scan */
 	bool user;		/* added by the caller (exchange_add) */
-	bool timed_out;		/* killed for exceeding the time limit */
 	bool exited;		/* its process was reaped before end of
 				   stream: something it started holds the
 				   channel open */
 	size_t drain_left;	/* exited: bytes still to read at most of what
 				   it left (something it started may go on
 				   writing) */
-	int64_t deadline;	/* time limit of the running task, or 0 */
-	int64_t kill_at;	/* when SIGKILL follows SIGTERM, or 0 */
+	struct channel_limit lim; /* the running task's time limit */
 };
 
 /* Something a layer above keeps with an exchange (collect.c: a Map's or a
@@ -270,15 +268,15 @@ static void end_processes(struct exchange *ex, size_t first, size_t n)
 	for (i = first; i < first + n; i++) {
 		struct slot *s = ex->slots[i];
 
-		if (s->kill_at || !s->deadline || reaped_by(s->ch, s->deadline))
+		if (s->lim.kill_at || !s->lim.deadline ||
+		    reaped_by(s->ch, s->lim.deadline))
 			continue;
-		channel_kill(s->ch, SIGTERM);
-		s->kill_at = clock_now_ms() + grace;
+		channel_limit_end(s->ch, &s->lim, clock_now_ms(), grace);
 	}
 	for (i = first; i < first + n; i++) {
 		struct slot *s = ex->slots[i];
 
-		if (s->kill_at && !reaped_by(s->ch, s->kill_at))
+		if (s->lim.kill_at && !reaped_by(s->ch, s->lim.kill_at))
 			channel_kill(s->ch, SIGKILL);
 	}
 }
@@ -412,10 +410,7 @@ static bool still_registered(const struct exchange *ex,
 
 static void start_clock(struct exchange *ex, struct slot *s)
 {
-	s->deadline = ex->opts.time_limit_ms > 0 ?
-		      clock_now_ms() + ex->opts.time_limit_ms : 0;
-	s->kill_at = 0;
-	s->timed_out = false;
+	channel_limit_start(&s->lim, ex->opts.time_limit_ms);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -517,7 +512,7 @@ static void set_idle(struct exchange *ex, struct slot *s, bool idle)
 static void clear_task(struct slot *s)
 {
 	channel_set_task(s->ch, CHANNEL_NO_TASK);
-	s->deadline = s->kill_at = 0;
+	channel_limit_stop(&s->lim);
 	work_free(s->cur);
 	s->cur = NULL;
 }
@@ -738,7 +733,7 @@ static void worker_done(struct exchange *ex, struct slot *s)
 		return;
 	}
 	s->done = true;
-	s->deadline = s->kill_at = 0;
+	channel_limit_stop(&s->lim);
 	if (delivered(s) == 0) {
 		/* The outcome must be stamped with this task's number, so
 		 * the worker gets nothing new until it has been consumed. */
@@ -935,11 +930,8 @@ int exchange_terminate(struct exchange *ex)
 		struct slot *s = ex->slots[i];
 		struct channel *ch = s->ch;
 
-		if (!channel_running(ch) || s->kill_at)
-			continue;
-		s->deadline = 0;
-		s->kill_at = clock_now_ms() + grace;
-		channel_kill(ch, SIGTERM);
+		if (channel_running(ch))
+			channel_limit_end(ch, &s->lim, clock_now_ms(), grace);
 	}
 	return 0;
 }
@@ -1080,7 +1072,7 @@ static bool ended_by_signal(const struct channel *ch, const struct slot *s)
 
 	if (channel_pid(ch) <= 0)
 		return false;
-	return s->timed_out || (channel_status(ch, &st) == 1 &&
+	return s->lim.timed_out || (channel_status(ch, &st) == 1 &&
 				WIFSIGNALED(st));
 }
 
@@ -1114,13 +1106,13 @@ static int settle(struct exchange *ex, struct slot *s)
 		s->remove = true;
 		return 0;
 	}
-	if (s->kill_at && channel_ended_unreaped(ch)) {
+	if (s->lim.kill_at && channel_ended_unreaped(ch)) {
 		/* Over its time limit and gone on SIGTERM: what it started
 		 * gets the SIGKILL now, while the group is still its own (the
 		 * unreaped leader holds it). A process still cleaning up
 		 * after SIGTERM keeps its grace period. */
 		channel_kill(ch, SIGKILL);
-		s->kill_at = 0;
+		channel_limit_stop(&s->lim);
 	}
 	if (channel_running(ch)) {
 		r = channel_reap_nohang(ch);
@@ -1161,7 +1153,7 @@ static int settle(struct exchange *ex, struct slot *s)
 		if (!s->done && delivered(s) == 0) {
 			int c2, code2;
 
-			channel_describe_end(ch, s->timed_out,
+			channel_describe_end(ch, s->lim.timed_out,
 					     ex->opts.time_limit_ms, &c2,
 					     &code2, text, sizeof(text));
 			if (c2 == CHANNEL_TIMED_OUT) {
@@ -1180,7 +1172,7 @@ static int settle(struct exchange *ex, struct slot *s)
 			}
 		}
 	} else if (delivered(s) == 0 || channel_input_error(ch)) {
-		channel_describe_end(ch, s->timed_out, ex->opts.time_limit_ms,
+		channel_describe_end(ch, s->lim.timed_out, ex->opts.time_limit_ms,
 				     &cause, &code, text, sizeof(text));
 	}
 	if (cause == CHANNEL_OK) {
@@ -1243,29 +1235,9 @@ static int64_t enforce_limits(struct exchange *ex)
 		return 0;
 	now = clock_now_ms();
 	for (i = 0; i < ex->nslots; i++) {
-		struct slot *s = ex->slots[i];
-
-		if (s->kill_at) {
-			if (now >= s->kill_at) {
-				channel_kill(s->ch, SIGKILL);
-				s->kill_at = 0;
-				continue;
-			}
-			t = s->kill_at;
-		} else if (s->deadline) {
-			if (now >= s->deadline) {
-				s->timed_out = true;
-				s->deadline = 0;
-				channel_kill(s->ch, SIGTERM);
-				s->kill_at = now + grace_of(ex);
-				t = s->kill_at;
-			} else {
-				t = s->deadline;
-			}
-		} else {
-			continue;
-		}
-		if (!next || t < next)
+		t = channel_limit_apply(ex->slots[i]->ch, &ex->slots[i]->lim,
+					now, grace_of(ex));
+		if (t && (!next || t < next))
 			next = t;
 	}
 	return next;
@@ -1346,7 +1318,7 @@ static void check_exits(struct exchange *ex, int64_t now)
 		struct slot *s = ex->slots[i];
 		struct channel *ch = s->ch;
 
-		if (s->exited || s->awaiting || s->kill_at ||
+		if (s->exited || s->awaiting || s->lim.kill_at ||
 		    channel_input_ended(ch) || !channel_running(ch) ||
 		    channel_fd(ch) < 0 ||
 		    channel_reap_nohang(ch) != 1)

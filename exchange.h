@@ -555,7 +555,8 @@ struct exchange_pmap_options {
 	size_t batch;		/* elements per message; 0: chosen for speed */
 	void *ctx;		/* given to fn */
 	struct exchange_outcome *outcomes; /* NULL, or n entries to fill */
-	int time_limit_ms;	/* per batch; 0: none */
+	int time_limit_ms;	/* per batch; 0: none. SIGTERM, then
+				   SIGKILL 1 s later, as an exchange's */
 };
 
 /* Runs the map. Workers are forked once and receive batches of indices (the

@@ -262,6 +262,28 @@ HIDDEN size_t channel_task(const struct channel *ch);
 HIDDEN unsigned long channel_received(const struct channel *ch);
 HIDDEN int channel_take_done(struct channel *ch);
 
+/* The one time-limit policy (proc.c), of the exchange's tasks and of
+ * pmap's batches: at the deadline the process gets SIGTERM (its group, with
+ * CHANNEL_OWN_GROUP) and timed_out is set; once the grace period has
+ * passed, SIGKILL. The fields are read by their owner; they change through
+ * these calls only. channel_limit_start: the limit starts now (limit_ms 0:
+ * none). channel_limit_apply: what is due at now is done; returns the next
+ * time it must be called (0: none). channel_limit_end: the work ends now
+ * (SIGTERM, then SIGKILL after the grace), timed_out unchanged; nothing
+ * when a kill is pending already. channel_limit_stop: nothing more is
+ * due (the task ended), timed_out kept. */
+struct channel_limit {
+	int64_t deadline;	/* when the time is up, or 0 */
+	int64_t kill_at;	/* when SIGKILL follows SIGTERM, or 0 */
+	bool timed_out;		/* SIGTERM went for the time limit */
+};
+HIDDEN void channel_limit_start(struct channel_limit *l, int limit_ms);
+HIDDEN int64_t channel_limit_apply(struct channel *ch, struct channel_limit *l,
+				   int64_t now, int grace_ms);
+HIDDEN void channel_limit_end(struct channel *ch, struct channel_limit *l,
+			      int64_t now, int grace_ms);
+HIDDEN void channel_limit_stop(struct channel_limit *l);
+
 /* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
  * by others), 0 still running, -1 no process. */
 HIDDEN int channel_reap_nohang(struct channel *ch);

@@ -41,10 +41,12 @@ struct pmap_worker {
 	struct channel *ch;	/* NULL when no process is running here */
 	bool busy;		/* a batch is out */
 	bool single;		/* the batch is one element run alone */
-	bool timed_out;		/* killed for its time limit */
 	struct pmap_batch b;	/* the batch out */
-	int64_t deadline;	/* time limit of the batch, or 0 */
+	struct channel_limit lim; /* the batch's time limit */
 };
+
+/* A batch over its time limit gets SIGTERM, then SIGKILL after this. */
+#define PMAP_GRACE_MS 1000
 
 /* Everything the loop of one pmap call needs. */
 struct pmap {
@@ -214,9 +216,7 @@ static int pmap_send(struct pmap *pm, int k)
 	if (!pmap_next_batch(pm, &w->b, &w->single))
 		return 0;
 	w->busy = true;
-	w->timed_out = false;
-	w->deadline = pm->time_limit_ms > 0 ?
-		      clock_now_ms() + pm->time_limit_ms : 0;
+	channel_limit_start(&w->lim, pm->time_limit_ms);
 	if (channel_send_frame(w->ch, FRAME_TASK, &w->b, sizeof(w->b), NULL,
 			       0, -1) < 0) {
 		/* The worker has gone; its end of stream says how. */
@@ -259,7 +259,7 @@ static void pmap_lost(struct pmap *pm, int k)
 	(void)channel_wait(w->ch, -1);
 	if (w->busy) {
 		if (w->single) {
-			channel_describe_end(w->ch, w->timed_out,
+			channel_describe_end(w->ch, w->lim.timed_out,
 					     pm->time_limit_ms, &cause, &code,
 					     text, sizeof(text));
 			pmap_outcome(pm, (size_t)w->b.start, cause, code);
@@ -377,7 +377,7 @@ ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 			pmap_send(&pm, k);
 
 	for (;;) {
-		int64_t next = 0, now;
+		int64_t next = 0, now, due;
 		int np = 0, t = -1, r;
 		bool work_left = pm.nredo || pm.next < pm.n;
 
@@ -402,8 +402,9 @@ ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 			pfds[np].events = POLLIN;
 			pfds[np].revents = 0;
 			who[np++] = k;
-			if (w->deadline && (!next || w->deadline < next))
-				next = w->deadline;
+			due = w->lim.kill_at ? w->lim.kill_at : w->lim.deadline;
+			if (due && (!next || due < next))
+				next = due;
 			work_left = pm.nredo || pm.next < pm.n;
 		}
 		if (np == 0) {
@@ -434,11 +435,11 @@ ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 			for (k = 0; k < nw; k++) {
 				struct pmap_worker *w = &pm.w[k];
 
-				if (w->ch && w->busy && w->deadline &&
-				    now >= w->deadline) {
-					w->timed_out = true;
-					pmap_lost(&pm, k);
-				}
+				/* Its end of stream (pmap_read) says how the
+				 * batch ended once the signal has come. */
+				if (w->ch && (w->busy || w->lim.kill_at))
+					channel_limit_apply(w->ch, &w->lim, now,
+							    PMAP_GRACE_MS);
 			}
 		}
 	}

@@ -547,6 +547,47 @@ void channel_describe_end(const struct channel *ch, bool timed_out, int limit,
 	}
 }
 
+void channel_limit_start(struct channel_limit *l, int limit_ms)
+{
+	l->deadline = limit_ms > 0 ? clock_now_ms() + limit_ms : 0;
+	l->kill_at = 0;
+	l->timed_out = false;
+}
+
+void channel_limit_end(struct channel *ch, struct channel_limit *l,
+		       int64_t now, int grace_ms)
+{
+	if (l->kill_at)
+		return;
+	l->deadline = 0;
+	l->kill_at = now + grace_ms;
+	channel_kill(ch, SIGTERM);
+}
+
+int64_t channel_limit_apply(struct channel *ch, struct channel_limit *l,
+			    int64_t now, int grace_ms)
+{
+	if (l->kill_at) {
+		if (now < l->kill_at)
+			return l->kill_at;
+		channel_kill(ch, SIGKILL);
+		l->kill_at = 0;
+		return 0;
+	}
+	if (!l->deadline)
+		return 0;
+	if (now < l->deadline)
+		return l->deadline;
+	l->timed_out = true;
+	channel_limit_end(ch, l, now, grace_ms);
+	return l->kill_at;
+}
+
+void channel_limit_stop(struct channel_limit *l)
+{
+	l->deadline = l->kill_at = 0;
+}
+
 bool channel_running(const struct channel *ch)
 {
 	return ch->pid > 0 && !ch->reaped;

@@ -749,6 +749,57 @@ Test(pmap, time_limit_fails_the_slow_element, .timeout = 30)
 	cr_assert(no_children());
 }
 
+/* Element 3 ignores SIGTERM and hangs; element 4 cleans up on SIGTERM by
+ * counting itself in a shared counter, then exits. */
+static atomic_int *cleaned;
+
+static void clean_up(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(cleaned, 1);
+	_exit(0);
+}
+
+static int stubborn_3_tidy_4(const void *in, void *out, void *ctx)
+{
+	long v = *(const long *)in;
+
+	(void)ctx;
+	if (v == 3)
+		signal(SIGTERM, SIG_IGN);
+	if (v == 4)
+		signal(SIGTERM, clean_up);
+	if (v == 3 || v == 4)
+		for (;;)
+			pause();
+	*(long *)out = v;
+	return 0;
+}
+
+/* pmap's time limit is the exchange's policy: SIGTERM first, so that an
+ * element can clean up, then SIGKILL for one that ignores it. */
+Test(pmap, time_limit_is_sigterm_then_sigkill, .timeout = 30)
+{
+	long in[8], out[8];
+	struct exchange_outcome oc[8];
+	struct exchange_pmap_options o = { .workers = 2, .outcomes = oc,
+					   .batch = 1, .time_limit_ms = 200 };
+	size_t i;
+
+	cleaned = shared_counter();
+	for (i = 0; i < 8; i++)
+		in[i] = (long)i;
+	cr_assert_eq(exchange_pmap(stubborn_3_tidy_4, in, 8, sizeof(long),
+				   out, sizeof(long), &o), 6);
+	for (i = 0; i < 8; i++)
+		cr_assert_eq(oc[i].cause, i == 3 || i == 4 ? CHANNEL_TIMED_OUT
+						       : CHANNEL_OK,
+			     "element %zu: cause %d", i, oc[i].cause);
+	cr_assert_eq(atomic_load(cleaned), 1, "element 4 had its SIGTERM");
+	munmap(cleaned, sizeof(*cleaned));
+	cr_assert(no_children());
+}
+
 Test(pmap, no_worker_is_an_error, .timeout = 20)
 {
 	long in[4] = { 1, 2, 3, 4 }, out[4];
