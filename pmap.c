@@ -2,7 +2,9 @@
  * pmap.c - exchange_pmap: one function over the elements of an array, in
  * worker processes forked once per call.
  *
- * Workers receive batches of indices; each answers a batch with one frame
+ * The workers are manage.c's reuse workers: each runs pmap_batch for every
+ * TASK frame and answers DONE after it, which the parent skips. Workers
+ * receive batches of indices; each answers a batch with one frame
  * holding a status byte per element followed by the outputs. Batches shrink
  * as the work runs out (guided scheduling), so an uneven load still
  * balances. When a worker dies mid-batch, that batch's elements run again
@@ -105,48 +107,39 @@ static int pmap_check_sizes(size_t n, size_t in_size, size_t out_size,
 	return 0;
 }
 
-/* The worker's loop, in the child: batches in, statuses and outputs out
- * in one frame per batch. The output goes into the child's own copy of the
- * output array, which is then sent from where it lies. */
-static _Noreturn void pmap_child(struct channel *ch, struct pmap *pm)
+/* One batch, in a worker (manage.c's reuse loop runs it for each TASK
+ * frame): statuses and outputs go back in one frame. The output goes into
+ * the child's own copy of the output array, which is then sent from where
+ * it lies. The status bytes are the child's own too. */
+static void pmap_batch(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
 {
-	unsigned char *status = NULL;
-	size_t scap = 0, i;
+	static unsigned char *status;
+	static size_t scap;
+	const struct pmap *pm = ctx;
 	struct pmap_batch b;
-	uint32_t kind;
-	void *data;
-	size_t dlen;
+	size_t i;
 
-	/* It only ever waits for its next batch: read without polling. */
-	channel_set_blocking(ch);
-	for (;;) {
-		if (channel_recv_frame(ch, &kind, &data, &dlen, -1) <= 0)
-			break;
-		if (kind != FRAME_TASK || dlen != sizeof(b)) {
-			free(data);
-			break;
-		}
-		memcpy(&b, data, sizeof(b));
-		free(data);
-		if (b.count > scap) {
-			free(status);
-			status = malloc(b.count);
-			if (!status)
-				break;
-			scap = b.count;
-		}
-		for (i = 0; i < b.count; i++) {
-			size_t k = b.start + i;
-
-			status[i] = pm->fn(pmap_in(pm, k), pmap_out(pm, k),
-					   pm->ctx) == 0 ? 0 : 1;
-		}
-		if (channel_send_frame(ch, FRAME_DATA, status, b.count,
-				       pmap_out(pm, b.start),
-				       b.count * pm->out_size, -1) < 0)
-			break;
+	if (len != sizeof(b))
+		channel_exit(ch, 1);
+	memcpy(&b, arg, sizeof(b));
+	if (b.count > scap) {
+		free(status);
+		status = malloc(b.count);
+		if (!status)
+			channel_exit(ch, 1);
+		scap = b.count;
 	}
-	channel_exit(ch, 0);
+	for (i = 0; i < b.count; i++) {
+		size_t k = b.start + i;
+
+		status[i] = pm->fn(pmap_in(pm, k), pmap_out(pm, k),
+				   pm->ctx) == 0 ? 0 : 1;
+	}
+	if (channel_send_frame(ch, FRAME_DATA, status, b.count,
+			       pmap_out(pm, b.start), b.count * pm->out_size,
+			       -1) < 0)
+		channel_exit(ch, 1);
 }
 
 static void pmap_outcome(struct pmap *pm, size_t i, int cause, int code)
@@ -159,22 +152,6 @@ static void pmap_outcome(struct pmap *pm, size_t i, int cause, int code)
 		pm->ok++;
 }
 
-/* Forks the worker for slot k. 0, or -1 with errno of the fork. */
-static int pmap_spawn(struct pmap *pm, int k)
-{
-	struct channel *ch;
-	pid_t pid;
-
-	pid = channel_fork(&ch, pm->time_limit_ms > 0 ? CHANNEL_OWN_GROUP
-						      : CHANNEL_LINK_PIPES);
-	if (pid < 0)
-		return -1;
-	if (pid == 0)
-		pmap_child(ch, pm);
-	memset(&pm->w[k], 0, sizeof(pm->w[k]));
-	pm->w[k].ch = ch;
-	return 0;
-}
 
 /* Chooses the next batch: elements to redo go one at a time; then guided
  * sizes, half the remaining work's fair share, never below one. Returns 0
@@ -206,6 +183,40 @@ static int pmap_next_batch(struct pmap *pm, struct pmap_batch *b, bool *single)
 	b->count = size;
 	*single = size == 1;
 	pm->next += size;
+	return 1;
+}
+
+/* Forks the worker for slot k with the next batch as its first task: a
+ * reuse worker of manage.c running pmap_batch. 1, 0 when no work is left
+ * to hand out (nothing forked), -1 with the errno of the fork (the batch
+ * goes back, to be run element by element). */
+static int pmap_spawn(struct pmap *pm, int k)
+{
+	struct pmap_worker *w = &pm->w[k];
+	struct pmap_batch b;
+	struct channel *ch;
+	bool single;
+	size_t i;
+	pid_t pid;
+
+	if (!pmap_next_batch(pm, &b, &single))
+		return 0;
+	pid = manage_fork(&ch, pmap_batch, NULL, pm, &b, sizeof(b), true,
+			  pm->time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0);
+	if (pid < 0) {
+		int saved = errno;
+
+		for (i = (size_t)b.count; i-- > 0;)
+			pm->redo[pm->nredo++] = (size_t)b.start + i;
+		errno = saved;
+		return -1;
+	}
+	memset(w, 0, sizeof(*w));
+	w->ch = ch;
+	w->b = b;
+	w->single = single;
+	w->busy = true;
+	channel_limit_start(&w->lim, pm->time_limit_ms);
 	return 1;
 }
 
@@ -288,6 +299,12 @@ static int pmap_read(struct pmap *pm, int k)
 		r = channel_recv_frame(w->ch, &kind, &data, &len, 0);
 		if (r < 0 && errno == ETIMEDOUT)
 			return 0;
+		if (r > 0 && kind == FRAME_DONE) {
+			/* The worker loop's end of a task: the reply came
+			 * before it. */
+			free(data);
+			continue;
+		}
 		if (r <= 0 || kind != FRAME_DATA || !w->busy) {
 			if (r > 0)
 				free(data);
@@ -372,9 +389,6 @@ ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 		goto out;
 	started = true;
 	err = 0;
-	for (k = 0; k < nw; k++)
-		if (pm.w[k].ch)
-			pmap_send(&pm, k);
 
 	for (;;) {
 		int64_t next = 0, now, due;
