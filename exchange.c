@@ -1076,6 +1076,105 @@ static bool ended_by_signal(const struct channel *ch, const struct slot *s)
 				WIFSIGNALED(st));
 }
 
+/* The outcome of a task whose process has ended and whose channel is read
+ * to its end, when it gave no result of its own: CHANNEL_OK when nothing
+ * is owed (a result was delivered, or no task ran), else the failure, with
+ * its text in text. */
+static int classify_end(const struct exchange *ex, const struct slot *s,
+			int *code, char *text, size_t size)
+{
+	struct channel *ch = s->ch;
+	int cause = CHANNEL_OK, c2, code2;
+
+	*code = 0;
+	/* A message cut short by a signal (killed while sending, or over its
+	 * time limit) is explained by that signal; a process that ended on
+	 * its own in the middle of a frame, or a channel with no process,
+	 * is left with the protocol error itself. */
+	if (channel_input_error(ch) && !ended_by_signal(ch, s)) {
+		*code = ECONNRESET;
+		snprintf(text, size, "end of stream inside a message");
+		return CHANNEL_PROTOCOL;
+	}
+	if (channel_task(ch) == CHANNEL_NO_TASK || channel_pid(ch) <= 0)
+		return CHANNEL_OK;	/* an idle or stopped worker, or no
+					   process */
+	if (!s->worker) {
+		if (delivered(s) == 0 || channel_input_error(ch))
+			channel_describe_end(ch, s->lim.timed_out,
+					     ex->opts.time_limit_ms, &cause,
+					     code, text, size);
+		return cause;
+	}
+	/* A task that sent its result before its worker died has that result
+	 * as its one outcome, as a fork-per-task child has; only a task that
+	 * sent nothing lost its worker. */
+	if (s->done || delivered(s) != 0)
+		return CHANNEL_OK;
+	channel_describe_end(ch, s->lim.timed_out, ex->opts.time_limit_ms, &c2,
+			     &code2, text, size);
+	*code = code2;
+	if (c2 == CHANNEL_TIMED_OUT)
+		return c2;
+	if (c2 != CHANNEL_SIGNALED)
+		*code = code2 < 0 ? -1 : code2 + 256;
+	snprintf(text, size, "its worker was lost (%s)",
+		 c2 == CHANNEL_SIGNALED ? "killed by a signal" : "exited");
+	return CHANNEL_LOST;
+}
+
+/* Reaps the process of a slot whose channel has ended, without waiting.
+ * Returns false while it has not finished exiting (the slot then awaits
+ * its reaping, out of the poll set). */
+static bool reap_ended(struct exchange *ex, struct slot *s)
+{
+	struct channel *ch = s->ch;
+
+	if (s->lim.kill_at && channel_ended_unreaped(ch)) {
+		/* Over its time limit and gone on SIGTERM: what it started
+		 * gets the SIGKILL now, while the group is still its own (the
+		 * unreaped leader holds it). A process still cleaning up
+		 * after SIGTERM keeps its grace period. */
+		channel_kill(ch, SIGKILL);
+		channel_limit_stop(&s->lim);
+	}
+	if (channel_running(ch) && channel_reap_nohang(ch) == 0) {
+		if (!s->awaiting) {
+			s->awaiting = true;
+			ex->nawait++;
+			ex->pfds[s->index].fd = -1;
+		}
+		return false;
+	}
+	if (s->awaiting) {
+		s->awaiting = false;
+		ex->nawait--;
+	}
+	return true;
+}
+
+/* Gives a task its failure: run again under EXCHANGE_RETRY while tries
+ * are left, else a FAILURE message on its channel. Returns 1 when that
+ * message is there to deliver, 0 when the slot is to be removed. */
+static int record_failure(struct exchange *ex, struct slot *s, int cause,
+			  int code, const char *text)
+{
+	if (ex->opts.policy == EXCHANGE_RETRY && s->cur &&
+	    s->cur->attempts <= ex->opts.retries && !ex->stopped) {
+		/* Run it again, ahead of the work still waiting. */
+		queue_push(ex, s->cur, true);
+		s->cur = NULL;
+		s->remove = true;
+		return 0;
+	}
+	if (channel_push_failure(s->ch, cause, code, text) < 0) {
+		s->remove = true;
+		return 0;
+	}
+	note_failure(ex);
+	return 1;
+}
+
 /* Called when the channel has no whole message buffered. At end of stream
  * (or once its process has exited and what it left is read) it reaps the
  * process without waiting and settles the task's outcome. Returns 1 when
@@ -1086,7 +1185,7 @@ static int settle(struct exchange *ex, struct slot *s)
 {
 	struct channel *ch = s->ch;
 	char text[128];
-	int cause = CHANNEL_OK, code = 0, r;
+	int cause, code;
 	bool cut;
 
 	if (!channel_input_ended(ch)) {
@@ -1106,29 +1205,8 @@ static int settle(struct exchange *ex, struct slot *s)
 		s->remove = true;
 		return 0;
 	}
-	if (s->lim.kill_at && channel_ended_unreaped(ch)) {
-		/* Over its time limit and gone on SIGTERM: what it started
-		 * gets the SIGKILL now, while the group is still its own (the
-		 * unreaped leader holds it). A process still cleaning up
-		 * after SIGTERM keeps its grace period. */
-		channel_kill(ch, SIGKILL);
-		channel_limit_stop(&s->lim);
-	}
-	if (channel_running(ch)) {
-		r = channel_reap_nohang(ch);
-		if (r == 0) {
-			if (!s->awaiting) {
-				s->awaiting = true;
-				ex->nawait++;
-				ex->pfds[s->index].fd = -1;
-			}
-			return 0;
-		}
-	}
-	if (s->awaiting) {
-		s->awaiting = false;
-		ex->nawait--;
-	}
+	if (!reap_ended(ex, s))
+		return 0;
 	if (cut) {
 		/* Marked only now: a broken channel fails every look at its
 		 * head, which must not happen while it awaits its reaping.
@@ -1136,63 +1214,12 @@ static int settle(struct exchange *ex, struct slot *s)
 		channel_fail_input(ch, ECONNRESET);
 	}
 	s->final = true;
-	/* A message cut short by a signal (killed while sending, or over its
-	 * time limit) is explained by that signal; a process that ended on
-	 * its own in the middle of a frame, or a channel with no process,
-	 * is left with the protocol error itself. */
-	if (channel_input_error(ch) && !ended_by_signal(ch, s)) {
-		cause = CHANNEL_PROTOCOL;
-		code = ECONNRESET;
-		snprintf(text, sizeof(text), "end of stream inside a message");
-	} else if (channel_task(ch) == CHANNEL_NO_TASK || channel_pid(ch) <= 0) {
-		/* No task on it (an idle or stopped worker) or no process. */
-	} else if (s->worker) {
-		/* A task that sent its result before its worker died has
-		 * that result as its one outcome, as a fork-per-task child
-		 * has; only a task that sent nothing lost its worker. */
-		if (!s->done && delivered(s) == 0) {
-			int c2, code2;
-
-			channel_describe_end(ch, s->lim.timed_out,
-					     ex->opts.time_limit_ms, &c2,
-					     &code2, text, sizeof(text));
-			if (c2 == CHANNEL_TIMED_OUT) {
-				cause = c2;
-				code = code2;
-			} else {
-				cause = CHANNEL_LOST;
-				if (c2 == CHANNEL_SIGNALED)
-					code = code2;
-				else
-					code = code2 < 0 ? -1 : code2 + 256;
-				snprintf(text, sizeof(text),
-					 "its worker was lost (%s)",
-					 c2 == CHANNEL_SIGNALED ?
-					 "killed by a signal" : "exited");
-			}
-		}
-	} else if (delivered(s) == 0 || channel_input_error(ch)) {
-		channel_describe_end(ch, s->lim.timed_out, ex->opts.time_limit_ms,
-				     &cause, &code, text, sizeof(text));
-	}
+	cause = classify_end(ex, s, &code, text, sizeof(text));
 	if (cause == CHANNEL_OK) {
 		s->remove = true;
 		return 0;
 	}
-	if (ex->opts.policy == EXCHANGE_RETRY && s->cur &&
-	    s->cur->attempts <= ex->opts.retries && !ex->stopped) {
-		/* Run it again, ahead of the work still waiting. */
-		queue_push(ex, s->cur, true);
-		s->cur = NULL;
-		s->remove = true;
-		return 0;
-	}
-	if (channel_push_failure(ch, cause, code, text) < 0) {
-		s->remove = true;
-		return 0;
-	}
-	note_failure(ex);
-	return 1;
+	return record_failure(ex, s, cause, code, text);
 }
 
 /* A frame the exchange cannot hand to store_data (malformed, or a reuse
