@@ -1,8 +1,9 @@
 /*
- * demo.h - what the pprocess twins share: the command line (--n, --limit,
- * --delay), the supposedly time-consuming calculation, the table of results
- * and the time taken. Each twin then shows only the library calls that make
- * it different from the others.
+ * demo.h - what the pprocess twins share: the command line (-n, -l, -d, or
+ * --n, --limit, --delay, read as cli.h says), the supposedly
+ * time-consuming calculation, the table of results and the time taken.
+ * Each twin then shows only the library calls that make it different from
+ * the others.
  *
  * Every twin prints what its Python original prints: most of them
  *
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "exchange.h"
 
 /* The largest N accepted: the table has N * N entries. */
@@ -60,112 +62,90 @@ struct demo_pair {
  * them, as the Python examples use module globals. */
 static struct demo_args demo = { 10, 10, 1.0 };
 
-static inline void demo_usage(const char *prog)
+/* The twin's defaults, for its --help. */
+static struct demo_args demo_defaults = { 10, 10, 1.0 };
+
+/* The options of every twin, for getopt_long: -n, -l, -d, -h. */
+#define DEMO_SHORT_OPTIONS "n:l:d:h"
+#define DEMO_LONG_OPTIONS						\
+	{ "n", required_argument, NULL, 'n' },				\
+	{ "limit", required_argument, NULL, 'l' },			\
+	{ "delay", required_argument, NULL, 'd' },			\
+	{ "help", no_argument, NULL, 'h' }
+
+/* What N and the delay are, for --help: the loop twins say otherwise. */
+static const char *demo_n_help = "the table is N x N";
+static const char *demo_delay_help = "each calculation sleeps this long";
+
+/* The lines of --help on -n, -l and -d. */
+static inline void demo_usage_options(FILE *f)
 {
-	fprintf(stderr,
-		"usage: %s [--n N] [--limit L] [--delay SECONDS]\n"
-		"  --n N            the table is N x N (default 10, at most %d)\n"
-		"  --limit L        processes running at once (default 10)\n"
-		"  --delay SECONDS  each calculation sleeps this long "
-		"(default 1)\n", prog, DEMO_MAX_N);
+	fprintf(f,
+		"  -n, --n N            %s (default %d, from 1 to %d)\n"
+		"  -l, --limit LIMIT    processes at once (default %d, from 1 "
+		"to 100000)\n"
+		"  -d, --delay SECONDS  %s\n"
+		"                       (default %g, at most 3600)\n",
+		demo_n_help, demo_defaults.n, DEMO_MAX_N, demo_defaults.limit,
+		demo_delay_help, demo_defaults.delay);
 }
 
-/* Parses a whole decimal integer in [lo, hi]. 0, or -1 if it is not one. */
-static inline int demo_int(const char *s, long lo, long hi, int *out)
+static inline void demo_usage(FILE *f)
 {
-	char *end;
-	long v;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
-	return 0;
+	fprintf(f, "usage: %s [-n N] [-l LIMIT] [-d SECONDS]\n", cli.prog);
+	demo_usage_options(f);
+	fprintf(f, "  -h, --help           this help\n");
 }
 
-/* Parses a number of seconds in [0, 3600]. 0, or -1. */
-static inline int demo_seconds(const char *s, double *out)
+/* Starts reading the command line with the defaults given (pprocess: 10,
+ * 10, 1). SIGPIPE is ignored, as the library recommends: a write to a
+ * child that has gone then fails with EPIPE. */
+static inline void demo_start(char **argv, const char *shorts,
+			      const struct option *longs,
+			      void (*usage)(FILE *), int n, int limit,
+			      double delay)
 {
-	char *end;
-	double v;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || *end || !(v >= 0.0 && v <= 3600.0))
-		return -1;
-	*out = v;
-	return 0;
+	demo.n = demo_defaults.n = n;
+	demo.limit = demo_defaults.limit = limit;
+	demo.delay = demo_defaults.delay = delay;
+	cli_init(argv, shorts, longs, usage);
+	signal(SIGPIPE, SIG_IGN);
 }
 
-/* The value of option name at argv[*i]: "--name VALUE" or "--name=VALUE".
- * Returns the value (advancing *i past it), or NULL when argv[*i] is not
- * that option. *missing is set when the option has no value. */
-static inline const char *demo_option(int argc, char **argv, int *i,
-				      const char *name, int *missing)
+/* Takes option c, one of DEMO_LONG_OPTIONS, with its value v. */
+static inline void demo_option(int c, const char *v)
 {
-	size_t len = strlen(name);
-	const char *a = argv[*i];
-
-	if (strncmp(a, name, len) != 0)
-		return NULL;
-	if (a[len] == '=')
-		return a + len + 1;
-	if (a[len] != '\0')
-		return NULL;
-	if (*i + 1 >= argc) {
-		*missing = 1;
-		return NULL;
+	switch (c) {
+	case 'n':
+		demo.n = (int)cli_int(v, 1, DEMO_MAX_N);
+		break;
+	case 'l':
+		demo.limit = (int)cli_int(v, 1, 100000);
+		break;
+	case 'd':
+		demo.delay = cli_seconds(v, 3600.0);
+		break;
+	default:
+		assert(!"an option outside DEMO_LONG_OPTIONS");
 	}
-	return argv[++*i];
 }
 
-/* Reads --n, --limit and --delay into the global settings, starting from
- * the defaults given (pprocess: 10, 10, 1). Bad arguments print the usage
- * and exit with status 2. SIGPIPE is ignored, as the library recommends:
- * a write to a child that has gone then fails with EPIPE. */
+/* Reads -n, -l and -d (--n, --limit, --delay) into the global settings,
+ * starting from the defaults given; the twins take no other argument. A
+ * bad command line is reported as cli.h says. */
 static inline void demo_parse(int argc, char **argv, int n, int limit,
 			      double delay)
 {
-	const char *prog = argc > 0 ? argv[0] : "demo";
-	int i;
+	static const struct option longs[] = {
+		DEMO_LONG_OPTIONS, { NULL, 0, NULL, 0 },
+	};
+	int c;
 
-	demo.n = n;
-	demo.limit = limit;
-	demo.delay = delay;
-	for (i = 1; i < argc; i++) {
-		const char *v;
-		int missing = 0;
-
-		if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0) {
-			demo_usage(prog);
-			exit(0);
-		}
-		if ((v = demo_option(argc, argv, &i, "--n", &missing))) {
-			if (demo_int(v, 1, DEMO_MAX_N, &demo.n) == 0)
-				continue;
-		} else if ((v = demo_option(argc, argv, &i, "--limit",
-					    &missing))) {
-			if (demo_int(v, 1, 100000, &demo.limit) == 0)
-				continue;
-		} else if ((v = demo_option(argc, argv, &i, "--delay",
-					    &missing))) {
-			if (demo_seconds(v, &demo.delay) == 0)
-				continue;
-		}
-		if (missing)
-			fprintf(stderr, "%s: %s needs a value\n", prog, argv[i]);
-		else
-			fprintf(stderr, "%s: bad argument: %s\n", prog, argv[i]);
-		demo_usage(prog);
-		exit(2);
-	}
-	signal(SIGPIPE, SIG_IGN);
+	demo_start(argv, ":" DEMO_SHORT_OPTIONS, longs, demo_usage, n, limit,
+		   delay);
+	while ((c = cli_next(argc, argv)) != -1)
+		demo_option(c, optarg);
+	cli_no_operands(argc, argv);
 }
 
 /* Sleeps the configured delay (the time-consuming part), resuming after

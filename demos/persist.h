@@ -35,56 +35,70 @@ static inline void persist_connect_failed(const char *path)
 	exit(1);
 }
 
-static inline void persist_usage(const char *prog, const char *address)
+/* What --address takes (PATH or PREFIX), what it is, and its default,
+ * for --help. */
+static const char *persist_arg, *persist_meaning;
+static char persist_default[96];
+
+static inline void persist_usage(FILE *f)
 {
-	demo_usage(prog);
-	fprintf(stderr,
-		"  --start          start the work in the background and exit\n"
-		"  --reconnect      collect the results of a started run\n"
-		"  --address %s\n", address);
+	fprintf(f, "usage: %s [-s] [-r] [-a %s]\n"
+		"       [-n N] [-l LIMIT] [-d SECONDS]\n", cli.prog,
+		persist_arg);
+	fprintf(f,
+		"  -s, --start          start the work in the background and "
+		"exit\n"
+		"  -r, --reconnect      collect the results of a started run\n"
+		"                       (without -s or -r: both, in one run)\n"
+		"  -a, --address %-6s %s\n"
+		"                       (default %s)\n",
+		persist_arg, persist_meaning, persist_default);
+	demo_usage_options(f);
+	fprintf(f, "  -h, --help           this help\n");
 }
 
-/* Takes --start, --reconnect and --address out of argv (demo_parse reads
- * the rest), with the default address given; -h and --help print the
- * usage, saying what --address means (what). Without --start or
- * --reconnect, both are done. */
-static inline void persist_parse(int *argc, char **argv,
-				 struct persist_mode *m, const char *address,
-				 const char *what)
+/* Reads the command line of a persistent twin: demo.h's options from the
+ * defaults given (see demo_parse), then -s (--start), -r (--reconnect)
+ * and -a (--address) ARG (PATH or PREFIX), which is meaning (for --help)
+ * and whose default is in m->address. Without --start or --reconnect,
+ * both are done. */
+static inline void persist_parse(int argc, char **argv,
+				 struct persist_mode *m, const char *arg,
+				 const char *meaning, int n, int limit,
+				 double delay)
 {
-	int i, k = 1, missing = 0;
-	const char *v;
+	static const struct option longs[] = {
+		DEMO_LONG_OPTIONS,
+		{ "start", no_argument, NULL, 's' },
+		{ "reconnect", no_argument, NULL, 'r' },
+		{ "address", required_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
 
-	if (address != m->address)
-		snprintf(m->address, sizeof(m->address), "%s", address);
-	for (i = 1; i < *argc; i++) {
-		if (strcmp(argv[i], "--start") == 0) {
+	persist_arg = arg;
+	persist_meaning = meaning;
+	snprintf(persist_default, sizeof(persist_default), "%s", m->address);
+	demo_start(argv, ":" DEMO_SHORT_OPTIONS "sra:", longs, persist_usage,
+		   n, limit, delay);
+	while ((c = cli_next(argc, argv)) != -1) {
+		switch (c) {
+		case 's':
 			m->start = 1;
-		} else if (strcmp(argv[i], "--reconnect") == 0) {
+			break;
+		case 'r':
 			m->reconnect = 1;
-		} else if ((v = demo_option(*argc, argv, &i, "--address",
-					    &missing))) {
-			if (!*v || strlen(v) >= sizeof(m->address)) {
-				fprintf(stderr, "%s: bad address\n", argv[0]);
-				persist_usage(argv[0], what);
-				exit(2);
-			}
-			snprintf(m->address, sizeof(m->address), "%s", v);
-		} else if (missing) {
-			fprintf(stderr, "%s: --address needs a value\n",
-				argv[0]);
-			persist_usage(argv[0], what);
-			exit(2);
-		} else if (strcmp(argv[i], "--help") == 0 ||
-			   strcmp(argv[i], "-h") == 0) {
-			persist_usage(argv[0], what);
-			exit(0);
-		} else {
-			argv[k++] = argv[i];
+			break;
+		case 'a':
+			snprintf(m->address, sizeof(m->address), "%s",
+				 cli_text(optarg, "a path",
+					  sizeof(m->address)));
+			break;
+		default:
+			demo_option(c, optarg);
 		}
 	}
-	argv[k] = NULL;
-	*argc = k;
+	cli_no_operands(argc, argv);
 	if (!m->start && !m->reconnect)
 		m->start = m->reconnect = 1;
 }

@@ -104,17 +104,15 @@ int main(int argc, char **argv)
 	struct persist_mode mode = { 0 };
 	struct exchange *queue;
 	struct channel_msg m;
-	char address[96];
 	size_t size;
 	double t0;
 	int r, got = 0;
 
-	snprintf(address, sizeof(address),
+	snprintf(mode.address, sizeof(mode.address),
 		 "/tmp/exchange-%ld-simple_background_queue.socket",
 		 (long)getuid());
-	persist_parse(&argc, argv, &mode, address,
-		      "PATH   the socket of the background work");
-	demo_parse(argc, argv, 10, 10, 1.0);
+	persist_parse(argc, argv, &mode, "PATH",
+		      "the socket of the background work", 10, 10, 1.0);
 	t0 = demo_now();
 
 	if (mode.start) {

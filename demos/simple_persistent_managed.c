@@ -144,9 +144,8 @@ int main(int argc, char **argv)
 	snprintf(mode.address, sizeof(mode.address),
 		 "/tmp/exchange-%ld-simple_persistent_managed.socket",
 		 (long)getuid());
-	persist_parse(&argc, argv, &mode, mode.address,
-		      "PATH   the socket of the persistent process");
-	demo_parse(argc, argv, 10, 10, 1.0);
+	persist_parse(argc, argv, &mode, "PATH",
+		      "the socket of the persistent process", 10, 10, 1.0);
 	t0 = demo_now();
 	results = demo_results();
 

@@ -131,9 +131,9 @@ int main(int argc, char **argv)
 
 	snprintf(mode.address, sizeof(mode.address),
 		 "/tmp/exchange-%ld-simple_persistent_queue", (long)getuid());
-	persist_parse(&argc, argv, &mode, mode.address,
-		      "PREFIX the sockets are PREFIX-0.socket, PREFIX-1.socket...");
-	demo_parse(argc, argv, 10, 2, 1.0);
+	persist_parse(argc, argv, &mode, "PREFIX",
+		      "the sockets are PREFIX-0.socket, PREFIX-1.socket...",
+		      10, 2, 1.0);
 	t0 = demo_now();
 
 	if (mode.start) {

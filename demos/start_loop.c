@@ -45,6 +45,8 @@ int main(int argc, char **argv)
 	struct channel_msg m;
 	int32_t i, limit;
 
+	demo_n_help = "the parent sends 0 to N";
+	demo_delay_help = "the child sleeps this long after each number";
 	demo_parse(argc, argv, 100, 1, 0.0);
 	limit = demo.n;
 	channel = channel_start(loop, &limit, sizeof(limit), NULL);

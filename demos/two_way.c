@@ -85,6 +85,8 @@ int main(int argc, char **argv)
 	struct channel *ch;
 	int32_t start;
 
+	demo_n_help = "count down from N";
+	demo_delay_help = "accepted as by the other twins, not used";
 	demo_parse(argc, argv, 20, 1, 0.0);
 	start = demo.n;
 

@@ -244,26 +244,115 @@ static void twin(const char *name, const char *args, int n)
 	free(cmd);
 }
 
-/* Bad command lines: usage on stderr, status 2, never a crash. */
-static void twin_bad_args(const char *name)
+/* ------------------------------------------------------------------------ */
+/* Command lines                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A bad command line, and the line it must be told with (after "NAME: "). */
+struct bad_line {
+	const char *args;	/* shell words after the program */
+	const char *line;	/* the error, without the program's name */
+};
+
+/* Runs "NAME ARGS" (shell words), which must fail as cli.h says: nothing
+ * on standard output; on standard error the line "NAME: WANT", then the
+ * pointer to --help; status 2. Never a crash. Standard error goes to a
+ * file in dir. */
+static void bad_command_line(const char *dir, const char *name,
+			     const char *args, const char *want)
 {
-	static const char *const bad[] = {
-		"--n 0", "--n x", "--limit 0", "--delay -1", "--delay",
-		"--bogus", "extra", "--n 10x",
-	};
+	char *errpath = fmt("%s/err", dir);
+	char *cmd = fmt("%s %s 2>%s", demo(name), args, errpath);
+	char *expect = fmt("%s: %s\nTry '%s --help' for more information.\n",
+			   name, want, name);
+	char *out, *err;
+	size_t len;
+	int st = run(cmd, &out);
+
+	err = read_file(errpath, &len);
+	cr_assert_eq(st, 2, "%s: status %d:\n%s", cmd, st, err);
+	cr_assert_str_eq(out, "", "%s printed on standard output", cmd);
+	cr_assert_str_eq(err, expect, "%s", cmd);
+	free(err);
+	free(out);
+	free(expect);
+	free(cmd);
+	free(errpath);
+}
+
+/* Each of n bad command lines of the program name. */
+static void bad_command_lines(const char *name, const struct bad_line *bad,
+			      size_t n)
+{
+	char *d = tmpdir();
 	size_t i;
 
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char *cmd = fmt("%s %s 2>&1 >/dev/null", demo(name), bad[i]);
-		char *out;
-		int st = run(cmd, &out);
+	for (i = 0; i < n; i++)
+		bad_command_line(d, name, bad[i].args, bad[i].line);
+	rm_rf(d);
+}
 
-		cr_assert_eq(st, 2, "%s: status %d", cmd, st);
-		cr_assert(strstr(out, "usage:"), "%s: no usage:\n%s", cmd,
-			  out);
+#define BAD_LINES(name, table) \
+	bad_command_lines(name, table, sizeof(table) / sizeof(table[0]))
+
+/* The errors of every program with cli.h's command line. */
+static const struct bad_line cli_bad[] = {
+	{ "--bogus", "unknown option '--bogus'" },
+	{ "--bogus=1", "unknown option '--bogus'" },
+	{ "-Z", "unknown option '-Z'" },
+	{ "--help=1", "--help takes no value, not '1'" },
+};
+
+/* --help and -h print the usage, on standard output, and nothing else;
+ * status 0. */
+static void help_on_stdout(const char *name)
+{
+	static const char *const opt[] = { "--help", "-h", "--he" };
+	char *usage = fmt("usage: %s ", name);
+	size_t i;
+
+	for (i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
+		char *cmd = fmt("%s %s 2>&1 >/dev/null", demo(name), opt[i]);
+		char *out;
+
+		cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+		cr_assert_str_eq(out, "", "%s wrote on standard error", cmd);
+		free(out);
+		free(cmd);
+		cmd = fmt("%s %s 2>/dev/null", demo(name), opt[i]);
+		cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+		cr_assert(strncmp(out, usage, strlen(usage)) == 0 &&
+			  strstr(out, "-h, --help"), "%s:\n%s", cmd, out);
 		free(out);
 		free(cmd);
 	}
+	free(usage);
+}
+
+/* The twins' bad command lines. */
+static const struct bad_line twin_bad[] = {
+	{ "--n 0", "--n must be an integer from 1 to 1000, not '0'" },
+	{ "--n x", "--n must be an integer from 1 to 1000, not 'x'" },
+	{ "-n 10x", "-n must be an integer from 1 to 1000, not '10x'" },
+	{ "--n=1001", "--n must be an integer from 1 to 1000, not '1001'" },
+	{ "--limit 0", "--limit must be an integer from 1 to 100000, not '0'" },
+	{ "-l0", "-l must be an integer from 1 to 100000, not '0'" },
+	{ "--lim=x", "--limit must be an integer from 1 to 100000, not 'x'" },
+	{ "--delay -1",
+	  "--delay must be a number of seconds from 0 to 3600, not '-1'" },
+	{ "-dx", "-d must be a number of seconds from 0 to 3600, not 'x'" },
+	{ "--delay", "--delay needs a value" },
+	{ "-n", "-n needs a value" },
+	{ "extra", "unexpected argument 'extra'" },
+	{ "--n 4 extra", "unexpected argument 'extra'" },
+};
+
+/* A twin's command line: --help, and each kind of mistake. */
+static void twin_command_line(const char *name)
+{
+	help_on_stdout(name);
+	BAD_LINES(name, cli_bad);
+	BAD_LINES(name, twin_bad);
 }
 
 #define TWIN(name)							\
@@ -271,7 +360,9 @@ static void twin_bad_args(const char *name)
 	{								\
 		twin(#name, "", 10);					\
 		twin(#name, "--n 4 --limit 3", 4);			\
-		twin_bad_args(#name);					\
+		twin(#name, "--n=3 -l2", 3);				\
+		twin(#name, "-n5 --li 1", 5);				\
+		twin_command_line(#name);				\
 	}
 
 TWIN(simple)
@@ -336,33 +427,36 @@ Test(twins, two_way, .timeout = 30)
 		free(cmd);
 		free(want);
 	}
-	twin_bad_args("two_way");
+	twin_command_line("two_way");
 }
 
-/* The twins with a command line of their own answer bad arguments, and
- * the persistent ones a missing or empty --address, with the usage and
- * status 2 before they start anything. */
-Test(twins, bad_arguments_of_the_other_twins, .timeout = 30)
+/* The twins with a main of their own read the same command line; the
+ * persistent ones take -s, -r and -a too, and refuse a missing, empty or
+ * too long address before they start anything. */
+Test(twins, command_line_of_the_other_twins, .timeout = 60)
 {
 	static const char *const names[] = {
 		"create_loop", "start_loop", "simple_background_queue",
 		"simple_persistent_queue", "simple_persistent_managed",
 	};
+	static const struct bad_line persist_bad[] = {
+		{ "--address", "--address needs a value" },
+		{ "--address=", "--address needs a path, not ''" },
+		{ "-sa ''", "-a needs a path, not ''" },
+		{ "-a " "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		  "-a must be a path of at most 95 bytes, not "
+		  "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'" },
+		{ "--start=1", "--start takes no value, not '1'" },
+		{ "-rx", "unknown option '-x'" },
+	};
 	size_t i;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		char *cmd, *out;
-
-		twin_bad_args(names[i]);
-		if (i < 2)
-			continue;
-		cmd = fmt("%s --address 2>&1 >/dev/null; [ $? -eq 2 ] && "
-			  "%s --address= 2>&1 >/dev/null", demo(names[i]),
-			  demo(names[i]));
-		cr_assert_eq(run(cmd, &out), 2, "%s", cmd);
-		cr_assert(strstr(out, "usage:"), "%s:\n%s", cmd, out);
-		free(out);
-		free(cmd);
+		twin_command_line(names[i]);
+		if (i >= 2)
+			BAD_LINES(names[i], persist_bad);
 	}
 }
 
@@ -647,11 +741,15 @@ static void same_as_pprocess_persistent(const char *name)
 	char *two = fmt("%s --delay 0.01 --address %s/two --start && "
 			"%s --delay 0.01 --address %s/two --reconnect",
 			demo(name), d, demo(name), d);
+	char *three = fmt("%s -d0.01 -sa %s/three && %s --address=%s/three "
+			  "-rd 0.01", demo(name), d, demo(name), d);
 
 	same_as_recorded(name, one, false);
 	same_as_recorded(name, two, false);
+	same_as_recorded(name, three, false);
 	free(one);
 	free(two);
+	free(three);
 	rm_rf(d);
 }
 
