@@ -9,16 +9,16 @@
  * pattern matches, and the program prints them. Only the printing differs
  * between the two twins.
  *
- *   bottles [--delay S] [--count N] [--from-start] [FILE...]
+ *   bottles [-f] [-c N] [-d SECONDS] [FILE...]
  *
  * The files are pprocess's, /tmp/test, /tmp/test2 and /tmp/test3, unless
- * others are named. --delay is how long a follower sleeps when its file
- * has nothing new (default 0.1 s, as pprocess). Like pprocess, the twins
- * run until they are killed; --count N ends them after N lines printed,
- * and --from-start makes the followers read their files from the start
- * instead of from the end (both for tests). A file that cannot be opened
- * is reported on standard error by each grep process; the others are
- * still followed.
+ * others are named. -d (--delay) is how long a follower sleeps when its
+ * file has nothing new (default 0.1 s, as pprocess). Like pprocess, the
+ * twins run until they are killed; -c N (--count) ends them after N lines
+ * printed, and -f (--from-start) makes the followers read their files
+ * from the start instead of from the end (both for tests). The command
+ * line is read as cli.h says. A file that cannot be opened is reported
+ * on standard error by each grep process; the others are still followed.
  *
  * Static inline, as demo.h: each demo is one program that includes it.
  */
@@ -27,6 +27,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "exchange.h"
 
 /* The most files followed. */
@@ -56,75 +58,76 @@ static const char *const bottles_patterns[] = {
 	".*pants.*", ".*trousers.*", ".*shorts.*",
 };
 
-static inline void bottles_usage(const char *prog, bool heartbeat)
+/* Whether this is bottles_heartbeat, for --help. */
+static bool bottles_heartbeat;
+
+static inline void bottles_usage(FILE *f)
 {
-	fprintf(stderr,
-		"usage: %s [--delay S]%s [--count N] [--from-start] [FILE...]\n"
-		"  FILE...          the files followed (default /tmp/test "
-		"/tmp/test2 /tmp/test3)\n"
-		"  --delay S        a follower's sleep when its file has "
-		"nothing new (default 0.1)\n"
+	fprintf(f,
+		"usage: %s [-f] [-c N] [-d SECONDS]%s [FILE...]\n"
+		"  FILE...              the files followed (default /tmp/test "
+		"/tmp/test2\n"
+		"                       /tmp/test3)\n"
+		"  -f, --from-start     read the files from their start, not "
+		"their end\n"
+		"  -c, --count N        leave after printing N lines (default: "
+		"run until\n"
+		"                       killed)\n"
+		"  -d, --delay SECONDS  a follower's sleep when its file has "
+		"nothing new\n"
+		"                       (default 0.1, at most 3600)\n"
 		"%s"
-		"  --count N        leave after printing N lines (default: "
-		"run until killed)\n"
-		"  --from-start     read the files from their start, not "
-		"their end\n", prog, heartbeat ? " [--heartbeat MS]" : "",
-		heartbeat ? "  --heartbeat MS   say so when no line came for MS "
-			    "milliseconds (default 5000)\n" : "");
+		"  -h, --help           this help\n", cli.prog,
+		bottles_heartbeat ? " [--heartbeat MS]" : "",
+		bottles_heartbeat ?
+		"  --heartbeat MS       say so when no line came for MS "
+		"milliseconds\n"
+		"                       (default 5000, from 1 to 3600000)\n" :
+		"");
 }
 
-/* Reads the command line into the settings; a bad one prints the usage
- * and exits with status 2. */
+/* Reads the command line into the settings (heartbeat: the options of
+ * bottles_heartbeat), as cli.h says. */
 static inline void bottles_parse(int argc, char **argv, bool heartbeat)
 {
-	const char *prog = argc > 0 ? argv[0] : "bottles";
-	int i;
+	enum { HEARTBEAT = 256 };
+	/* bottles_heartbeat's options; bottles has all but the first. */
+	static const struct option longs[] = {
+		{ "heartbeat", required_argument, NULL, HEARTBEAT },
+		{ "from-start", no_argument, NULL, 'f' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "delay", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, i;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		char *end = NULL;
-
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			bottles_usage(prog, heartbeat);
-			exit(0);
-		}
-		if (strcmp(a, "--from-start") == 0) {
+	bottles_heartbeat = heartbeat;
+	cli_init(argv, ":fc:d:h", heartbeat ? longs : longs + 1,
+		 bottles_usage);
+	while ((c = cli_next(argc, argv)) != -1) {
+		switch (c) {
+		case 'f':
 			bottles.from_start = true;
-			continue;
+			break;
+		case 'c':
+			bottles.count = cli_int(optarg, 1, LONG_MAX);
+			break;
+		case 'd':
+			bottles.delay = cli_seconds(optarg, 3600.0);
+			break;
+		case HEARTBEAT:
+			bottles.heartbeat_ms = (int)cli_int(optarg, 1, 3600000);
+			break;
 		}
-		if (strcmp(a, "--delay") == 0 && v) {
-			errno = 0;
-			bottles.delay = strtod(v, &end);
-			if (!errno && *v && !*end && bottles.delay >= 0.0 &&
-			    bottles.delay <= 3600.0) {
-				i++;
-				continue;
-			}
-		} else if (strcmp(a, "--count") == 0 && v) {
-			errno = 0;
-			bottles.count = strtol(v, &end, 10);
-			if (!errno && *v && !*end && bottles.count > 0) {
-				i++;
-				continue;
-			}
-		} else if (heartbeat && strcmp(a, "--heartbeat") == 0 && v) {
-			long ms;
-
-			errno = 0;
-			ms = strtol(v, &end, 10);
-			if (!errno && *v && !*end && ms > 0 && ms <= 3600000) {
-				bottles.heartbeat_ms = (int)ms;
-				i++;
-				continue;
-			}
-		} else if (a[0] != '-' && a[0] &&
-			   bottles.nfiles < BOTTLES_MAX_FILES) {
-			bottles.files[bottles.nfiles++] = a;
-			continue;
-		}
-		fprintf(stderr, "%s: bad argument: %s\n", prog, a);
-		bottles_usage(prog, heartbeat);
-		exit(2);
+	}
+	for (i = optind; i < argc; i++) {
+		if (!argv[i][0])
+			cli_bad("a FILE must be named, not ''");
+		if (bottles.nfiles == BOTTLES_MAX_FILES)
+			cli_bad("at most %d FILEs are followed, not more",
+				BOTTLES_MAX_FILES);
+		bottles.files[bottles.nfiles++] = argv[i];
 	}
 	if (bottles.nfiles == 0) {
 		bottles.files[0] = "/tmp/test";
