@@ -3,8 +3,7 @@
  * exchange_pmap and written as a binary PPM (P6) image, or as a PNG when
  * the file name ends in ".png".
  *
- *   mandelbrot [--width W] [--height H] [--iter N] [--workers N]
- *              [--serial] [-o FILE]
+ *   mandelbrot [-s] [-j N] [-o FILE] [--width W] [--height H] [--iter N]
  *
  * Each row is one element of the map: the input is the row number, the
  * output the row's W * 3 bytes of colour. Workers are forked once and
@@ -22,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "exchange.h"
 #include "png.h"
 
@@ -34,18 +34,40 @@ struct view {
 	double y0, y1;		/* imaginary part, top to bottom */
 };
 
-static void usage(const char *prog)
+static void usage(FILE *f)
 {
-	fprintf(stderr,
-		"usage: %s [--width W] [--height H] [--iter N] [--workers N] "
-		"[--serial] [-o FILE]\n"
-		"  --width W, --height H  image size (default 800 x 600)\n"
-		"  --iter N               iterations per pixel (default 256)\n"
-		"  --workers N            processes (default: the cores)\n"
-		"  --serial               compute in this process only\n"
-		"  -o FILE                the image (default mandelbrot.ppm; "
-		"a PNG if FILE ends in .png)\n", prog);
+	fprintf(f,
+		"usage: %s [-s] [-j N] [-o FILE] [--width W] [--height H] "
+		"[--iter N]\n"
+		"  --width W, --height H  image size (default 800 x 600, each "
+		"from 1 to 20000)\n"
+		"  --iter N               iterations per pixel (default 256, "
+		"from 1 to 1000000)\n"
+		"  -j, --workers N        processes (default: the cores; from "
+		"1 to 1024)\n"
+		"  -s, --serial           compute in this process only\n"
+		"  -o, --output FILE      the image (default mandelbrot.ppm; a "
+		"PNG if FILE\n"
+		"                         ends in .png)\n"
+		"  -h, --help             this help\n", cli.prog);
 }
+
+enum {
+	OPT_WIDTH = 256,	/* long options without a short name */
+	OPT_HEIGHT,
+	OPT_ITER,
+};
+
+static const struct option long_options[] = {
+	{ "width", required_argument, NULL, OPT_WIDTH },
+	{ "height", required_argument, NULL, OPT_HEIGHT },
+	{ "iter", required_argument, NULL, OPT_ITER },
+	{ "workers", required_argument, NULL, 'j' },
+	{ "serial", no_argument, NULL, 's' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
 
 /* One channel of the palette: a smooth cosine wave over t. */
 static unsigned char shade(double t, double phase)
@@ -97,22 +119,6 @@ static int row(const void *in, void *out, void *ctx)
 	return 0;
 }
 
-/* Parses a whole number in [lo, hi] from s into *out. 0 or -1. */
-static int number(const char *s, long lo, long hi, int *out)
-{
-	char *end;
-	long n;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (errno || *end || n < lo || n > hi)
-		return -1;
-	*out = (int)n;
-	return 0;
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -133,42 +139,32 @@ int main(int argc, char **argv)
 	bool serial = false;
 	FILE *f = NULL;
 	double t0;
+	int c;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] :
-							   NULL;
-		int ok = -1;
-
-		if (strcmp(a, "--serial") == 0) {
+	cli_init(argv, ":j:so:h", long_options, usage);
+	while ((c = cli_next(argc, argv)) != -1) {
+		switch (c) {
+		case OPT_WIDTH:
+			v.width = (int)cli_int(optarg, 1, 20000);
+			break;
+		case OPT_HEIGHT:
+			v.height = (int)cli_int(optarg, 1, 20000);
+			break;
+		case OPT_ITER:
+			v.iter = (int)cli_int(optarg, 1, 1000000);
+			break;
+		case 'j':
+			workers = (int)cli_int(optarg, 1, 1024);
+			break;
+		case 's':
 			serial = true;
-			continue;
+			break;
+		case 'o':
+			path = cli_text(optarg, "a file name", 0);
+			break;
 		}
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(argv[0]);
-			return 0;
-		}
-		if (strcmp(a, "--width") == 0)
-			ok = number(val, 1, 20000, &v.width);
-		else if (strcmp(a, "--height") == 0)
-			ok = number(val, 1, 20000, &v.height);
-		else if (strcmp(a, "--iter") == 0)
-			ok = number(val, 1, 1000000, &v.iter);
-		else if (strcmp(a, "--workers") == 0)
-			ok = number(val, 1, 1024, &workers);
-		else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-			if (val && *val) {
-				path = val;
-				ok = 0;
-			}
-		}
-		if (ok < 0) {
-			fprintf(stderr, "%s: bad argument: %s%s%s\n", argv[0],
-				a, val ? " " : "", val ? val : "");
-			usage(argv[0]);
-			return 2;
-		}
-		i++;
 	}
+	cli_no_operands(argc, argv);
 
 	rowlen = (size_t)v.width * 3;
 	image = malloc(rowlen * (size_t)v.height);
@@ -196,7 +192,7 @@ int main(int argc, char **argv)
 				perror("exchange_pmap");
 			else
 				fprintf(stderr, "%s: %ld of %d rows computed\n",
-					argv[0], (long)done, v.height);
+					cli.prog, (long)done, v.height);
 			goto out;
 		}
 	}
