@@ -2,8 +2,8 @@
  * wordcount - map-reduce over a directory tree: count the words of every
  * regular file in worker processes, merge the counts, print the top words.
  *
- *   wordcount [--workers N] [--files-per-task K] [--top T | --all]
- *             [--max-files M] [--fork-per-task] PATH...
+ *   wordcount [-a | -t T] [-j N] [--files-per-task K] [--max-files M]
+ *             [--fork-per-task] PATH...
  *
  * Map: the sorted list of files is cut into tasks of K files; each task is
  * a plain function (exchange_start_plain) that counts the words of its
@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "cli.h"
 #include "exchange.h"
 #include "wordcount.h"
 
@@ -43,21 +44,43 @@ struct result_head {
 	uint64_t entries;	/* distinct words that follow */
 };
 
-static void usage(const char *prog)
+enum {
+	OPT_FILES_PER_TASK = 256,	/* long options without a short name */
+	OPT_MAX_FILES,
+	OPT_FORK_PER_TASK,
+};
+
+static const struct option long_options[] = {
+	{ "workers", required_argument, NULL, 'j' },
+	{ "files-per-task", required_argument, NULL, OPT_FILES_PER_TASK },
+	{ "top", required_argument, NULL, 't' },
+	{ "all", no_argument, NULL, 'a' },
+	{ "max-files", required_argument, NULL, OPT_MAX_FILES },
+	{ "fork-per-task", no_argument, NULL, OPT_FORK_PER_TASK },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
 {
-	fprintf(stderr,
-		"usage: %s [--workers N] [--files-per-task K] [--top T | --all]"
-		" [--max-files M] PATH...\n"
-		"  counts the words (runs of letters, lower-cased) of the files "
-		"under PATHs\n"
-		"  --workers N         worker processes (default: the cores)\n"
-		"  --files-per-task K  files per task (default 16)\n"
-		"  --top T             print the T most frequent (default 20)\n"
-		"  --all               print every word\n"
-		"  --max-files M       only the first M files, in path order\n"
-		"  --fork-per-task     a new process per task instead of "
-		"reusing workers\n",
-		prog);
+	fprintf(f,
+		"usage: %s [-a | -t T] [-j N] [--files-per-task K] "
+		"[--max-files M]\n"
+		"       [--fork-per-task] PATH...\n"
+		"  counts the words (runs of letters, lower-cased) of the "
+		"files under PATHs\n"
+		"  -j, --workers N       worker processes (default: the cores; "
+		"from 1 to 1024)\n"
+		"  --files-per-task K    files per task (default 16, from 1 to "
+		"1000000)\n"
+		"  -t, --top T           print the T most frequent (default "
+		"20, from 0)\n"
+		"  -a, --all             print every word\n"
+		"  --max-files M         only the first M files, in path order "
+		"(from 0)\n"
+		"  --fork-per-task       a new process per task instead of "
+		"reusing workers\n"
+		"  -h, --help            this help\n", cli.prog);
 }
 
 static void count_word(const char *w, size_t len, void *data)
@@ -158,21 +181,6 @@ static int by_count(const void *a, const void *b)
 	return strcmp(x->word, y->word);
 }
 
-static int number(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long n;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (errno || *end || n < lo || n > hi)
-		return -1;
-	*out = n;
-	return 0;
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -193,57 +201,40 @@ int main(int argc, char **argv)
 	struct channel_msg m;
 	size_t i, n, failed = 0;
 	bool all = false, reuse = true;
-	int npaths = 0, r, status = 1, walk_errors = 0;
+	int c, r, status = 1, walk_errors = 0;
 	double t0 = now();
 
-	for (i = 1; i < (size_t)argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < (size_t)argc ? argv[i + 1] : NULL;
-		int ok = -1;
-
-		if (a[0] != '-') {
-			argv[1 + npaths++] = argv[i];
-			continue;
-		}
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(argv[0]);
-			return 0;
-		}
-		if (strcmp(a, "--all") == 0) {
+	cli_init(argv, ":j:t:ah", long_options, usage);
+	while ((c = cli_next(argc, argv)) != -1) {
+		switch (c) {
+		case 'j':
+			workers = cli_int(optarg, 1, 1024);
+			break;
+		case OPT_FILES_PER_TASK:
+			per_task = cli_int(optarg, 1, 1000000);
+			break;
+		case 't':
+			top = cli_int(optarg, 0, 1000000000);
+			break;
+		case 'a':
 			all = true;
-			continue;
-		}
-		if (strcmp(a, "--fork-per-task") == 0) {
+			break;
+		case OPT_MAX_FILES:
+			max_files = cli_int(optarg, 0, 1000000000);
+			break;
+		case OPT_FORK_PER_TASK:
 			reuse = false;
-			continue;
+			break;
 		}
-		if (strcmp(a, "--workers") == 0)
-			ok = number(v, 1, 1024, &workers);
-		else if (strcmp(a, "--files-per-task") == 0)
-			ok = number(v, 1, 1000000, &per_task);
-		else if (strcmp(a, "--top") == 0)
-			ok = number(v, 0, 1000000000, &top);
-		else if (strcmp(a, "--max-files") == 0)
-			ok = number(v, 0, 1000000000, &max_files);
-		if (ok < 0) {
-			fprintf(stderr, "%s: bad argument: %s%s%s\n", argv[0],
-				a, v ? " " : "", v ? v : "");
-			usage(argv[0]);
-			return 2;
-		}
-		i++;
 	}
-	if (npaths == 0) {
-		fprintf(stderr, "%s: no PATH given\n", argv[0]);
-		usage(argv[0]);
-		return 2;
-	}
+	if (optind == argc)
+		cli_bad("no PATH given");
 	if (workers == 0)
 		workers = exchange_cores();
 	signal(SIGPIPE, SIG_IGN);
 
-	for (r = 0; r < npaths; r++)
-		walk_errors += wc_files_walk(&files, argv[1 + r], 1);
+	for (r = optind; r < argc; r++)
+		walk_errors += wc_files_walk(&files, argv[r], 1);
 	wc_files_sort(&files);
 	if (max_files >= 0 && files.n > (size_t)max_files) {
 		for (i = (size_t)max_files; i < files.n; i++)
@@ -275,11 +266,11 @@ int main(int argc, char **argv)
 	/* Reduce: merge the counts as they arrive. */
 	while ((r = exchange_queue_next(queue, &m, -1)) == 1) {
 		if (m.kind != CHANNEL_DATA) {
-			fprintf(stderr, "%s: task %zu failed: %s\n", argv[0],
+			fprintf(stderr, "%s: task %zu failed: %s\n", cli.prog,
 				m.task, (const char *)m.data);
 			failed++;
 		} else if (merge(&total, &sum, m.data, m.len) < 0) {
-			fprintf(stderr, "%s: task %zu: bad result\n", argv[0],
+			fprintf(stderr, "%s: task %zu: bad result\n", cli.prog,
 				m.task);
 			failed++;
 		}
