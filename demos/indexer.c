@@ -2,7 +2,7 @@
  * indexer - a search index built in parallel with a window of processes,
  * then queried (pprocess tests/start_indexer.py).
  *
- *   indexer [--window N] [--slice K] [--delay S] PATH [QUERY...]
+ *   indexer [-w N] [-s K] [-d SECONDS] PATH [QUERY...]
  *
  * The regular files under PATH (sorted) are cut into slices of K files.
  * Each slice is parsed in a process started with channel_start and added
@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "cli.h"
 #include "exchange.h"
 #include "wordcount.h"
 
@@ -54,19 +55,30 @@ struct index {
 	size_t cap;		/* lists allocated */
 };
 
-static void usage(const char *prog)
+static const struct option long_options[] = {
+	{ "window", required_argument, NULL, 'w' },
+	{ "slice", required_argument, NULL, 's' },
+	{ "delay", required_argument, NULL, 'd' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
 {
-	fprintf(stderr,
-		"usage: %s [--window N] [--slice K] [--delay S] PATH "
-		"[QUERY...]\n"
+	fprintf(f,
+		"usage: %s [-w N] [-s K] [-d SECONDS] PATH [QUERY...]\n"
 		"  indexes the words of the files under PATH, then prints the "
 		"files that\n"
 		"  contain every word of each QUERY (or of each line of "
 		"standard input)\n"
-		"  --window N  parser processes at once (default 4)\n"
-		"  --slice K   files per parser (default 5)\n"
-		"  --delay S   each parser sleeps S seconds per file "
-		"(default 0)\n", prog);
+		"  -w, --window N       parser processes at once (default 4, "
+		"from 1 to 1024)\n"
+		"  -s, --slice K        files per parser (default 5, from 1 to "
+		"1000000)\n"
+		"  -d, --delay SECONDS  each parser sleeps this long per file "
+		"(default 0,\n"
+		"                       at most 3600)\n"
+		"  -h, --help           this help\n", cli.prog);
 }
 
 /* Collects the distinct words of one file. */
@@ -289,21 +301,6 @@ static void answer(const struct index *ix, const struct wc_files *files,
 	wc_table_free(&q);
 }
 
-static int number(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long n;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (errno || *end || n < lo || n > hi)
-		return -1;
-	*out = n;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	long window = 4, slice = 5;
@@ -311,54 +308,31 @@ int main(int argc, char **argv)
 	struct index ix = { 0 };
 	struct exchange *ex;
 	struct job job = { &files, 0.0 };
-	const char *path = NULL;
-	char **queries = NULL;
-	int i, nqueries = 0, status = 0;
+	const char *path;
+	char **queries;
+	int c, i, nqueries, status = 0;
 	size_t next, k, failures = 0;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int ok = -1;
-
-		if (path) {
-			/* Everything after PATH is a query. */
-			queries = &argv[i];
-			nqueries = argc - i;
+	/* Options come before PATH: everything after it is a query. */
+	cli_init(argv, "+:w:s:d:h", long_options, usage);
+	while ((c = cli_next(argc, argv)) != -1) {
+		switch (c) {
+		case 'w':
+			window = cli_int(optarg, 1, 1024);
+			break;
+		case 's':
+			slice = cli_int(optarg, 1, 1000000);
+			break;
+		case 'd':
+			job.delay = cli_seconds(optarg, 3600.0);
 			break;
 		}
-		if (a[0] != '-') {
-			path = a;
-			continue;
-		}
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(argv[0]);
-			return 0;
-		}
-		if (strcmp(a, "--window") == 0)
-			ok = number(v, 1, 1024, &window);
-		else if (strcmp(a, "--slice") == 0)
-			ok = number(v, 1, 1000000, &slice);
-		else if (strcmp(a, "--delay") == 0 && v) {
-			char *end;
-
-			errno = 0;
-			job.delay = strtod(v, &end);
-			ok = errno || *end || end == v || !(job.delay >= 0) ||
-			     job.delay > 3600 ? -1 : 0;
-		}
-		if (ok < 0) {
-			fprintf(stderr, "%s: bad argument: %s%s%s\n", argv[0],
-				a, v ? " " : "", v ? v : "");
-			usage(argv[0]);
-			return 2;
-		}
-		i++;
 	}
-	if (!path) {
-		fprintf(stderr, "%s: no PATH given\n", argv[0]);
-		usage(argv[0]);
-		return 2;
-	}
+	if (optind == argc)
+		cli_bad("no PATH given");
+	path = argv[optind];
+	queries = &argv[optind + 1];
+	nqueries = argc - optind - 1;
 	signal(SIGPIPE, SIG_IGN);
 	if (wc_files_walk(&files, path, 1) > 0)
 		status = 1;
@@ -388,7 +362,7 @@ int main(int argc, char **argv)
 				continue;
 			if (m.kind != CHANNEL_DATA) {
 				fprintf(stderr, "%s: a parser failed: %s\n",
-					argv[0], (const char *)m.data);
+					cli.prog, (const char *)m.data);
 				failures++;
 			} else if (m.len >= sizeof(idx)) {
 				memcpy(&idx, m.data, sizeof(idx));

@@ -1333,12 +1333,35 @@ Test(indexer, queries, .timeout = 30)
 	free(cmd);
 	free(want);
 
-	cmd = fmt("%s --window 0 %s 2>&1 >/dev/null", demo("indexer"), d);
-	cr_assert_eq(run(cmd, &out), 2);
-	cr_assert(strstr(out, "usage:"));
+	/* Bundled, with =, cut short; a query that looks like an option. */
+	cmd = fmt("%s -w2 --sli=1 -d0 %s --apple 2>/dev/null",
+		  demo("indexer"), d);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	want = fmt("--apple: 2 files\n  %s/a.txt\n  %s/c.txt\n", d, d);
+	cr_assert_str_eq(out, want);
 	free(out);
 	free(cmd);
+	free(want);
 	rm_rf(d);
+}
+
+Test(indexer, command_line, .timeout = 30)
+{
+	static const struct bad_line bad[] = {
+		{ "", "no PATH given" },
+		{ "-w 3", "no PATH given" },
+		{ "--window 0 .", "--window must be an integer from 1 to 1024, "
+		  "not '0'" },
+		{ "-s x .",
+		  "-s must be an integer from 1 to 1000000, not 'x'" },
+		{ "--delay", "--delay needs a value" },
+		{ "--delay=-1 .", "--delay must be a number of seconds from 0 "
+		  "to 3600, not '-1'" },
+	};
+
+	help_on_stdout("indexer");
+	BAD_LINES("indexer", cli_bad);
+	BAD_LINES("indexer", bad);
 }
 
 /* ------------------------------------------------------------------------ */
