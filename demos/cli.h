@@ -42,7 +42,7 @@ struct cli {
 	const char *shorts;		/* getopt_long's short options */
 	const struct option *longs;	/* its long ones, ending with zeros */
 	void (*usage)(FILE *f);		/* prints the --help text */
-	char opt[64];			/* the option cli_next read last */
+	char opt[64];			/* the option (or operand) checked */
 };
 
 static struct cli cli;
@@ -195,6 +195,13 @@ static inline const char *cli_text(const char *v, const char *what,
 		cli_bad("%s must be %s of at most %zu bytes, not '%s'",
 			cli.opt, what, max - 1, v);
 	return v;
+}
+
+/* The checks that follow are of operand name (as LIMIT), not of an
+ * option, and name it in their messages. */
+static inline void cli_operand(const char *name)
+{
+	snprintf(cli.opt, sizeof(cli.opt), "%s", name);
 }
 
 /* Reports the first word after the options, for programs that take

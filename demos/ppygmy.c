@@ -7,7 +7,7 @@
  * written as a PNG.
  *
  *   ppygmy [--exchange | --pmap | --queue | --reuse | --serial]
- *          [--width W] [--height H] [-o FILE] [--quiet] [LIMIT]
+ *          [--width W] [--height H] [-o FILE] [-q] [LIMIT]
  *
  * The ways to render, one per pprocess example:
  *
@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "exchange.h"
 #include "png.h"
 
@@ -741,90 +742,85 @@ static int render_serial(struct canvas *cv)
 
 enum mode { EXCHANGE, PMAP, QUEUE, REUSE, SERIAL };
 
-static void usage(const char *prog)
+enum {
+	OPT_WIDTH = 256,	/* long options without a short name */
+	OPT_HEIGHT,
+	OPT_MODE,		/* OPT_MODE + enum mode: the ways to render */
+};
+
+static const struct option long_options[] = {
+	{ "exchange", no_argument, NULL, OPT_MODE + EXCHANGE },
+	{ "pmap", no_argument, NULL, OPT_MODE + PMAP },
+	{ "queue", no_argument, NULL, OPT_MODE + QUEUE },
+	{ "reuse", no_argument, NULL, OPT_MODE + REUSE },
+	{ "serial", no_argument, NULL, OPT_MODE + SERIAL },
+	{ "width", required_argument, NULL, OPT_WIDTH },
+	{ "height", required_argument, NULL, OPT_HEIGHT },
+	{ "limit", required_argument, NULL, 'l' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
 {
-	fprintf(stderr,
-		"usage: %s [--exchange | --pmap | --queue | --reuse | --serial]\n"
-		"       [--width W] [--height H] [-o FILE] [--quiet] [LIMIT]\n"
-		"  --exchange  an exchange with store_data (ppygmy.py; default)\n"
+	fprintf(f,
+		"usage: %s [--exchange | --pmap | --queue | --reuse | "
+		"--serial]\n"
+		"       [--width W] [--height H] [-o FILE] [-q] [LIMIT]\n"
+		"  --exchange  an exchange with store_data (ppygmy.py; "
+		"default)\n"
 		"  --pmap      exchange_pmap (ppygmy_pmap.py)\n"
 		"  --queue     a Queue of plain functions (ppygmy_queue.py)\n"
 		"  --reuse     the exchange with reuse (ppygmy_reuse.py)\n"
 		"  --serial    every row in this process\n"
-		"  --width W, --height H  image size (default 300 x 200)\n"
-		"  -o FILE     the PNG written (default test.png)\n"
-		"  --quiet     print no progress\n"
-		"  LIMIT, --limit LIMIT  processes at once (default 1)\n", prog);
-}
-
-/* Parses a whole number in [lo, hi] from s into *out. 0 or -1. */
-static int number(const char *s, long lo, long hi, int *out)
-{
-	char *end;
-	long n;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (errno || *end || n < lo || n > hi)
-		return -1;
-	*out = (int)n;
-	return 0;
+		"  --width W, --height H  image size (default 300 x 200, each "
+		"from 1 to 20000)\n"
+		"  -o, --output FILE      the PNG written (default test.png)\n"
+		"  -q, --quiet            print no progress\n"
+		"  LIMIT, -l, --limit LIMIT  processes at once (default 1, "
+		"from 1 to 10000)\n"
+		"  -h, --help             this help\n", cli.prog);
 }
 
 int main(int argc, char **argv)
 {
-	static const char *const modes[] = { "--exchange", "--pmap",
-					     "--queue", "--reuse",
-					     "--serial" };
 	struct canvas cv = { 0 };
 	const char *path = "test.png";
 	int width = 300, height = 200, limit = 1, mode = EXCHANGE;
-	int i, k, st, limit_seen = 0;
+	int c, st;
 	FILE *f;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] :
-							   NULL;
-		int ok = -1, known = 0;
-
-		for (k = 0; k < (int)(sizeof(modes) / sizeof(modes[0])); k++)
-			if (strcmp(a, modes[k]) == 0) {
-				mode = k;
-				known = 1;
-			}
-		if (known)
-			continue;
-		if (strcmp(a, "--quiet") == 0) {
+	cli_init(argv, ":l:o:qh", long_options, usage);
+	while ((c = cli_next(argc, argv)) != -1) {
+		switch (c) {
+		case OPT_WIDTH:
+			width = (int)cli_int(optarg, 1, 20000);
+			break;
+		case OPT_HEIGHT:
+			height = (int)cli_int(optarg, 1, 20000);
+			break;
+		case 'l':
+			limit = (int)cli_int(optarg, 1, 10000);
+			break;
+		case 'o':
+			path = cli_text(optarg, "a file name", 0);
+			break;
+		case 'q':
 			cv.quiet = true;
-			continue;
+			break;
+		default:
+			assert(c >= OPT_MODE && c <= OPT_MODE + SERIAL);
+			mode = c - OPT_MODE;
 		}
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(argv[0]);
-			return 0;
-		}
-		if (a[0] != '-' && !limit_seen) {
-			if (number(a, 1, 10000, &limit) < 0)
-				goto bad;
-			limit_seen = 1;
-			continue;
-		}
-		if (strcmp(a, "--width") == 0)
-			ok = number(val, 1, 20000, &width);
-		else if (strcmp(a, "--height") == 0)
-			ok = number(val, 1, 20000, &height);
-		else if (strcmp(a, "--limit") == 0)
-			ok = number(val, 1, 10000, &limit);
-		else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) &&
-			 val && *val) {
-			path = val;
-			ok = 0;
-		}
-		if (ok < 0)
-			goto bad;
-		i++;
 	}
+	if (optind < argc) {
+		/* LIMIT, as scene.py's first argument. */
+		cli_operand("LIMIT");
+		limit = (int)cli_int(argv[optind++], 1, 10000);
+	}
+	cli_no_operands(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	scene(width, height);
 	cv.pixels = calloc((size_t)width * (size_t)height, 3);
@@ -881,8 +877,4 @@ int main(int argc, char **argv)
 	}
 	free(cv.pixels);
 	return 0;
-bad:
-	fprintf(stderr, "%s: bad argument: %s\n", argv[0], argv[i]);
-	usage(argv[0]);
-	return 2;
 }
