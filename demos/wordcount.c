@@ -3,7 +3,7 @@
  * regular file in worker processes, merge the counts, print the top words.
  *
  *   wordcount [-a | -t T] [-j N] [--files-per-task K] [--max-files M]
- *             [--fork-per-task] PATH...
+ *             [--fork-per-task] [--progress] PATH...
  *
  * Map: the sorted list of files is cut into tasks of K files; each task is
  * a plain function (exchange_start_plain) that counts the words of its
@@ -19,6 +19,12 @@
  * error. Words are defined in wordcount.h (runs of ASCII letters,
  * lower-cased); binary files (gzip, or a NUL byte in the first 64 KiB) are
  * skipped and counted in the summary.
+ *
+ * Progress: when standard error is a terminal, a line there counts the
+ * files found while the tree is walked, then the files counted as the
+ * results come in (a task's files count when its result, or its failure,
+ * arrives), and is erased before the summary (progress.h). --progress
+ * shows it elsewhere too and leaves its last state as a line.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -26,6 +32,7 @@
 
 #include "cli.h"
 #include "exchange.h"
+#include "progress.h"
 #include "wordcount.h"
 
 /* A task: files [first, first + count) of the list. */
@@ -48,6 +55,7 @@ enum {
 	OPT_FILES_PER_TASK = 256,	/* long options without a short name */
 	OPT_MAX_FILES,
 	OPT_FORK_PER_TASK,
+	OPT_PROGRESS,
 };
 
 static const struct option long_options[] = {
@@ -57,6 +65,7 @@ static const struct option long_options[] = {
 	{ "all", no_argument, NULL, 'a' },
 	{ "max-files", required_argument, NULL, OPT_MAX_FILES },
 	{ "fork-per-task", no_argument, NULL, OPT_FORK_PER_TASK },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -66,7 +75,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: %s [-a | -t T] [-j N] [--files-per-task K] "
 		"[--max-files M]\n"
-		"       [--fork-per-task] PATH...\n"
+		"       [--fork-per-task] [--progress] PATH...\n"
 		"  counts the words (runs of letters, lower-cased) of the "
 		"files under PATHs\n"
 		"  -j, --workers N       worker processes (default: the cores; "
@@ -80,6 +89,12 @@ static void usage(FILE *f)
 		"(from 0)\n"
 		"  --fork-per-task       a new process per task instead of "
 		"reusing workers\n"
+		"  --progress            show the files found and counted, "
+		"also off a\n"
+		"                        terminal, and leave the last state "
+		"(on a terminal\n"
+		"                        the line is shown anyway, and "
+		"erased at the end)\n"
 		"  -h, --help            this help\n", cli.prog);
 }
 
@@ -181,6 +196,36 @@ static int by_count(const void *a, const void *b)
 	return strcmp(x->word, y->word);
 }
 
+/* Says what failed (with errno), on a line of its own. */
+static void fail(const struct progress *p, const char *what)
+{
+	int err = errno;
+
+	progress_clear(p);
+	fprintf(stderr, "%s: %s: %s\n", cli.prog, what, strerror(err));
+}
+
+/* The number of files in task t of n files cut in tasks of k. */
+static size_t task_files(size_t t, size_t n, size_t k)
+{
+	if (t >= (n + k - 1) / k)
+		return 0;	/* not one of ours */
+	return n - t * k < k ? n - t * k : k;
+}
+
+/* The state of the work, on the progress line. */
+static void counted(struct progress *p, size_t done, size_t n, bool end)
+{
+	int pct = n ? (int)(100.0 * (double)done / (double)n) : 100;
+
+	if (end)
+		progress_done(p, "files counted: %zu of %zu (%d%%)", done, n,
+			      pct);
+	else
+		progress_draw(p, "files counted: %zu of %zu (%d%%)", done, n,
+			      pct);
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -199,8 +244,9 @@ int main(int argc, char **argv)
 	struct wc_entry **sorted = NULL;
 	struct exchange *queue = NULL;
 	struct channel_msg m;
-	size_t i, n, failed = 0;
-	bool all = false, reuse = true;
+	struct progress progress;
+	size_t i, n, failed = 0, done = 0;
+	bool all = false, reuse = true, show = false;
 	int c, r, status = 1, walk_errors = 0;
 	double t0 = now();
 
@@ -225,6 +271,9 @@ int main(int argc, char **argv)
 		case OPT_FORK_PER_TASK:
 			reuse = false;
 			break;
+		case OPT_PROGRESS:
+			show = true;
+			break;
 		}
 	}
 	if (optind == argc)
@@ -232,6 +281,8 @@ int main(int argc, char **argv)
 	if (workers == 0)
 		workers = exchange_cores();
 	signal(SIGPIPE, SIG_IGN);
+	progress_init(&progress, cli.prog, show);
+	files.progress = &progress;
 
 	for (r = optind; r < argc; r++)
 		walk_errors += wc_files_walk(&files, argv[r], 1);
@@ -247,7 +298,7 @@ int main(int argc, char **argv)
 	opts.reuse = reuse;
 	queue = exchange_new_queue(&opts);
 	if (!queue) {
-		perror("exchange_new_queue");
+		fail(&progress, "exchange_new_queue");
 		goto out;
 	}
 	for (i = 0; i < files.n; i += (size_t)per_task) {
@@ -258,28 +309,34 @@ int main(int argc, char **argv)
 			     files.n - i : (size_t)per_task;
 		if (exchange_start_plain(queue, count_task, &task,
 					 sizeof(task), &files) < 0) {
-			perror("exchange_start_plain");
+			fail(&progress, "exchange_start_plain");
 			goto out;
 		}
 	}
 
 	/* Reduce: merge the counts as they arrive. */
+	counted(&progress, 0, files.n, false);
 	while ((r = exchange_queue_next(queue, &m, -1)) == 1) {
+		done += task_files(m.task, files.n, (size_t)per_task);
 		if (m.kind != CHANNEL_DATA) {
+			progress_clear(&progress);
 			fprintf(stderr, "%s: task %zu failed: %s\n", cli.prog,
 				m.task, (const char *)m.data);
 			failed++;
 		} else if (merge(&total, &sum, m.data, m.len) < 0) {
+			progress_clear(&progress);
 			fprintf(stderr, "%s: task %zu: bad result\n", cli.prog,
 				m.task);
 			failed++;
 		}
 		channel_msg_free(&m);
+		counted(&progress, done, files.n, false);
 	}
 	if (r < 0) {
-		perror("exchange_queue_next");
+		fail(&progress, "exchange_queue_next");
 		goto out;
 	}
+	counted(&progress, done, files.n, true);
 
 	sorted = wc_alloc(total.n * sizeof(*sorted));
 	for (i = 0, n = 0; i < total.cap; i++)

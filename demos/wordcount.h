@@ -23,11 +23,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "progress.h"
+
 /* A list of file paths. */
 struct wc_files {
 	char **path;		/* malloc'd paths */
 	size_t n;		/* how many */
 	size_t cap;		/* allocated entries */
+	struct progress *progress; /* NULL, or the line counting the walk */
 };
 
 /* One entry of a count table. */
@@ -75,6 +78,18 @@ static inline void wc_files_add(struct wc_files *f, const char *path)
 		exit(1);
 	}
 	f->n++;
+	progress_draw(f->progress, "files found: %zu", f->n);
+}
+
+/* Reports that path cannot be looked at (errno says why), on a line of
+ * its own. Returns 1: one error. */
+static inline int wc_walk_error(const struct wc_files *f, const char *path)
+{
+	int err = errno;
+
+	progress_clear(f->progress);
+	fprintf(stderr, "%s: %s\n", path, strerror(err));
+	return 1;
 }
 
 /* Adds path if it is a regular file, or every regular file below it if it
@@ -89,10 +104,8 @@ static inline int wc_files_walk(struct wc_files *f, const char *path,
 	struct dirent *de;
 	int errors = 0;
 
-	if ((top ? stat(path, &st) : lstat(path, &st)) < 0) {
-		fprintf(stderr, "%s: %s\n", path, strerror(errno));
-		return 1;
-	}
+	if ((top ? stat(path, &st) : lstat(path, &st)) < 0)
+		return wc_walk_error(f, path);
 	if (S_ISREG(st.st_mode)) {
 		wc_files_add(f, path);
 		return 0;
@@ -100,10 +113,8 @@ static inline int wc_files_walk(struct wc_files *f, const char *path,
 	if (!S_ISDIR(st.st_mode))
 		return 0;
 	d = opendir(path);
-	if (!d) {
-		fprintf(stderr, "%s: %s\n", path, strerror(errno));
-		return 1;
-	}
+	if (!d)
+		return wc_walk_error(f, path);
 	while ((de = readdir(d))) {
 		size_t len;
 		char *sub;

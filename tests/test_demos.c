@@ -111,6 +111,54 @@ static char *fmt(const char *f, ...)
 	return s;
 }
 
+/* s in single quotes for the shell (malloc'd). */
+static char *shell_quote(const char *s)
+{
+	char *q = malloc(strlen(s) * 4 + 3), *o = q;
+
+	cr_assert(q);
+	*o++ = '\'';
+	for (; *s; s++) {
+		if (*s == '\'') {
+			memcpy(o, "'\\''", 4);
+			o += 4;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o++ = '\'';
+	*o = '\0';
+	return q;
+}
+
+/* Runs the shell command line cmd on a terminal: script(1) makes one (a
+ * pseudo-terminal) its standard input, output and error; cmd sends its
+ * standard output elsewhere. Returns what cmd wrote on the terminal
+ * (malloc'd) and its exit status in *status. Nothing is typed: script
+ * reads /dev/null. */
+static char *on_a_terminal(const char *cmd, int *status)
+{
+	char *q = shell_quote(cmd);
+	char *line = fmt("script -qec %s /dev/null </dev/null", q), *out;
+
+	cr_assert_eq(run("command -v script >/dev/null", NULL), 0,
+		     "script(1), of util-linux, is needed for this test");
+	*status = run(line, &out);
+	free(line);
+	free(q);
+	return out;
+}
+
+/* The text after the last occurrence of what in s, or NULL. */
+static const char *after_last(const char *s, const char *what)
+{
+	const char *p, *last = NULL;
+
+	for (p = s; (p = strstr(p, what)); p++)
+		last = p + strlen(what);
+	return last;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Files                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -1272,6 +1320,72 @@ Test(wordcount, top_words, .timeout = 30)
 	cr_assert_str_eq(out, "40 beta\n40 file\n", "%s", cmd);
 	free(out);
 	free(cmd);
+	rm_rf(d);
+}
+
+/* The progress line: off a terminal, none, unless --progress asks for it,
+ * and then only its last state; on a terminal, drawn at once and erased
+ * before the summary. Standard output is the same every time. */
+Test(wordcount, progress, .timeout = 60)
+{
+	static const char read44[] = "wordcount: 44 files read (";
+	static const char last[] = "wordcount: files counted: 44 of 44 "
+				   "(100%)\n";
+	static const char first[] = "\r\033[Kwordcount: files found: 1";
+	char *d = text_tree(), *o = tmpdir(), *errpath = fmt("%s/err", o);
+	char *cmd, *plain, *out, *err, *tty;
+	const char *tail;
+	size_t len;
+	int st;
+
+	/* Not a terminal: one line, the summary. */
+	cmd = fmt("%s -a %s 2>%s", demo("wordcount"), d, errpath);
+	cr_assert_eq(run(cmd, &plain), 0, "%s", cmd);
+	cr_assert(strlen(plain) > 0);
+	err = read_file(errpath, &len);
+	cr_assert(strncmp(err, read44, sizeof(read44) - 1) == 0 &&
+		  strchr(err, '\n') == err + len - 1,
+		  "%s: not just the summary:\n%s", cmd, err);
+	free(err);
+	free(cmd);
+
+	/* --progress: the last state, then the summary. */
+	cmd = fmt("%s -a --progress %s 2>%s", demo("wordcount"), d, errpath);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	cr_assert_str_eq(out, plain, "%s: not the same output", cmd);
+	err = read_file(errpath, &len);
+	cr_assert(len > sizeof(last) &&
+		  strncmp(err, last, sizeof(last) - 1) == 0 &&
+		  strncmp(err + sizeof(last) - 1, read44,
+			  sizeof(read44) - 1) == 0 &&
+		  strchr(err + sizeof(last) - 1, '\n') == err + len - 1,
+		  "%s: not the last state, then the summary:\n%s", cmd, err);
+	free(err);
+	free(out);
+	free(cmd);
+
+	/* A terminal: the line is drawn at once, erased before the summary,
+	 * which is the last line (the terminal ends it with \r\n). */
+	cmd = fmt("%s -a %s >%s/out", demo("wordcount"), d, o);
+	tty = on_a_terminal(cmd, &st);
+	cr_assert_eq(st, 0, "%s", cmd);
+	cr_assert(strncmp(tty, first, sizeof(first) - 1) == 0,
+		  "%s: no progress line at once:\n%s", cmd, tty);
+	tail = after_last(tty, "\r\033[K");
+	cr_assert(tail && strncmp(tail, read44, sizeof(read44) - 1) == 0 &&
+		  strcmp(tail + strlen(tail) - 4, " s\r\n") == 0 &&
+		  !strchr(tail, '\r')[2], "%s: not erased before the "
+		  "summary:\n%s", cmd, tty);
+	free(errpath);
+	errpath = fmt("%s/out", o);
+	out = read_file(errpath, &len);
+	cr_assert_str_eq(out, plain, "%s: not the same output", cmd);
+	free(out);
+	free(tty);
+	free(cmd);
+	free(plain);
+	free(errpath);
+	rm_rf(o);
 	rm_rf(d);
 }
 
