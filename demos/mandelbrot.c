@@ -4,6 +4,7 @@
  * the file name ends in ".png".
  *
  *   mandelbrot [-s] [-j N] [-o FILE] [--width W] [--height H] [--iter N]
+ *              [--progress]
  *
  * Each row is one element of the map: the input is the row number, the
  * output the row's W * 3 bytes of colour. Workers are forked once and
@@ -12,6 +13,15 @@
  * this process, so the two images are identical byte for byte (the tests
  * compare them). Any PPM viewer opens the file; a browser opens the PNG,
  * which is written uncompressed (stored deflate blocks: no zlib needed).
+ *
+ * Progress: when standard error is a terminal, a line there counts the
+ * rows computed, and is erased at the end (progress.h). exchange_pmap
+ * returns only when every row is done, so the workers draw the line
+ * themselves: the row function counts each row in memory they share with
+ * this process, and the one that finishes a row when the line is due
+ * draws it. --progress shows the line elsewhere too (off a terminal,
+ * only its last state, written by this process at the end) and leaves
+ * the last state.
  */
 #include <errno.h>
 #include <math.h>
@@ -19,11 +29,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "exchange.h"
 #include "png.h"
+#include "progress.h"
+
+/* What the processes computing rows share: the progress line, and how
+ * many rows are done. */
+struct shared {
+	struct progress line;	/* drawn by whoever finishes a row in time */
+	atomic_long rows;	/* rows computed, by all the processes */
+};
 
 /* The image and the view of the complex plane. */
 struct view {
@@ -32,6 +52,7 @@ struct view {
 	int iter;		/* most iterations per pixel */
 	double x0, x1;		/* real part, left to right */
 	double y0, y1;		/* imaginary part, top to bottom */
+	struct shared *shared;	/* NULL, or where each row is counted */
 };
 
 static void usage(FILE *f)
@@ -39,6 +60,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: %s [-s] [-j N] [-o FILE] [--width W] [--height H] "
 		"[--iter N]\n"
+		"       [--progress]\n"
 		"  --width W, --height H  image size (default 800 x 600, each "
 		"from 1 to 20000)\n"
 		"  --iter N               iterations per pixel (default 256, "
@@ -49,6 +71,12 @@ static void usage(FILE *f)
 		"  -o, --output FILE      the image (default mandelbrot.ppm; a "
 		"PNG if FILE\n"
 		"                         ends in .png)\n"
+		"  --progress             show the rows computed, also off a "
+		"terminal, and\n"
+		"                         leave the last state (on a terminal "
+		"the line is\n"
+		"                         shown anyway, and erased at the "
+		"end)\n"
 		"  -h, --help             this help\n", cli.prog);
 }
 
@@ -56,6 +84,7 @@ enum {
 	OPT_WIDTH = 256,	/* long options without a short name */
 	OPT_HEIGHT,
 	OPT_ITER,
+	OPT_PROGRESS,
 };
 
 static const struct option long_options[] = {
@@ -65,6 +94,7 @@ static const struct option long_options[] = {
 	{ "workers", required_argument, NULL, 'j' },
 	{ "serial", no_argument, NULL, 's' },
 	{ "output", required_argument, NULL, 'o' },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -116,7 +146,43 @@ static int row(const void *in, void *out, void *ctx)
 		}
 		px += 3;
 	}
+	if (v->shared) {
+		long done = atomic_fetch_add(&v->shared->rows, 1) + 1;
+
+		if (done > v->height)
+			done = v->height;	/* a row computed again */
+		progress_draw(&v->shared->line, "rows computed: %ld of %d "
+			      "(%d%%)", done, v->height,
+			      (int)(100 * done / v->height));
+	}
 	return 0;
+}
+
+/* Memory that this process and the workers it forks share, for the
+ * progress: a temporary file, mapped (POSIX has had anonymous shared
+ * mappings only since 2024), whose name is gone at once. NULL if it cannot
+ * be had, or if atomic counts would need locks there. */
+static struct shared *shared_new(void)
+{
+	FILE *f = tmpfile();
+	void *p = MAP_FAILED;
+	struct shared *sh;
+
+	if (f && ftruncate(fileno(f), sizeof(*sh)) == 0)
+		p = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED,
+			 fileno(f), 0);
+	if (f)
+		fclose(f);
+	if (p == MAP_FAILED)
+		return NULL;
+	sh = p;
+	if (!atomic_is_lock_free(&sh->rows) ||
+	    !atomic_is_lock_free(&sh->line.next_ms)) {
+		munmap(p, sizeof(*sh));
+		return NULL;
+	}
+	atomic_init(&sh->rows, 0);
+	return sh;
 }
 
 static double now(void)
@@ -129,14 +195,16 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	struct view v = { 800, 600, 256, -2.3, 0.9, 1.2, -1.2 };
+	struct view v = { 800, 600, 256, -2.3, 0.9, 1.2, -1.2, NULL };
 	struct exchange_pmap_options popts = { 0 };
 	const char *path = "mandelbrot.ppm";
 	unsigned char *image = NULL;
+	struct progress local, *line = &local;
 	int32_t *rows = NULL;
 	int workers = 0, i, status = 1;
+	ssize_t done;
 	size_t rowlen;
-	bool serial = false;
+	bool serial = false, show = false;
 	FILE *f = NULL;
 	double t0;
 	int c;
@@ -162,9 +230,19 @@ int main(int argc, char **argv)
 		case 'o':
 			path = cli_text(optarg, "a file name", 0);
 			break;
+		case OPT_PROGRESS:
+			show = true;
+			break;
 		}
 	}
 	cli_no_operands(argc, argv);
+	progress_init(&local, cli.prog, show);
+	/* On a terminal the line is drawn as rows are done, by the
+	 * processes that do them. */
+	if (local.tty && (v.shared = shared_new())) {
+		line = &v.shared->line;
+		progress_init(line, cli.prog, show);
+	}
 
 	rowlen = (size_t)v.width * 3;
 	image = malloc(rowlen * (size_t)v.height);
@@ -177,24 +255,31 @@ int main(int argc, char **argv)
 		rows[i] = i;
 
 	t0 = now();
+	progress_draw(line, "rows computed: 0 of %d (0%%)", v.height);
 	if (serial) {
 		for (i = 0; i < v.height; i++)
 			row(&rows[i], image + rowlen * (size_t)i, &v);
+		done = v.height;
 	} else {
-		ssize_t done;
-
 		popts.workers = workers;
 		popts.ctx = &v;
 		done = exchange_pmap(row, rows, (size_t)v.height,
 				     sizeof(*rows), image, rowlen, &popts);
-		if (done != v.height) {
-			if (done < 0)
-				perror("exchange_pmap");
-			else
-				fprintf(stderr, "%s: %ld of %d rows computed\n",
-					cli.prog, (long)done, v.height);
-			goto out;
-		}
+	}
+	if (done < 0) {
+		int err = errno;
+
+		progress_clear(line);
+		fprintf(stderr, "%s: exchange_pmap: %s\n", cli.prog,
+			strerror(err));
+		goto out;
+	}
+	progress_done(line, "rows computed: %ld of %d (%d%%)", (long)done,
+		      v.height, (int)(100 * done / v.height));
+	if (done != v.height) {
+		fprintf(stderr, "%s: %ld of %d rows computed\n", cli.prog,
+			(long)done, v.height);
+		goto out;
 	}
 
 	f = fopen(path, "wb");
@@ -229,6 +314,8 @@ int main(int argc, char **argv)
 	       serial ? "serial" : "rows in parallel", now() - t0);
 	status = 0;
 out:
+	if (v.shared)
+		munmap(v.shared, sizeof(*v.shared));
 	free(rows);
 	free(image);
 	return status;

@@ -1008,6 +1008,71 @@ Test(mandelbrot, png_has_the_ppm_pixels, .timeout = 30)
 	rm_rf(d);
 }
 
+/* The progress line: off a terminal, none, unless --progress asks for it,
+ * and then only its last state; on a terminal, drawn at once and erased
+ * at the end, whether the rows are computed in workers or serially. The
+ * image is the same every time. */
+Test(mandelbrot, progress, .timeout = 60)
+{
+	static const char *const modes[] = { "-j 3", "--serial" };
+	static const char first[] = "\r\033[Kmandelbrot: rows computed: 0 "
+				    "of 90 (0%)";
+	char *d = tmpdir(), *errpath = fmt("%s/err", d), *ref, *cmd, *out;
+	char *img, *err, *tty, *path = fmt("%s/m.ppm", d);
+	const char *tail;
+	size_t k, rlen, len;
+	int st;
+
+	cmd = fmt("%s --width 120 --height 90 -o %s/ref.ppm 2>%s",
+		  demo("mandelbrot"), d, errpath);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	err = read_file(errpath, &len);
+	cr_assert_str_eq(err, "", "%s: wrote on standard error", cmd);
+	free(err);
+	free(out);
+	free(cmd);
+	cmd = fmt("%s/ref.ppm", d);
+	ref = read_file(cmd, &rlen);
+	free(cmd);
+	for (k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
+		cmd = fmt("%s --width 120 --height 90 %s --progress -o %s "
+			  "2>%s", demo("mandelbrot"), modes[k], path, errpath);
+		cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+		cr_assert(strncmp(out, "mandelbrot: wrote ", 18) == 0, "%s: %s",
+			  cmd, out);
+		err = read_file(errpath, &len);
+		cr_assert_str_eq(err, "mandelbrot: rows computed: 90 of 90 "
+				 "(100%)\n", "%s", cmd);
+		img = read_file(path, &len);
+		cr_assert(len == rlen && memcmp(img, ref, len) == 0,
+			  "%s: another image", cmd);
+		free(img);
+		free(err);
+		free(out);
+		free(cmd);
+
+		cmd = fmt("%s --width 120 --height 90 %s -o %s >/dev/null",
+			  demo("mandelbrot"), modes[k], path);
+		tty = on_a_terminal(cmd, &st);
+		cr_assert_eq(st, 0, "%s", cmd);
+		cr_assert(strncmp(tty, first, sizeof(first) - 1) == 0,
+			  "%s: no progress line at once:\n%s", cmd, tty);
+		tail = after_last(tty, "\r\033[K");
+		cr_assert(tail && !*tail, "%s: not erased at the end:\n%s",
+			  cmd, tty);
+		img = read_file(path, &len);
+		cr_assert(len == rlen && memcmp(img, ref, len) == 0,
+			  "%s: another image", cmd);
+		free(img);
+		free(tty);
+		free(cmd);
+	}
+	free(ref);
+	free(path);
+	free(errpath);
+	rm_rf(d);
+}
+
 Test(mandelbrot, command_line, .timeout = 30)
 {
 	static const struct bad_line bad[] = {
