@@ -322,16 +322,115 @@ static int pmap_read(struct pmap *pm, int k)
 	}
 }
 
+/* Sets up pm for one call (the arguments are checked). */
+static void pmap_init(struct pmap *pm, exchange_pmap_fn *fn, const void *in,
+		      size_t n, size_t in_size, void *out, size_t out_size,
+		      const struct exchange_pmap_options *opts)
+{
+	size_t i;
+
+	memset(pm, 0, sizeof(*pm));
+	pm->fn = fn;
+	pm->in = in;
+	pm->out = out;
+	pm->n = n;
+	pm->in_size = in_size;
+	pm->out_size = out_size;
+	pm->ctx = opts ? opts->ctx : NULL;
+	pm->outcomes = opts ? opts->outcomes : NULL;
+	pm->fixed = opts ? opts->batch : 0;
+	pm->time_limit_ms = opts ? opts->time_limit_ms : 0;
+	/* out_size + 1 cannot wrap (pmap_check_sizes), and a batch of one
+	 * element always fits in a channel's message. */
+	pm->max_batch = PMAP_MAX_REPLY / (out_size + 1);
+	/* cppcheck-suppress knownConditionTrueFalse ; out_size may pass it */
+	if (pm->max_batch < 1)
+		pm->max_batch = 1;
+	pm->nworkers = opts && opts->workers ? opts->workers : exchange_cores();
+	if ((size_t)pm->nworkers > n)
+		pm->nworkers = (int)n;
+	for (i = 0; pm->outcomes && i < n; i++) {
+		pm->outcomes[i].cause = CHANNEL_NOT_STARTED;
+		pm->outcomes[i].code = 0;
+	}
+}
+
+/* The parent's loop: gives idle workers work, forks fresh ones for lost
+ * ones, reads the replies and applies the time limit, until every element
+ * is done, or no worker can be forked any more (the rest never starts), or
+ * poll fails (the elements not done keep their NOT_STARTED outcome). */
+static void pmap_run(struct pmap *pm, struct pollfd *pfds, int *who)
+{
+	int nw = pm->nworkers, k, np, t, r;
+	int64_t next, now, due;
+	bool work_left;
+	size_t i;
+
+	for (;;) {
+		next = 0;
+		np = 0;
+		t = -1;
+		work_left = pm->nredo || pm->next < pm->n;
+		for (k = 0; k < nw; k++) {
+			struct pmap_worker *w = &pm->w[k];
+
+			if (!w->ch && work_left && pmap_spawn(pm, k) < 0)
+				continue;
+			if (!w->ch)
+				continue;
+			/* pmap_send makes the worker busy when it had work to
+			 * hand out (through pm, which cppcheck does not see). */
+			/* cppcheck-suppress knownConditionTrueFalse */
+			if (!w->busy && !pmap_send(pm, k) && !w->busy)
+				continue;
+			pfds[np].fd = channel_fd(w->ch);
+			pfds[np].events = POLLIN;
+			pfds[np].revents = 0;
+			who[np++] = k;
+			due = w->lim.kill_at ? w->lim.kill_at : w->lim.deadline;
+			if (due && (!next || due < next))
+				next = due;
+			work_left = pm->nredo || pm->next < pm->n;
+		}
+		if (np == 0)
+			return;
+		if (next) {
+			now = clock_now_ms();
+			t = next > now ? (int)(next - now) : 0;
+		}
+		r = poll(pfds, (nfds_t)np, t);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		for (i = 0; i < (size_t)np; i++)
+			if (pfds[i].revents)
+				pmap_read(pm, who[i]);
+		if (!next)
+			continue;
+		now = clock_now_ms();
+		for (k = 0; k < nw; k++) {
+			struct pmap_worker *w = &pm->w[k];
+
+			/* Its end of stream (pmap_read) says how the batch
+			 * ended once the signal has come. */
+			if (w->ch && (w->busy || w->lim.kill_at))
+				channel_limit_apply(w->ch, &w->lim, now,
+						    PMAP_GRACE_MS);
+		}
+	}
+}
+
 ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 		      size_t in_size, void *out, size_t out_size,
 		      const struct exchange_pmap_options *opts)
 {
 	struct pmap pm;
-	struct pollfd *pfds = NULL;
-	int *who = NULL;
-	int k, alive, err = 0, nw;
-	bool started = false;
-	size_t i;
+	struct pollfd *pfds;
+	bool started;
+	int *who;
+	int k, err = 0;
 
 	if (!fn || (n && ((in_size && !in) || (out_size && !out))) ||
 	    (opts && (opts->workers < 0 || opts->time_limit_ms < 0))) {
@@ -342,128 +441,31 @@ ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 		return -1;
 	if (n == 0)
 		return 0;
-	memset(&pm, 0, sizeof(pm));
-	pm.fn = fn;
-	pm.in = in;
-	pm.out = out;
-	pm.n = n;
-	pm.in_size = in_size;
-	pm.out_size = out_size;
-	pm.ctx = opts ? opts->ctx : NULL;
-	pm.outcomes = opts ? opts->outcomes : NULL;
-	pm.fixed = opts ? opts->batch : 0;
-	pm.time_limit_ms = opts ? opts->time_limit_ms : 0;
-	/* out_size + 1 cannot wrap (pmap_check_sizes), and a batch of one
-	 * element always fits in a channel's message. */
-	pm.max_batch = PMAP_MAX_REPLY / (out_size + 1);
-	/* cppcheck-suppress knownConditionTrueFalse ; out_size may pass it */
-	if (pm.max_batch < 1)
-		pm.max_batch = 1;
-	nw = opts && opts->workers ? opts->workers : exchange_cores();
-	if ((size_t)nw > n)
-		nw = (int)n;
-	pm.nworkers = nw;
-	for (i = 0; pm.outcomes && i < n; i++) {
-		pm.outcomes[i].cause = CHANNEL_NOT_STARTED;
-		pm.outcomes[i].code = 0;
-	}
-
-	pm.w = calloc((size_t)nw, sizeof(*pm.w));
-	pfds = calloc((size_t)nw, sizeof(*pfds));
-	who = calloc((size_t)nw, sizeof(*who));
+	pmap_init(&pm, fn, in, n, in_size, out, out_size, opts);
+	pm.w = calloc((size_t)pm.nworkers, sizeof(*pm.w));
+	pfds = calloc((size_t)pm.nworkers, sizeof(*pfds));
+	who = calloc((size_t)pm.nworkers, sizeof(*who));
 	/* A batch lost with its worker is re-run element by element; at
 	 * most one batch per worker is out at a time, so n entries do (n
 	 * times their size does not wrap: pmap_check_sizes). */
 	pm.redo = malloc(n * sizeof(*pm.redo));
 	if (!pm.w || !pfds || !who || !pm.redo) {
 		err = ENOMEM;
-		goto out;
-	}
-	for (k = 0; k < nw; k++) {
-		if (pmap_spawn(&pm, k) < 0) {
-			err = errno;
-			break;
-		}
-	}
-	if (k == 0)
-		goto out;
-	started = true;
-	err = 0;
-
-	for (;;) {
-		int64_t next = 0, now, due;
-		int np = 0, t = -1, r;
-		bool work_left = pm.nredo || pm.next < pm.n;
-
-		/* Give idle workers work, fork fresh ones for lost ones. */
-		alive = 0;
-		for (k = 0; k < nw; k++) {
-			struct pmap_worker *w = &pm.w[k];
-
-			if (!w->ch && work_left) {
-				if (pmap_spawn(&pm, k) < 0)
-					continue;
-			}
-			if (!w->ch)
-				continue;
-			/* pmap_send makes the worker busy when it had work to
-			 * hand out (through pm, which cppcheck does not see). */
-			/* cppcheck-suppress knownConditionTrueFalse */
-			if (!w->busy && !pmap_send(&pm, k) && !w->busy)
-				continue;
-			alive++;
-			pfds[np].fd = channel_fd(w->ch);
-			pfds[np].events = POLLIN;
-			pfds[np].revents = 0;
-			who[np++] = k;
-			due = w->lim.kill_at ? w->lim.kill_at : w->lim.deadline;
-			if (due && (!next || due < next))
-				next = due;
-			work_left = pm.nredo || pm.next < pm.n;
-		}
-		if (np == 0) {
-			if (!work_left)
+		k = 0;
+	} else {
+		for (k = 0; k < pm.nworkers; k++) {
+			if (pmap_spawn(&pm, k) < 0) {
+				err = errno;
 				break;
-			/* No worker can be forked: the rest never starts. */
-			err = errno;
-			break;
-		}
-		if (next) {
-			now = clock_now_ms();
-			t = next > now ? (int)(next - now) : 0;
-		}
-		r = poll(pfds, (nfds_t)np, t);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			err = errno;
-			break;
-		}
-		for (i = 0; i < (size_t)np; i++) {
-			k = who[i];
-			if (pfds[i].revents)
-				pmap_read(&pm, k);
-		}
-		if (next) {
-			now = clock_now_ms();
-			for (k = 0; k < nw; k++) {
-				struct pmap_worker *w = &pm.w[k];
-
-				/* Its end of stream (pmap_read) says how the
-				 * batch ended once the signal has come. */
-				if (w->ch && (w->busy || w->lim.kill_at))
-					channel_limit_apply(w->ch, &w->lim, now,
-							    PMAP_GRACE_MS);
 			}
 		}
 	}
-	(void)alive;
-
-out:
-	for (k = 0; pm.w && k < nw; k++) {
+	started = k > 0;
+	if (started)
+		pmap_run(&pm, pfds, who);
+	for (k = 0; pm.w && k < pm.nworkers; k++)
 		if (pm.w[k].ch)
 			channel_close(pm.w[k].ch);
-	}
 	free(pm.w);
 	free(pfds);
 	free(who);
@@ -476,4 +478,3 @@ out:
 	 * NOT_STARTED outcome and are not counted. */
 	return pm.ok;
 }
-
