@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,44 +251,71 @@ static int store_until(struct exchange *ex, const struct collector *col,
 	return 1;
 }
 
-int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
-		     int timeout_ms)
+/* Waits for the outcomes of tasks [first, first + count), all within one
+ * deadline, then fills msgs with them: lent (the map keeps the data) or,
+ * with take, handed over. Nothing is handed over unless all have arrived.
+ * Returns count, or -1 with errno. */
+static ssize_t map_range(struct exchange *ex, size_t first, size_t count,
+			 struct channel_msg *msgs, int timeout_ms, bool take)
 {
-	struct collector *col = collector_of(ex, COLLECT_MAP, msg != NULL);
+	struct collector *col = collector_of(ex, COLLECT_MAP,
+					     msgs != NULL || count == 0);
+	int64_t deadline = clock_deadline(timeout_ms);
+	size_t i, tasks;
 	int r;
 
 	if (!col)
 		return -1;
-	if (i >= exchange_tasks(ex)) {
+	tasks = exchange_tasks(ex);
+	if (first > tasks || count > tasks - first || count > SSIZE_MAX) {
 		errno = ERANGE;
 		return -1;
 	}
-	r = store_until(ex, col, i, timeout_ms);
-	if (r == 0) {
-		/* Every task has settled and this one left nothing (its
-		 * outcome could not be recorded). */
-		errno = EIO;
-		return -1;
+	for (i = first; i < first + count; i++) {
+		r = store_until(ex, col, i, clock_left(deadline));
+		if (r == 0) {
+			/* Every task has settled and this one left nothing
+			 * (its outcome could not be recorded). */
+			errno = EIO;
+			return -1;
+		}
+		if (r < 0)
+			return -1;
 	}
-	if (r < 0)
-		return -1;
-	*msg = col->msgs[i];
-	return 1;
+	for (i = 0; i < count; i++) {
+		msgs[i] = col->msgs[first + i];
+		if (take) {
+			/* The map keeps the kind, cause and code. */
+			col->msgs[first + i].data = NULL;
+			col->msgs[first + i].len = 0;
+		}
+	}
+	return (ssize_t)count;
+}
+
+int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
+		     int timeout_ms)
+{
+	return map_range(ex, i, 1, msg, timeout_ms, false) < 0 ? -1 : 1;
 }
 
 int exchange_map_take(struct exchange *ex, size_t i, struct channel_msg *msg,
 		      int timeout_ms)
 {
-	int r = exchange_map_get(ex, i, msg, timeout_ms);
+	return map_range(ex, i, 1, msg, timeout_ms, true) < 0 ? -1 : 1;
+}
 
-	if (r == 1) {
-		/* The map's lookup succeeded, so it is a map with task i. */
-		struct collector *col = collector_of(ex, COLLECT_MAP, true);
+ssize_t exchange_map_range(struct exchange *ex, size_t first, size_t count,
+			   struct channel_msg *msgs, int timeout_ms)
+{
+	return map_range(ex, first, count, msgs, timeout_ms, false);
+}
 
-		col->msgs[i].data = NULL;
-		col->msgs[i].len = 0;
-	}
-	return r;
+ssize_t exchange_map_take_range(struct exchange *ex, size_t first,
+				size_t count, struct channel_msg *msgs,
+				int timeout_ms)
+{
+	return map_range(ex, first, count, msgs, timeout_ms, true);
 }
 
 int exchange_map_next(struct exchange *ex, struct channel_msg *msg)

@@ -522,6 +522,21 @@ int exchange_map_get(struct exchange *ex, size_t i, struct channel_msg *msg,
 int exchange_map_take(struct exchange *ex, size_t i, struct channel_msg *msg,
 		      int timeout_ms);
 
+/* A slice of the map (pprocess results[first:first + count]): waits up to
+ * timeout_ms, one deadline for all, for the outcomes of tasks first to
+ * first + count - 1, then fills msgs[0] to msgs[count - 1] with them in
+ * task order. exchange_map_range lends the data as exchange_map_get does;
+ * exchange_map_take_range hands it over as exchange_map_take does. Nothing
+ * is filled or handed over unless every outcome of the slice has arrived.
+ * Returns count (0 for an empty slice), or -1 with ETIMEDOUT, ERANGE (the
+ * slice reaches past the last task started), EINVAL (not a map, or msgs
+ * NULL with count above 0). */
+ssize_t exchange_map_range(struct exchange *ex, size_t first, size_t count,
+			   struct channel_msg *msgs, int timeout_ms);
+ssize_t exchange_map_take_range(struct exchange *ex, size_t first,
+				size_t count, struct channel_msg *msgs,
+				int timeout_ms);
+
 /* The iterator: returns the outcome of the next task in start order (1),
  * waiting for it, or 0 when every started task has been returned. */
 int exchange_map_next(struct exchange *ex, struct channel_msg *msg);

@@ -1,0 +1,152 @@
+/*
+ * test_api.c - the pprocess and process-pool calls built on the exchange:
+ * Map slices, worker initialisers and recycling, idle workers that leave,
+ * cancelling queued work, progress counts, ticks, the frames decoder, plain
+ * functions without an exchange, exchanges made from channels and the
+ * channels they hand back.
+ *
+ * Children report only through their channel or exit status; assertions
+ * stay in the test body. Every wait is bounded (a timeout, or the test's
+ * .timeout).
+ */
+#include "exchange.h"
+#include "internal.h"
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A plain function: the square of a long. */
+static void *square(const void *arg, size_t len, size_t *rlen, void *ctx)
+{
+	long *r = malloc(sizeof(*r));
+
+	(void)len;
+	(void)ctx;
+	if (!r)
+		return NULL;
+	*r = *(const long *)arg * *(const long *)arg;
+	*rlen = sizeof(*r);
+	return r;
+}
+
+/* Sends its process id. */
+static void send_pid(struct channel *ch, const void *arg, size_t len,
+		     void *ctx)
+{
+	pid_t pid = getpid();
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	channel_send(ch, &pid, sizeof(pid), -1);
+}
+
+/* Waits for a message from its parent (or end of stream), then sends its
+ * argument back: a task that runs until the test lets it go. */
+static void wait_then_echo(struct channel *ch, const void *arg, size_t len,
+			   void *ctx)
+{
+	struct channel_msg m;
+
+	(void)ctx;
+	if (channel_recv(ch, &m, -1) == 1)
+		channel_msg_free(&m);
+	channel_send(ch, arg, len, -1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Map slices                                                               */
+/* ------------------------------------------------------------------------ */
+
+Test(map_range, a_slice_in_task_order, .timeout = 30)
+{
+	struct exchange_options o = { .limit = 2 };
+	int fds = count_fds();
+	struct exchange *ex = exchange_new_map(&o);
+	struct channel_msg m[5], again;
+	long i;
+
+	cr_assert_not_null(ex);
+	for (i = 0; i < 10; i++)
+		cr_assert_eq(exchange_start_plain(ex, square, &i, sizeof(i),
+						  NULL), i);
+	cr_assert_eq(exchange_map_range(ex, 3, 5, m, 10000), 5);
+	for (i = 0; i < 5; i++) {
+		cr_assert_eq(m[i].kind, CHANNEL_DATA);
+		cr_assert_eq(m[i].task, (size_t)(3 + i));
+		cr_assert_eq(*(long *)m[i].data, (3 + i) * (3 + i));
+	}
+	/* Lent: the map still has them. */
+	cr_assert_eq(exchange_map_get(ex, 4, &again, 0), 1);
+	cr_assert_eq(again.data, m[1].data);
+	cr_assert_eq(exchange_map_range(ex, 10, 0, NULL, 0), 0);
+	cr_assert_eq(exchange_map_range(ex, 8, 3, m, 0), -1);
+	cr_assert_eq(errno, ERANGE);
+	cr_assert_eq(exchange_map_range(ex, 11, 0, m, 0), -1);
+	cr_assert_eq(errno, ERANGE);
+	cr_assert_eq(exchange_map_range(ex, 0, 2, NULL, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(map_range, take_range_hands_the_slice_over, .timeout = 30)
+{
+	struct exchange *ex = exchange_new_map(NULL);
+	struct exchange *q = exchange_new_queue(NULL);
+	struct channel_msg m[3], again;
+	long i;
+
+	for (i = 0; i < 4; i++)
+		exchange_start_plain(ex, square, &i, sizeof(i), NULL);
+	cr_assert_eq(exchange_map_take_range(ex, 1, 3, m, 10000), 3);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(*(long *)m[i].data, (1 + i) * (1 + i));
+		channel_msg_free(&m[i]);	/* ours */
+	}
+	cr_assert_eq(exchange_map_get(ex, 2, &again, 0), 1);
+	cr_assert_eq(again.kind, CHANNEL_DATA, "the outcome is kept");
+	cr_assert_null(again.data, "its data went with the take");
+	cr_assert_eq(exchange_map_get(ex, 0, &again, 10000), 1);
+	cr_assert_eq(*(long *)again.data, 0);
+	cr_assert_eq(exchange_map_range(q, 0, 0, m, 0), -1);
+	cr_assert_eq(errno, EINVAL, "a queue has no slices");
+	exchange_free(ex);
+	exchange_free(q);
+	cr_assert(no_children());
+}
+
+/* A slice with one task still running times out and hands nothing over:
+ * the outcomes that had arrived are all there for the next try. */
+Test(map_range, a_slice_not_complete_times_out_whole, .timeout = 30)
+{
+	struct exchange *ex = exchange_new_map(NULL);
+	struct channel_msg m[3];
+	size_t i;
+
+	cr_assert_eq(exchange_start(ex, wait_then_echo, "a", 1, NULL), 0);
+	cr_assert_eq(exchange_start(ex, send_pid, NULL, 0, NULL), 1);
+	cr_assert_eq(exchange_start(ex, send_pid, NULL, 0, NULL), 2);
+	cr_assert_eq(exchange_map_get(ex, 2, &m[0], 10000), 1);
+	memset(m, 0, sizeof(m));
+	cr_assert_eq(exchange_map_take_range(ex, 0, 3, m, 50), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	for (i = 0; i < 3; i++)
+		cr_assert_null(m[i].data, "nothing filled");
+	cr_assert_eq(exchange_broadcast(ex, "go", 2, 5000), 1);
+	cr_assert_eq(exchange_map_take_range(ex, 0, 3, m, 10000), 3);
+	cr_assert_str_eq(m[0].data, "a");
+	cr_assert_eq(m[1].len, sizeof(pid_t));
+	cr_assert_eq(m[2].len, sizeof(pid_t));
+	for (i = 0; i < 3; i++)
+		channel_msg_free(&m[i]);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
