@@ -96,6 +96,7 @@ struct slot {
 	channel_fn *fn;		/* reuse: the function the worker runs */
 	exchange_plain_fn *pfn;	/* reuse: or the plain function */
 	void *ctx;		/* reuse: and its context */
+	size_t ntasks;		/* reuse: tasks the worker has been given */
 	unsigned long base;	/* channel_received when the task began: what
 				   the task delivered is the difference */
 	bool worker;		/* a reuse worker taking TASK frames */
@@ -569,7 +570,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 	pid = manage_fork(&ch, fn, pfn, ctx, arg, len, worker,
 			  (ex->opts.continuous ? CHANNEL_LINK_PIPES
 					       : CHANNEL_LINK_SOCKET) |
-			  group_flag(ex));
+			  group_flag(ex), ex->opts.init, ex->opts.init_ctx);
 	if (pid < 0) {
 		int err = errno;
 
@@ -591,6 +592,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		s->fn = fn;
 		s->pfn = pfn;
 		s->ctx = ctx;
+		s->ntasks = 1;
 	}
 	if (w && ex->opts.policy == EXCHANGE_RETRY) {
 		w->attempts++;
@@ -677,12 +679,19 @@ static void worker_next(struct exchange *ex, struct slot *s)
 
 	if (s->stopping)
 		return;
+	if (ex->opts.max_tasks && s->ntasks >= ex->opts.max_tasks) {
+		/* Recycled: the next task of its function goes to a fresh
+		 * worker once this one has left its place. */
+		stop_worker(ex, s);
+		return;
+	}
 	if (!ex->stopped)
 		w = queue_take(ex, true, s->fn, s->pfn, s->ctx);
 	if (w) {
 		if (channel_send_frame(ch, FRAME_TASK, w->arg, w->len, NULL,
 				       0, -1) == 0) {
 			set_idle(ex, s, false);
+			s->ntasks++;
 			channel_set_task(ch, w->task);
 			s->base = channel_received(ch);
 			s->done = false;

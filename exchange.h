@@ -347,6 +347,14 @@ enum exchange_policy {
 	EXCHANGE_RETRY,		/* run it again up to retries times */
 };
 
+/* A worker initialiser (Pool's initializer): runs in each new process of
+ * an exchange before its first task, with exchange_options.init_ctx.
+ * Returns 0, or -1 with errno set to fail: the process then runs no task,
+ * and the task it was forked for gets CHANNEL_ERROR with the text
+ * "initializer failed: " and strerror(errno) (in reuse mode the next task
+ * goes to a fresh worker, which runs init again). */
+typedef int exchange_init_fn(void *ctx);
+
 /* Options of an exchange. A zeroed struct gives the defaults.
  *
  * With a time limit, every process the exchange forks leads a process group
@@ -376,6 +384,14 @@ struct exchange_options {
 	size_t max_message;	/* per channel; 0: CHANNEL_MAX_DEFAULT */
 	exchange_store_fn *store_data;	/* NULL: messages are dropped */
 	void *udata;		/* given to store_data */
+	exchange_init_fn *init;	/* run once in each process the exchange
+				   forks, before its first task (Pool's
+				   initializer); NULL: none */
+	void *init_ctx;		/* given to init (Pool's initargs) */
+	size_t max_tasks;	/* reuse: a worker leaves after this many
+				   tasks and the next task goes to a fresh
+				   worker (Pool's maxtasksperchild); 0: no
+				   limit */
 };
 
 /* Creates an exchange. opts may be NULL for the defaults; it is copied.

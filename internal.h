@@ -295,11 +295,14 @@ HIDDEN int channel_reap_nohang(struct channel *ch);
  * then answers the task with a DONE frame and keeps taking TASK frames
  * until STOP or end of stream (reuse mode); a worker is always linked by
  * pipes. link (enum channel_link, CHANNEL_OWN_GROUP included) is for a
- * one-task process; a worker takes its CHANNEL_OWN_GROUP only. Returns as
+ * one-task process; a worker takes its CHANNEL_OWN_GROUP only. init, when
+ * given, runs in the child first with init_ctx; when it fails, the child
+ * sends the error as its task's outcome and leaves. Returns as
  * channel_fork; the child never returns. */
 HIDDEN pid_t manage_fork(struct channel **out, channel_fn *fn,
 			 exchange_plain_fn *pfn, void *ctx, const void *arg,
-			 size_t len, bool worker, int link);
+			 size_t len, bool worker, int link,
+			 exchange_init_fn *init, void *init_ctx);
 
 /* exchange.c, for the layer above it (collect.c).
  * exchange_attach: keeps data with the exchange under key (the address of

@@ -51,7 +51,7 @@ static void run_one(struct channel *ch, channel_fn *fn, exchange_plain_fn *pfn,
 
 pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 		  void *ctx, const void *arg, size_t len, bool worker,
-		  int link)
+		  int link, exchange_init_fn *init, void *init_ctx)
 {
 	struct channel *ch;
 	uint32_t kind;
@@ -66,6 +66,14 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	if (pid != 0) {
 		*out = ch;
 		return pid;
+	}
+	if (init && init(init_ctx) < 0) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "initializer failed: %s",
+			 strerror(errno ? errno : EIO));
+		channel_send_error(ch, text, -1);
+		channel_exit(ch, 1);
 	}
 	if (!worker) {
 		run_one(ch, fn, pfn, ctx, arg, len);

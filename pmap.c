@@ -202,7 +202,8 @@ static int pmap_spawn(struct pmap *pm, int k)
 	if (!pmap_next_batch(pm, &b, &single))
 		return 0;
 	pid = manage_fork(&ch, pmap_batch, NULL, pm, &b, sizeof(b), true,
-			  pm->time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0);
+			  pm->time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0,
+			  NULL, NULL);
 	if (pid < 0) {
 		int saved = errno;
 

@@ -15,11 +15,32 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Forks through the hook, counted. */
+static int forks;
+
+static pid_t counted_fork(void)
+{
+	forks++;
+	return fork();
+}
+
+static void count_forks(void)
+{
+	forks = 0;
+	exchange_hooks.fork = counted_fork;
+}
+
+static void uncount_forks(void)
+{
+	exchange_hooks.fork = NULL;
+}
 
 /* A plain function: the square of a long. */
 static void *square(const void *arg, size_t len, size_t *rlen, void *ctx)
@@ -148,5 +169,169 @@ Test(map_range, a_slice_not_complete_times_out_whole, .timeout = 30)
 	for (i = 0; i < 3; i++)
 		channel_msg_free(&m[i]);
 	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* ------------------------------------------------------------------------ */
+/* Worker initialisers and recycling                                        */
+/* ------------------------------------------------------------------------ */
+
+/* What the initialiser sets in the child, and where it reports each run:
+ * one byte on a pipe the children inherit. */
+struct init_ctx {
+	int fd;			/* the write end of the pipe */
+	int value;		/* what init sets */
+	int fail;		/* an errno to fail with, or 0 */
+};
+
+static int init_value;		/* 0 in the parent; set by init in a child */
+
+static int init_fn(void *ctx)
+{
+	struct init_ctx *ic = ctx;
+
+	if (write(ic->fd, "i", 1) != 1)
+		return -1;
+	if (ic->fail) {
+		errno = ic->fail;
+		return -1;
+	}
+	init_value = ic->value;
+	return 0;
+}
+
+/* Sends its pid and what init set. */
+static void send_pid_and_init(struct channel *ch, const void *arg, size_t len,
+			      void *ctx)
+{
+	int v[2] = { (int)getpid(), init_value };
+
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	channel_send(ch, v, sizeof(v), -1);
+}
+
+/* Reads what is on the pipe without waiting: the number of init runs. */
+static int init_runs(int fd)
+{
+	char buf[256];
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	return n < 0 ? 0 : (int)n;
+}
+
+static void check_init(bool reuse, int limit, int ntasks)
+{
+	int p[2];
+	struct init_ctx ic = { .value = 42 };
+	struct exchange_options o = { .reuse = reuse, .limit = limit,
+				      .init = init_fn, .init_ctx = &ic };
+	struct exchange *ex;
+	struct channel_msg m;
+	int i, fds = count_fds();
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	ic.fd = p[1];
+	ex = exchange_new_map(&o);
+	count_forks();
+	for (i = 0; i < ntasks; i++)
+		cr_assert_eq(exchange_start(ex, send_pid_and_init, NULL, 0,
+					    NULL), i);
+	for (i = 0; i < ntasks; i++) {
+		cr_assert_eq(exchange_map_get(ex, (size_t)i, &m, 10000), 1);
+		cr_assert_eq(m.kind, CHANNEL_DATA);
+		cr_assert_eq(((int *)m.data)[1], 42, "init ran first");
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	uncount_forks();
+	cr_assert_eq(init_runs(p[0]), forks, "once per process");
+	if (reuse)
+		cr_assert_leq(forks, limit);
+	else
+		cr_assert_eq(forks, ntasks);
+	cr_assert_eq(init_value, 0, "never in the parent");
+	exchange_free(ex);
+	close(p[0]);
+	close(p[1]);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+Test(pool, init_runs_once_per_reuse_worker, .timeout = 30)
+{
+	check_init(true, 2, 12);
+}
+
+Test(pool, init_runs_in_each_forked_task, .timeout = 30)
+{
+	check_init(false, 2, 4);
+}
+
+/* An initialiser that fails: every task gets the error as its outcome,
+ * each on a fresh process. */
+Test(pool, a_failing_init_is_each_task_s_error, .timeout = 30)
+{
+	int p[2];
+	struct init_ctx ic = { .fail = EPERM };
+	struct exchange_options o = { .reuse = true, .limit = 1,
+				      .init = init_fn, .init_ctx = &ic };
+	struct exchange *ex;
+	struct channel_msg m;
+	char want[128];
+	int i;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	ic.fd = p[1];
+	ex = exchange_new_map(&o);
+	for (i = 0; i < 3; i++)
+		exchange_start(ex, send_pid_and_init, NULL, 0, NULL);
+	snprintf(want, sizeof(want), "initializer failed: %s",
+		 strerror(EPERM));
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(exchange_map_get(ex, (size_t)i, &m, 10000), 1);
+		cr_assert_eq(m.kind, CHANNEL_ERROR);
+		cr_assert_str_eq(m.data, want);
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(init_runs(p[0]), 3);
+	exchange_free(ex);
+	close(p[0]);
+	close(p[1]);
+	cr_assert(no_children());
+}
+
+/* maxtasksperchild: a worker takes max_tasks tasks, then a fresh one takes
+ * the next; the outcomes are what they would be without it. */
+Test(pool, a_worker_is_recycled_after_max_tasks, .timeout = 30)
+{
+	struct exchange_options o = { .reuse = true, .limit = 1,
+				      .max_tasks = 2 };
+	struct exchange *ex = exchange_new_map(&o);
+	struct channel_msg m;
+	pid_t pid[7];
+	int i, fds = count_fds();
+
+	count_forks();
+	for (i = 0; i < 7; i++)
+		cr_assert_eq(exchange_start(ex, send_pid, NULL, 0, NULL), i);
+	for (i = 0; i < 7; i++) {
+		cr_assert_eq(exchange_map_get(ex, (size_t)i, &m, 10000), 1);
+		cr_assert_eq(m.kind, CHANNEL_DATA);
+		pid[i] = *(pid_t *)m.data;
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	uncount_forks();
+	cr_assert_eq(forks, 4, "7 tasks, 2 per worker");
+	for (i = 0; i < 7; i++) {
+		if (i % 2)
+			cr_assert_eq(pid[i], pid[i - 1], "task %d", i);
+		else if (i)
+			cr_assert_neq(pid[i], pid[i - 1], "task %d", i);
+	}
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
 	cr_assert(no_children());
 }
