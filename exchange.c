@@ -106,6 +106,8 @@ struct slot {
 	bool stopping;		/* worker: STOP was sent */
 	bool idle;		/* worker: done, no task, waiting for work
 				   (counted in nidle) */
+	int64_t idle_until;	/* idle, with idle_ms: when it is told to
+				   leave */
 	bool awaiting;		/* at end of stream, waiting to be reaped */
 	bool final;		/* its outcome is settled; remove once empty */
 	bool remove;		/* to be removed at the end of the scan */
@@ -190,6 +192,7 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 
 	if (opts && (opts->limit < 0 || opts->time_limit_ms < 0 ||
 		     opts->grace_ms < 0 || opts->retries < 0 ||
+		     opts->idle_ms < 0 ||
 		     opts->policy < EXCHANGE_KEEP_GOING ||
 		     opts->policy > EXCHANGE_RETRY)) {
 		errno = EINVAL;
@@ -502,6 +505,8 @@ static void set_idle(struct exchange *ex, struct slot *s, bool idle)
 	/* Only a worker between tasks waits idle. */
 	assert(!idle || (s->worker && !s->stopping));
 	s->idle = idle;
+	if (idle && ex->opts.idle_ms > 0)
+		s->idle_until = clock_now_ms() + ex->opts.idle_ms;
 	if (idle)
 		ex->nidle++;
 	else
@@ -1279,6 +1284,29 @@ static int64_t enforce_limits(struct exchange *ex)
 	return next;
 }
 
+/* Tells the workers idle for idle_ms to leave. Returns when the next one
+ * is due (0 if none). */
+static int64_t expire_idle(struct exchange *ex)
+{
+	int64_t now, next = 0;
+	size_t i;
+
+	if (ex->opts.idle_ms <= 0 || !ex->nidle)
+		return 0;
+	now = clock_now_ms();
+	for (i = 0; ex->nidle && i < ex->nslots; i++) {
+		struct slot *s = ex->slots[i];
+
+		if (!s->idle)
+			continue;
+		if (now >= s->idle_until)
+			stop_worker(ex, s);
+		else if (!next || s->idle_until < next)
+			next = s->idle_until;
+	}
+	return next;
+}
+
 /* Looks at every slot, starting one further round each time, for
  * channels with a whole message buffered (or a recorded failure), and
  * settles the finished ones. Stores up to cap ready channels in chs. */
@@ -1393,6 +1421,9 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 
 	for (;;) {
 		next = enforce_limits(ex);
+		d = expire_idle(ex);
+		if (d && (!next || d < next))
+			next = d;
 		if (ex->nawait)
 			retry_reaps(ex);
 		now = clock_now_ms();

@@ -392,10 +392,16 @@ struct exchange_options {
 				   tasks and the next task goes to a fresh
 				   worker (Pool's maxtasksperchild); 0: no
 				   limit */
+	int idle_ms;		/* reuse: an idle worker leaves once it has
+				   waited this long for work, freeing its
+				   process (looked at whenever the exchange
+				   stores or waits); 0: it waits until
+				   exchange_finish or exchange_free */
 };
 
 /* Creates an exchange. opts may be NULL for the defaults; it is copied.
- * NULL with EINVAL for a negative limit or time limit, ENOMEM. */
+ * NULL with EINVAL for a negative limit, time limit, grace, retries or
+ * idle_ms, ENOMEM. */
 struct exchange *exchange_new(const struct exchange_options *opts);
 
 /* Closes every channel (children see end of stream and are reaped, waiting

@@ -335,3 +335,96 @@ Test(pool, a_worker_is_recycled_after_max_tasks, .timeout = 30)
 	cr_assert_eq(count_fds(), fds);
 	cr_assert(no_children());
 }
+
+/* ------------------------------------------------------------------------ */
+/* Idle reuse workers                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* One task on a map, its outcome waited for: the worker's pid. */
+static pid_t run_one_task(struct exchange *ex)
+{
+	struct channel_msg m;
+	ssize_t t = exchange_start(ex, send_pid, NULL, 0, NULL);
+
+	cr_assert_geq(t, 0);
+	cr_assert_eq(exchange_map_get(ex, (size_t)t, &m, 10000), 1);
+	cr_assert_eq(m.kind, CHANNEL_DATA);
+	return *(pid_t *)m.data;
+}
+
+/* Stores until no channel is left, for at most 10 s. */
+static bool store_until_empty(struct exchange *ex)
+{
+	int64_t end = clock_now_ms() + 10000;
+
+	while (exchange_active(ex, NULL, 0) > 0) {
+		if (clock_now_ms() > end)
+			return false;
+		cr_assert_geq(exchange_store(ex, 20), 0);
+		poll(NULL, 0, 5);
+	}
+	return true;
+}
+
+/* By default an idle worker stays: a loop that submits and waits one task
+ * at a time runs every task on one process. */
+Test(idle, a_worker_waits_for_the_next_task_by_default, .timeout = 30)
+{
+	struct exchange_options o = { .reuse = true, .limit = 1 };
+	struct exchange *ex = exchange_new_map(&o);
+	pid_t first;
+	int i;
+
+	count_forks();
+	first = run_one_task(ex);
+	for (i = 0; i < 5; i++) {
+		cr_assert_eq(exchange_store(ex, 0), 0);
+		cr_assert_eq(exchange_active(ex, NULL, 0), 1, "it stays");
+		cr_assert_eq(run_one_task(ex), first);
+	}
+	uncount_forks();
+	cr_assert_eq(forks, 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(exchange_active(ex, NULL, 0), 0, "finish sends it away");
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* With idle_ms a worker left without work leaves, its process reaped; the
+ * next task gets a fresh worker. */
+Test(idle, a_worker_idle_for_idle_ms_leaves, .timeout = 30)
+{
+	struct exchange_options o = { .reuse = true, .limit = 1,
+				      .idle_ms = 30 };
+	struct exchange *ex = exchange_new_map(&o);
+	int fds = count_fds();
+	pid_t first, second;
+
+	first = run_one_task(ex);
+	cr_assert(store_until_empty(ex), "the idle worker left");
+	cr_assert(reaped(first), "and was reaped");
+	second = run_one_task(ex);
+	cr_assert_neq(second, first);
+	cr_assert(store_until_empty(ex));
+	cr_assert(reaped(second));
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* A worker given work within idle_ms keeps going. */
+Test(idle, a_worker_given_work_in_time_stays, .timeout = 30)
+{
+	struct exchange_options o = { .reuse = true, .limit = 1,
+				      .idle_ms = 600000 };
+	struct exchange *ex = exchange_new_map(&o);
+	pid_t first = run_one_task(ex);
+
+	cr_assert_eq(run_one_task(ex), first);
+	cr_assert_eq(run_one_task(ex), first);
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+	cr_assert_null(exchange_new(&(struct exchange_options){ .idle_ms = -1 }));
+	cr_assert_eq(errno, EINVAL);
+}
