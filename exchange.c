@@ -155,6 +155,9 @@ struct exchange {
 	size_t nqueued;		/* queued work items */
 	bool stopped;		/* EXCHANGE_STOP: a task failed */
 	struct attachment *attached; /* freed with the exchange */
+	struct exchange_progress reported; /* the counts last given to the
+					      progress callback */
+	bool reported_once;	/* the callback has been called */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -649,6 +652,21 @@ static void queue_push(struct exchange *ex, struct work *w, bool front)
 	ex->nqueued++;
 }
 
+/* Takes w, which follows prev (NULL for the head), out of the queue. */
+static struct work *queue_unlink(struct exchange *ex, struct work *prev,
+				 struct work *w)
+{
+	if (prev)
+		prev->next = w->next;
+	else
+		ex->qhead = w->next;
+	if (ex->qtail == w)
+		ex->qtail = prev;
+	w->next = NULL;
+	ex->nqueued--;
+	return w;
+}
+
 /* Takes the first queued work matching the function (any when match is
  * false). */
 static struct work *queue_take(struct exchange *ex, bool match,
@@ -661,15 +679,7 @@ static struct work *queue_take(struct exchange *ex, bool match,
 	for (w = ex->qhead; w; prev = w, w = w->next) {
 		if (match && (w->fn != fn || w->pfn != pfn || w->ctx != ctx))
 			continue;
-		if (prev)
-			prev->next = w->next;
-		else
-			ex->qhead = w->next;
-		if (ex->qtail == w)
-			ex->qtail = prev;
-		w->next = NULL;
-		ex->nqueued--;
-		return w;
+		return queue_unlink(ex, prev, w);
 	}
 	return NULL;
 }
@@ -948,6 +958,78 @@ int exchange_terminate(struct exchange *ex)
 			channel_limit_end(ch, &s->lim, clock_now_ms(), grace);
 	}
 	return 0;
+}
+
+/* Whether the task on s is running: given to a process that has not ended
+ * it (a worker's DONE ends it), with no outcome settled yet, and not on
+ * its way out (a task to run again is queued, not running). */
+static bool task_running(const struct slot *s)
+{
+	return channel_task(s->ch) != CHANNEL_NO_TASK && !s->final &&
+	       !s->remove && !(s->worker && s->done);
+}
+
+int exchange_cancel(struct exchange *ex, size_t task)
+{
+	struct work *w, *prev = NULL;
+	size_t i;
+
+	if (unusable(ex))
+		return -1;
+	if (task >= ex->next_task) {
+		errno = ERANGE;
+		return -1;
+	}
+	for (w = ex->qhead; w; prev = w, w = w->next) {
+		if (w->task != task)
+			continue;
+		work_free(queue_unlink(ex, prev, w));
+		return add_not_started(ex, task, ECANCELED);
+	}
+	for (i = 0; i < ex->nslots; i++) {
+		if (channel_task(ex->slots[i]->ch) == task &&
+		    task_running(ex->slots[i])) {
+			errno = EBUSY;
+			return -1;
+		}
+	}
+	errno = EALREADY;
+	return -1;
+}
+
+int exchange_progress(const struct exchange *ex, struct exchange_progress *p)
+{
+	size_t i, running = 0;
+
+	if (!ex || !p) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (i = 0; i < ex->nslots; i++)
+		if (task_running(ex->slots[i]))
+			running++;
+	p->queued = ex->nqueued;
+	p->running = running;
+	/* Every task number handed out is queued, running or finished. */
+	assert(ex->next_task >= p->queued + running);
+	p->finished = ex->next_task - p->queued - running;
+	return 0;
+}
+
+/* Calls the progress callback when the counts have changed since it was
+ * last called. */
+static void report_progress(struct exchange *ex)
+{
+	struct exchange_progress p;
+
+	if (!ex->opts.progress || exchange_progress(ex, &p) < 0 ||
+	    (ex->reported_once && p.queued == ex->reported.queued &&
+	     p.running == ex->reported.running &&
+	     p.finished == ex->reported.finished))
+		return;
+	ex->reported = p;
+	ex->reported_once = true;
+	ex->opts.progress(ex, &p, ex->opts.udata);
 }
 
 size_t exchange_active(const struct exchange *ex, struct channel **chs,
@@ -1625,6 +1707,7 @@ int exchange_store(struct exchange *ex, int timeout_ms)
 	}
 	if (start_queued(ex) < 0)
 		return -1;
+	report_progress(ex);
 	return calls;
 }
 

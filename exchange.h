@@ -355,6 +355,22 @@ enum exchange_policy {
  * goes to a fresh worker, which runs init again). */
 typedef int exchange_init_fn(void *ctx);
 
+/* Counts of an exchange's tasks (every task number it has handed out,
+ * from exchange_start, exchange_add and the like, is in one of them). */
+struct exchange_progress {
+	size_t queued;		/* waiting for a place under the limit */
+	size_t running;		/* on a process, no outcome yet */
+	size_t finished;	/* ended: their outcome is settled (perhaps
+				   not yet received by store_data) */
+};
+
+/* Called by exchange_store, once its deliveries are done, when the counts
+ * have changed since the last call (udata is exchange_options.udata). It
+ * may start or cancel work; it must not store or wait on ex. */
+typedef void exchange_progress_fn(struct exchange *ex,
+				  const struct exchange_progress *p,
+				  void *udata);
+
 /* Options of an exchange. A zeroed struct gives the defaults.
  *
  * With a time limit, every process the exchange forks leads a process group
@@ -397,6 +413,7 @@ struct exchange_options {
 				   process (looked at whenever the exchange
 				   stores or waits); 0: it waits until
 				   exchange_finish or exchange_free */
+	exchange_progress_fn *progress; /* NULL, or told of new counts */
 };
 
 /* Creates an exchange. opts may be NULL for the defaults; it is copied.
@@ -422,6 +439,18 @@ void exchange_free(struct exchange *ex);
  * its one outcome: its result if it gave one, else the signal that ended
  * it. Returns 0, or -1 with EINVAL. */
 int exchange_terminate(struct exchange *ex);
+
+/* Cancels a queued task (concurrent.futures' Future.cancel): it will not
+ * run, and its one outcome is CHANNEL_FAILURE, CHANNEL_NOT_STARTED with
+ * code ECANCELED, which store_data (or the Map or Queue) sees next.
+ * Returns 0, or -1 with EBUSY (the task is running: it is not cancelled;
+ * exchange_terminate ends running work), EALREADY (it has ended),
+ * ERANGE (no such task number), EINVAL. */
+int exchange_cancel(struct exchange *ex, size_t task);
+
+/* Fills *p with the counts of queued, running and finished tasks. 0, or
+ * -1 with EINVAL. */
+int exchange_progress(const struct exchange *ex, struct exchange_progress *p);
 
 /* Adds a channel to be monitored; the exchange owns it from then on, also
  * when this fails. Returns the task number its messages carry (msg->task;

@@ -428,3 +428,137 @@ Test(idle, a_worker_given_work_in_time_stays, .timeout = 30)
 	cr_assert_null(exchange_new(&(struct exchange_options){ .idle_ms = -1 }));
 	cr_assert_eq(errno, EINVAL);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Cancelling and progress                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* With limit 1 and the first task held, the others wait in the queue: one
+ * of them cancelled has its NOT_STARTED outcome, the rest run. */
+Test(cancel, a_queued_task_is_cancelled, .timeout = 30)
+{
+	struct exchange_options o = { .limit = 1 };
+	struct exchange *ex = exchange_new_map(&o);
+	struct exchange_progress p;
+	struct channel_msg m;
+	int fds = count_fds();
+
+	count_forks();
+	cr_assert_eq(exchange_start(ex, wait_then_echo, "a", 1, NULL), 0);
+	cr_assert_eq(exchange_start(ex, wait_then_echo, "b", 1, NULL), 1);
+	cr_assert_eq(exchange_start(ex, wait_then_echo, "c", 1, NULL), 2);
+	cr_assert_eq(exchange_progress(ex, &p), 0);
+	cr_assert_eq(p.queued, 2);
+	cr_assert_eq(p.running, 1);
+	cr_assert_eq(p.finished, 0);
+	cr_assert_eq(exchange_cancel(ex, 1), 0);
+	cr_assert_eq(exchange_progress(ex, &p), 0);
+	cr_assert_eq(p.queued, 1);
+	cr_assert_eq(p.finished, 1, "a cancelled task has its outcome");
+	cr_assert_eq(exchange_cancel(ex, 0), -1);
+	cr_assert_eq(errno, EBUSY, "a running task is not cancelled");
+	cr_assert_eq(exchange_cancel(ex, 1), -1);
+	cr_assert_eq(errno, EALREADY);
+	cr_assert_eq(exchange_cancel(ex, 3), -1);
+	cr_assert_eq(errno, ERANGE);
+	cr_assert_eq(exchange_cancel(NULL, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(exchange_map_get(ex, 1, &m, 10000), 1);
+	cr_assert_eq(m.kind, CHANNEL_FAILURE);
+	cr_assert_eq(m.cause, CHANNEL_NOT_STARTED);
+	cr_assert_eq(m.code, ECANCELED);
+	cr_assert_eq(exchange_broadcast(ex, "go", 2, 5000), 1);
+	cr_assert_eq(exchange_map_get(ex, 0, &m, 10000), 1);
+	cr_assert_str_eq(m.data, "a");
+	/* Task 2 runs once task 0's place is free: then it is the only
+	 * one the broadcast reaches. */
+	do {
+		cr_assert_geq(exchange_store(ex, 10), 0);
+		cr_assert_eq(exchange_progress(ex, &p), 0);
+	} while (p.queued > 0);
+	cr_assert_eq(p.running, 1);
+	cr_assert_eq(exchange_broadcast(ex, "go", 2, 5000), 1);
+	cr_assert_eq(exchange_map_get(ex, 2, &m, 10000), 1);
+	cr_assert_str_eq(m.data, "c");
+	cr_assert_eq(exchange_finish(ex), 0);
+	uncount_forks();
+	cr_assert_eq(forks, 2, "the cancelled task never forked");
+	cr_assert_eq(exchange_progress(ex, &p), 0);
+	cr_assert_eq(p.queued + p.running, 0);
+	cr_assert_eq(p.finished, 3);
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* Cancelling in reuse mode: the worker takes the next task, not the
+ * cancelled one. */
+Test(cancel, a_queued_task_of_a_reuse_worker_is_cancelled, .timeout = 30)
+{
+	struct exchange_options o = { .reuse = true, .limit = 1 };
+	struct exchange *ex = exchange_new_map(&o);
+	struct channel_msg m;
+	long i;
+
+	for (i = 0; i < 4; i++)
+		exchange_start_plain(ex, square, &i, sizeof(i), NULL);
+	cr_assert_eq(exchange_cancel(ex, 2), 0);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(exchange_map_get(ex, (size_t)i, &m, 10000), 1);
+		if (i == 2) {
+			cr_assert_eq(m.cause, CHANNEL_NOT_STARTED);
+			cr_assert_eq(m.code, ECANCELED);
+		} else {
+			cr_assert_eq(m.kind, CHANNEL_DATA);
+			cr_assert_eq(*(long *)m.data, i * i);
+		}
+	}
+	exchange_free(ex);
+	cr_assert(no_children());
+}
+
+/* What the progress callback saw: every call's counts, in order. */
+struct seen {
+	struct exchange_progress p[256];
+	int n;
+};
+
+static void on_progress(struct exchange *ex, const struct exchange_progress *p,
+			void *udata)
+{
+	struct seen *seen = udata;
+
+	(void)ex;
+	if (seen->n < 256)
+		seen->p[seen->n++] = *p;
+}
+
+Test(progress, the_callback_sees_every_change, .timeout = 30)
+{
+	struct seen seen = { .n = 0 };
+	struct exchange_options o = { .limit = 2, .progress = on_progress,
+				      .udata = &seen };
+	struct exchange *ex = exchange_new(&o);
+	long i;
+	int k;
+
+	for (i = 0; i < 6; i++)
+		exchange_start_plain(ex, square, &i, sizeof(i), NULL);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_geq(seen.n, 1);
+	for (k = 0; k < seen.n; k++) {
+		cr_assert_eq(seen.p[k].queued + seen.p[k].running +
+			     seen.p[k].finished, 6);
+		cr_assert_leq(seen.p[k].running, 2);
+		if (k) {
+			cr_assert_geq(seen.p[k].finished, seen.p[k - 1].finished);
+			cr_assert(seen.p[k].queued != seen.p[k - 1].queued ||
+				  seen.p[k].running != seen.p[k - 1].running ||
+				  seen.p[k].finished != seen.p[k - 1].finished,
+				  "called only on a change");
+		}
+	}
+	cr_assert_eq(seen.p[seen.n - 1].finished, 6);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
