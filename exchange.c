@@ -158,6 +158,7 @@ struct exchange {
 	struct exchange_progress reported; /* the counts last given to the
 					      progress callback */
 	bool reported_once;	/* the callback has been called */
+	int64_t next_tick;	/* tick_ms: when the next tick is due */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -195,7 +196,7 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 
 	if (opts && (opts->limit < 0 || opts->time_limit_ms < 0 ||
 		     opts->grace_ms < 0 || opts->retries < 0 ||
-		     opts->idle_ms < 0 ||
+		     opts->idle_ms < 0 || opts->tick_ms < 0 ||
 		     opts->policy < EXCHANGE_KEEP_GOING ||
 		     opts->policy > EXCHANGE_RETRY)) {
 		errno = EINVAL;
@@ -212,6 +213,8 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 	ex->gen = channel_generation();
 	ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
 	ex->next_exit_check = clock_now_ms() + EXIT_CHECK_MS;
+	if (ex->opts.tick_ms > 0)
+		ex->next_tick = clock_now_ms() + ex->opts.tick_ms;
 	return ex;
 }
 
@@ -1585,6 +1588,25 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 	}
 }
 
+/* The timeout of a wait, cut at the next tick (tick_ms): ticks fall every
+ * tick_ms from the exchange's creation, and those that passed while
+ * nobody waited are skipped. */
+static int tick_timeout(struct exchange *ex, int timeout_ms)
+{
+	int64_t now, left;
+
+	if (ex->opts.tick_ms <= 0)
+		return timeout_ms;
+	now = clock_now_ms();
+	if (ex->next_tick <= now)
+		ex->next_tick += ((now - ex->next_tick) / ex->opts.tick_ms + 1) *
+				 ex->opts.tick_ms;
+	left = ex->next_tick - now;
+	if (timeout_ms >= 0 && timeout_ms < left)
+		return timeout_ms;
+	return (int)left;
+}
+
 int exchange_ready(struct exchange *ex, struct channel **chs, size_t cap,
 		   int timeout_ms)
 {
@@ -1598,6 +1620,7 @@ int exchange_ready(struct exchange *ex, struct channel **chs, size_t cap,
 	}
 	if (start_queued(ex) < 0)
 		return -1;
+	timeout_ms = tick_timeout(ex, timeout_ms);
 	if (!chs || !cap) {
 		/* The caller wants the count only: look at a batch. */
 		return gather(ex, timeout_ms, local, STORE_BATCH);
@@ -1690,7 +1713,7 @@ int exchange_store(struct exchange *ex, int timeout_ms)
 		return -1;
 	if (start_queued(ex) < 0)
 		return -1;
-	n = gather(ex, timeout_ms, ready, STORE_BATCH);
+	n = gather(ex, tick_timeout(ex, timeout_ms), ready, STORE_BATCH);
 	if (n < 0)
 		return -1;
 	removals = ex->removals;

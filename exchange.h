@@ -414,11 +414,17 @@ struct exchange_options {
 				   stores or waits); 0: it waits until
 				   exchange_finish or exchange_free */
 	exchange_progress_fn *progress; /* NULL, or told of new counts */
+	int tick_ms;		/* a timer: exchange_store and exchange_ready
+				   wait no later than the next tick, every
+				   tick_ms from exchange_new (ticks passed
+				   while nobody waited are skipped), and
+				   return 0 there with nothing ready; 0: no
+				   ticks */
 };
 
 /* Creates an exchange. opts may be NULL for the defaults; it is copied.
- * NULL with EINVAL for a negative limit, time limit, grace, retries or
- * idle_ms, ENOMEM. */
+ * NULL with EINVAL for a negative limit, time limit, grace, retries,
+ * idle_ms or tick_ms, ENOMEM. */
 struct exchange *exchange_new(const struct exchange_options *opts);
 
 /* Closes every channel (children see end of stream and are reaped, waiting

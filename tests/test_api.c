@@ -562,3 +562,44 @@ Test(progress, the_callback_sees_every_change, .timeout = 30)
 	exchange_free(ex);
 	cr_assert(no_children());
 }
+
+/* ------------------------------------------------------------------------ */
+/* Ticks                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* With a tick, a store that would wait for ever returns 0 at each tick
+ * while the one child sends nothing; the message it sends later is
+ * delivered as ever. */
+static int count_calls(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct channel_msg m;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) == 1) {
+		(*(int *)udata)++;
+		channel_msg_free(&m);
+	}
+	return 0;
+}
+
+Test(tick, store_returns_at_every_tick, .timeout = 30)
+{
+	int got = 0, ticks;
+	struct exchange_options o = { .tick_ms = 20, .store_data = count_calls,
+				      .udata = &got };
+	struct exchange *ex = exchange_new(&o);
+
+	cr_assert_geq(exchange_start(ex, wait_then_echo, "x", 1, NULL), 0);
+	for (ticks = 0; ticks < 5; ticks++)
+		cr_assert_eq(exchange_store(ex, -1), 0, "a tick");
+	cr_assert_eq(exchange_ready(ex, NULL, 0, -1), 0, "ready ticks too");
+	cr_assert_eq(exchange_broadcast(ex, "go", 2, 5000), 1);
+	while (got == 0)
+		cr_assert_geq(exchange_store(ex, -1), 0);
+	cr_assert_eq(got, 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+	cr_assert_null(exchange_new(&(struct exchange_options){ .tick_ms = -5 }));
+	cr_assert_eq(errno, EINVAL);
+}
