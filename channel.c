@@ -875,25 +875,6 @@ int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 	return 1;
 }
 
-/* Turns a FAILURE frame's payload (cause, code, text) into msg fields,
- * moving the text to the front of the same allocation. */
-static void decode_failure(struct channel_msg *msg)
-{
-	int32_t cc[2] = { CHANNEL_PROTOCOL, EPROTO };
-	unsigned char *p = msg->data;
-
-	if (msg->len >= sizeof(cc)) {
-		memcpy(cc, p, sizeof(cc));
-		memmove(p, p + sizeof(cc), msg->len - sizeof(cc) + 1);
-		msg->len -= sizeof(cc);
-	} else {
-		p[0] = '\0';
-		msg->len = 0;
-	}
-	msg->cause = cc[0];
-	msg->code = cc[1];
-}
-
 /* Waits for the next user frame: 0 at end of stream, or in front of the
  * end of a task's messages (at_task_end); stream data at the head (or a
  * get in the middle of it) is
@@ -972,7 +953,7 @@ int channel_recv(struct channel *ch, struct channel_msg *msg, int timeout_ms)
 	msg->kind = (int)h.kind;
 	msg->task = ch->task;
 	if (h.kind == FRAME_FAILURE) {
-		decode_failure(msg);
+		frame_decode_failure(msg);
 	} else {
 		msg->cause = h.kind == FRAME_ERROR ? CHANNEL_SENT_ERROR
 						   : CHANNEL_OK;

@@ -257,6 +257,16 @@ ssize_t channel_size(const struct channel *ch);
 ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 		      int timeout_ms);
 
+/* Decodes the next message of len bytes of frames from channel_flush,
+ * starting at offset *off (0 for the first), without a channel: fills *msg
+ * as channel_recv does (the caller frees msg->data; msg->task is
+ * CHANNEL_NO_TASK) and moves *off past it. Returns 1, 0 once *off is len,
+ * or -1 with EPROTO (the bytes at *off are not a whole frame of a message;
+ * *off is left there), EMSGSIZE, ENOMEM, EINVAL (*off past len, a NULL
+ * argument). */
+int channel_frames_next(const void *frames, size_t len, size_t *off,
+			struct channel_msg *msg);
+
 /* Puts len bytes of already-encoded frames (from channel_flush) in front of
  * whatever the channel has buffered, so they are received first, in order.
  * On a channel that receives nothing more after an error (a malformed

@@ -4,11 +4,15 @@
  * order, then the payload (internal.h describes each kind). The channel
  * layer, preload, the persistent protocol and the fuzz targets all read
  * headers through frame_decode, so that one function decides what is a
- * well-formed frame.
+ * well-formed frame. A FAILURE frame's payload (cause, code, text) is
+ * turned into a message by frame_decode_failure alone, for channel_recv
+ * and for channel_frames_next, the decoder of flushed frames.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 void frame_encode(void *out, uint32_t kind, uint64_t payload_len)
@@ -40,3 +44,63 @@ int frame_decode(const void *buf, size_t len, size_t max,
 	return 1;
 }
 
+
+void frame_decode_failure(struct channel_msg *msg)
+{
+	int32_t cc[2] = { CHANNEL_PROTOCOL, EPROTO };
+	unsigned char *p = msg->data;
+
+	if (msg->len >= sizeof(cc)) {
+		memcpy(cc, p, sizeof(cc));
+		memmove(p, p + sizeof(cc), msg->len - sizeof(cc) + 1);
+		msg->len -= sizeof(cc);
+	} else {
+		p[0] = '\0';
+		msg->len = 0;
+	}
+	msg->cause = cc[0];
+	msg->code = cc[1];
+}
+
+int channel_frames_next(const void *frames, size_t len, size_t *off,
+			struct channel_msg *msg)
+{
+	const unsigned char *p;
+	struct frame_header h;
+	unsigned char *data;
+	size_t payload;
+	int r;
+
+	if ((!frames && len) || !off || !msg || *off > len) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (*off == len)
+		return 0;
+	p = (const unsigned char *)frames + *off;
+	r = frame_decode(p, len - *off, SIZE_MAX - FRAME_HEADER_SIZE, &h);
+	if (r < 0)
+		return -1;
+	/* A header or payload cut short, or a kind flush never returns. */
+	if (r == 0 || h.size > len - *off ||
+	    (h.kind != FRAME_DATA && h.kind != FRAME_ERROR &&
+	     h.kind != FRAME_FAILURE)) {
+		errno = EPROTO;
+		return -1;
+	}
+	payload = (size_t)(h.size - FRAME_HEADER_SIZE);
+	data = malloc(payload + 1);
+	if (!data)
+		return -1;
+	memcpy(data, p + FRAME_HEADER_SIZE, payload);
+	data[payload] = '\0';
+	*msg = (struct channel_msg){ .data = data, .len = payload,
+				     .kind = (int)h.kind,
+				     .task = CHANNEL_NO_TASK };
+	if (h.kind == FRAME_FAILURE)
+		frame_decode_failure(msg);
+	else if (h.kind == FRAME_ERROR)
+		msg->cause = CHANNEL_SENT_ERROR;
+	*off += (size_t)h.size;
+	return 1;
+}

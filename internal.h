@@ -63,6 +63,11 @@ HIDDEN void frame_encode(void *out, uint32_t kind, uint64_t payload_len);
 HIDDEN int frame_decode(const void *buf, size_t len, size_t max,
 			struct frame_header *h);
 
+/* Turns the payload of a FAILURE frame in msg->data (cause, code, text;
+ * NUL-terminated after len bytes) into msg's cause, code and text, moving
+ * the text to the front of the same allocation. */
+HIDDEN void frame_decode_failure(struct channel_msg *msg);
+
 /* sys.c: the clock, waiting on one descriptor, and the system calls that
  * make, use and close descriptors (through the test hooks below). */
 

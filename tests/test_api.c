@@ -603,3 +603,105 @@ Test(tick, store_returns_at_every_tick, .timeout = 30)
 	cr_assert_null(exchange_new(&(struct exchange_options){ .tick_ms = -5 }));
 	cr_assert_eq(errno, EINVAL);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Decoding flushed frames                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void send_three(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
+{
+	(void)arg;
+	(void)len;
+	(void)ctx;
+	channel_send(ch, "one", 3, -1);
+	channel_send(ch, "", 0, -1);
+	channel_send_error(ch, "three went wrong", -1);
+}
+
+Test(frames, flushed_messages_are_read_without_a_channel, .timeout = 30)
+{
+	struct channel *ch = channel_start(send_three, NULL, 0, NULL);
+	struct channel_msg m;
+	void *frames = NULL;
+	size_t len = 0, off = 0, cut;
+	int64_t end = clock_now_ms() + 10000;
+	ssize_t n = 0;
+
+	cr_assert_not_null(ch);
+	/* Flush until end of stream: the three messages, in order. */
+	while (channel_active(ch) && clock_now_ms() < end) {
+		void *more;
+		size_t mlen;
+		ssize_t k = channel_flush(ch, &more, &mlen, 100);
+
+		cr_assert_geq(k, 0);
+		frames = realloc(frames, len + mlen + 1);
+		cr_assert_not_null(frames);
+		if (mlen)
+			memcpy((char *)frames + len, more, mlen);
+		free(more);
+		len += mlen;
+		n += k;
+	}
+	cr_assert_eq(n, 3);
+	cr_assert_eq(channel_push_failure(ch, CHANNEL_SIGNALED, 9, "killed"), 0);
+	{
+		void *more;
+		size_t mlen;
+
+		cr_assert_eq(channel_flush(ch, &more, &mlen, 0), 1,
+			     "a recorded failure flushes too");
+		frames = realloc(frames, len + mlen);
+		memcpy((char *)frames + len, more, mlen);
+		free(more);
+		len += mlen;
+	}
+	cr_assert_eq(channel_close(ch), 0);
+
+	cr_assert_eq(channel_frames_next(frames, len, &off, &m), 1);
+	cr_assert_eq(m.kind, CHANNEL_DATA);
+	cr_assert_eq(m.len, 3);
+	cr_assert_str_eq(m.data, "one");
+	cr_assert_eq(m.task, CHANNEL_NO_TASK);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_frames_next(frames, len, &off, &m), 1);
+	cr_assert_eq(m.kind, CHANNEL_DATA);
+	cr_assert_eq(m.len, 0);
+	cr_assert_str_eq(m.data, "", "NUL-terminated, even empty");
+	channel_msg_free(&m);
+	cr_assert_eq(channel_frames_next(frames, len, &off, &m), 1);
+	cr_assert_eq(m.kind, CHANNEL_ERROR);
+	cr_assert_eq(m.cause, CHANNEL_SENT_ERROR);
+	cr_assert_str_eq(m.data, "three went wrong");
+	channel_msg_free(&m);
+	cut = off;
+	cr_assert_eq(channel_frames_next(frames, len, &off, &m), 1);
+	cr_assert_eq(m.kind, CHANNEL_FAILURE);
+	cr_assert_eq(m.cause, CHANNEL_SIGNALED);
+	cr_assert_eq(m.code, 9);
+	cr_assert_str_eq(m.data, "killed");
+	channel_msg_free(&m);
+	cr_assert_eq(off, len);
+	cr_assert_eq(channel_frames_next(frames, len, &off, &m), 0);
+
+	/* A frame cut short, garbage, bad arguments. */
+	off = cut;
+	cr_assert_eq(channel_frames_next(frames, len - 1, &off, &m), -1);
+	cr_assert_eq(errno, EPROTO);
+	cr_assert_eq(off, cut, "left where it was");
+	cr_assert_eq(channel_frames_next(frames, cut + 5, &off, &m), -1);
+	cr_assert_eq(errno, EPROTO, "a header cut short");
+	off = 1;
+	cr_assert_eq(channel_frames_next(frames, len, &off, &m), -1);
+	cr_assert_eq(errno, EPROTO);
+	off = len + 1;
+	cr_assert_eq(channel_frames_next(frames, len, &off, &m), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(channel_frames_next(NULL, 0, NULL, &m), -1);
+	cr_assert_eq(errno, EINVAL);
+	off = 0;
+	cr_assert_eq(channel_frames_next(NULL, 0, &off, &m), 0);
+	free(frames);
+	cr_assert(no_children());
+}
