@@ -434,11 +434,58 @@ ssize_t exchange_connect(struct exchange *ex, const char *address,
 		errno = EINVAL;
 		return -1;
 	}
+	/* A connection is counted under the limit, as pprocess's connect
+	 * uses add_wait: connect once there is a place. */
+	if (exchange_wait(ex) < 0)
+		return -1;
 	ch = channel_connect(address, timeout_ms);
 	if (!ch)
 		return -1;
 	/* The exchange owns the channel from here, on failure too. */
 	return exchange_add(ex, ch);
+}
+
+ssize_t exchange_start_persistent(struct exchange *ex, const char *address,
+				  channel_fn *fn, const void *arg, size_t len,
+				  void *ctx, int timeout_ms)
+{
+	/* A NULL ex fails here (EINVAL), before anything is started. */
+	if (exchange_wait(ex) < 0)
+		return -1;
+	if (channel_start_persistent(address, fn, arg, len, ctx) < 0)
+		return -1;
+	return exchange_connect(ex, address, timeout_ms);
+}
+
+struct exchange *exchange_new_with(const struct exchange_options *opts,
+				   struct channel **chs, size_t n)
+{
+	struct exchange *ex;
+	size_t i;
+	int saved;
+
+	if (n && !chs) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ex = exchange_new(opts);
+	for (i = 0; ex && i < n; i++) {
+		if (exchange_add(ex, chs[i]) < 0) {
+			/* exchange_add closed chs[i]; those after it are
+			 * ours to close too. */
+			saved = errno;
+			exchange_free(ex);
+			ex = NULL;
+			errno = saved;
+		}
+	}
+	if (!ex) {
+		saved = errno;
+		for (; i < n; i++)
+			channel_close(chs[i]);
+		errno = saved;
+	}
+	return ex;
 }
 
 pid_t exchange_background(const char *address, channel_fn *fn,

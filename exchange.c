@@ -159,6 +159,12 @@ struct exchange {
 					      progress callback */
 	bool reported_once;	/* the callback has been called */
 	int64_t next_tick;	/* tick_ms: when the next tick is due */
+	struct channel **handed; /* keep_removed: channels of the caller's
+				    that ended and were handed back, not yet
+				    taken (exchange_take_removed) */
+	size_t handed_head;	/* the oldest entry not taken */
+	size_t nhanded;		/* entries used in handed */
+	size_t handed_cap;	/* entries allocated */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -326,6 +332,7 @@ void exchange_free(struct exchange *ex)
 			a->free_fn(a->data);
 		free(a);
 	}
+	free(ex->handed);
 	free(ex->slots);
 	free(ex->pfds);
 	free(ex);
@@ -401,6 +408,44 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	free(s);
 	if (close_it)
 		channel_close(ch);
+}
+
+/* Removes a slot whose channel has ended. A channel the caller added is
+ * handed back open under keep_removed, and listed for
+ * exchange_take_removed (if the list cannot grow, it is not listed: the
+ * caller has it all the same); any other is closed. */
+static void slot_ended(struct exchange *ex, struct slot *s)
+{
+	bool hand_back = s->user && ex->opts.keep_removed;
+	struct channel *ch = s->ch;
+
+	slot_remove(ex, s, !hand_back);
+	if (!hand_back)
+		return;
+	if (ex->nhanded == ex->handed_cap) {
+		size_t ncap = ex->handed_cap ? ex->handed_cap * 2 : 8;
+		/* An array of pointers: sizeof(*nh) is a pointer's size. */
+		struct channel **nh = realloc(ex->handed, ncap * sizeof(*nh)); /* NOLINT(bugprone-sizeof-expression) */
+
+		if (!nh)
+			return;
+		ex->handed = nh;
+		ex->handed_cap = ncap;
+	}
+	ex->handed[ex->nhanded++] = ch;
+}
+
+struct channel *exchange_take_removed(struct exchange *ex)
+{
+	struct channel *ch;
+
+	if (!ex || ex->handed_head == ex->nhanded)
+		return NULL;
+	/* Oldest first; the list starts again once all are taken. */
+	ch = ex->handed[ex->handed_head++];
+	if (ex->handed_head == ex->nhanded)
+		ex->handed_head = ex->nhanded = 0;
+	return ch;
 }
 
 /* Whether ch is still monitored after a callback, given the removal count
@@ -1444,8 +1489,7 @@ static size_t scan_ready(struct exchange *ex, struct channel **chs,
 			struct slot *s = ex->slots[i];
 
 			if (s->remove)
-				slot_remove(ex, s, !(s->user &&
-						     ex->opts.keep_removed));
+				slot_ended(ex, s);
 		}
 	}
 	return n;
@@ -1662,8 +1706,7 @@ static int deliver(struct exchange *ex, struct channel *ch)
 			if (settle(ex, s) > 0)
 				continue;
 			if (s->remove)
-				slot_remove(ex, s, !(s->user &&
-						     ex->opts.keep_removed));
+				slot_ended(ex, s);
 			return calls;
 		}
 		if (h == FRAME_ERROR)

@@ -179,6 +179,23 @@ struct channel *channel_create(void);
 struct channel *channel_start(channel_fn *fn, const void *arg, size_t len,
 			      void *ctx);
 
+/* A plain function (the MakeParallel idea): computes a result from arg and
+ * returns it in memory from malloc() that the library frees after sending,
+ * with its size in *result_len; or returns NULL with errno set to fail (the
+ * parent gets CHANNEL_ERROR with strerror(errno)). */
+typedef void *exchange_plain_fn(const void *arg, size_t len,
+				size_t *result_len, void *ctx);
+
+/* The MakeParallel idea without an exchange: runs the plain function fn
+ * (see exchange_plain_fn) in a new process, as channel_start runs a
+ * channel_fn, and returns the parent's end of its channel, on which the
+ * function's result arrives as one message (or its failure as
+ * CHANNEL_ERROR with strerror(errno)), then end of stream. NULL with
+ * errno on failure (EINVAL for a NULL fn, or len above 0 with arg NULL),
+ * and then fn has not run and won't. */
+struct channel *channel_start_plain(exchange_plain_fn *fn, const void *arg,
+				    size_t len, void *ctx);
+
 /* The pid of the process at the other end: 0 in a child created by
  * channel_create, -1 when there is no process (a connected socket). */
 pid_t channel_pid(const struct channel *ch);
@@ -468,6 +485,15 @@ int exchange_cancel(struct exchange *ex, size_t task);
  * -1 with EINVAL. */
 int exchange_progress(const struct exchange *ex, struct exchange_progress *p);
 
+/* pprocess Exchange(channels): an exchange made with opts (as exchange_new)
+ * that monitors the n channels of chs from the start, as if each had been
+ * given to exchange_add in turn (their task numbers are 0 to n - 1). The
+ * exchange owns them all, also when this fails: then every one is closed.
+ * NULL with the errno of exchange_new or exchange_add, or EINVAL (chs NULL
+ * with n above 0). */
+struct exchange *exchange_new_with(const struct exchange_options *opts,
+				   struct channel **chs, size_t n);
+
 /* Adds a channel to be monitored; the exchange owns it from then on, also
  * when this fails. Returns the task number its messages carry (msg->task;
  * the numbers of exchange_start and exchange_add are one sequence), or -1
@@ -481,6 +507,15 @@ ssize_t exchange_add(struct exchange *ex, struct channel *ch);
  * channel of its own that store_data (or the Map or Queue) sees next. 0, or
  * -1 with ENOENT, ENOMEM (the channel is removed all the same). */
 int exchange_remove(struct exchange *ex, struct channel *ch);
+
+/* pprocess's removed list, under keep_removed: the channels the caller
+ * added (exchange_add and the like) that reached their end and were taken
+ * out of the exchange by a store or a wait, handed back open, in the order
+ * they ended. Returns the oldest not taken yet, which the caller owns (and
+ * closes with channel_close), or NULL when there is none. Channels the
+ * exchange closes (without keep_removed, and the tasks it started) are
+ * never listed, nor those given to exchange_remove. */
+struct channel *exchange_take_removed(struct exchange *ex);
 
 /* The number of channels monitored. Stores up to cap of them in chs (which
  * may be NULL when cap is 0). */
@@ -546,13 +581,6 @@ ssize_t exchange_start(struct exchange *ex, channel_fn *fn, const void *arg,
  * busy. Returns 0 in the child with *child set to its channel, the child's
  * pid in the parent, -1 with errno on failure. */
 pid_t exchange_create(struct exchange *ex, struct channel **child);
-
-/* A plain function (the MakeParallel idea): computes a result from arg and
- * returns it in memory from malloc() that the library frees after sending,
- * with its size in *result_len; or returns NULL with errno set to fail (the
- * parent gets CHANNEL_ERROR with strerror(errno)). */
-typedef void *exchange_plain_fn(const void *arg, size_t len,
-				size_t *result_len, void *ctx);
 
 /* Starts a plain function like exchange_start: its return value is sent
  * back as the task's one message. */
@@ -709,11 +737,25 @@ struct channel *channel_connect(const char *address, int timeout_ms);
 
 /* Connects to the persistent process at address as channel_connect does and
  * adds the channel to ex (pprocess Exchange.connect), which owns it from
- * then on. Its messages carry the returned task number (as exchange_add
+ * then on. A connection is counted under the limit: while ex is busy the
+ * call first waits (exchange_wait), as pprocess's connect uses add_wait. Its messages carry the returned task number (as exchange_add
  * gives one to each channel). Returns the task number, or -1 with the
  * errno of channel_connect or exchange_add. */
 ssize_t exchange_connect(struct exchange *ex, const char *address,
 			 int timeout_ms);
+
+/* Persistent work through an exchange (pprocess's Persistent mix-in):
+ * waits while ex is busy (exchange_wait), starts fn at address as
+ * channel_start_persistent does, then connects to it as exchange_connect
+ * does (waiting up to timeout_ms for the connection), so that the work is
+ * counted under the exchange's limit and its messages reach store_data (or
+ * the Map or Queue) under the returned task number. The background process
+ * outlives the exchange as any persistent process does. Returns the task
+ * number, or -1 with the errno of exchange_wait, channel_start_persistent
+ * or exchange_connect (EINVAL for a NULL ex). */
+ssize_t exchange_start_persistent(struct exchange *ex, const char *address,
+				  channel_fn *fn, const void *arg, size_t len,
+				  void *ctx, int timeout_ms);
 
 /* The BackgroundCallable idea: starts fn in the background at address and
  * returns at once, managed by no exchange; fn's channel sends its results

@@ -7,7 +7,8 @@
  * runs its first task from its copy of the parent's memory, answers DONE,
  * then takes TASK frames (the argument bytes) until STOP or end of stream.
  * A plain function's result travels as the task's one DATA frame, its
- * failure as an ERROR frame with strerror(errno).
+ * failure as an ERROR frame with strerror(errno). channel_start_plain is
+ * the same one-task process for a plain function, without an exchange.
  */
 #include "internal.h"
 
@@ -111,3 +112,18 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	channel_exit(ch, 0);
 }
 
+
+struct channel *channel_start_plain(exchange_plain_fn *fn, const void *arg,
+				    size_t len, void *ctx)
+{
+	struct channel *ch;
+
+	if (!fn || (len && !arg)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (manage_fork(&ch, NULL, fn, ctx, arg, len, false,
+			CHANNEL_LINK_PIPES, NULL, NULL) < 0)
+		return NULL;
+	return ch;
+}

@@ -705,3 +705,134 @@ Test(frames, flushed_messages_are_read_without_a_channel, .timeout = 30)
 	free(frames);
 	cr_assert(no_children());
 }
+
+/* ------------------------------------------------------------------------ */
+/* MakeParallel without an exchange; exchanges made of channels            */
+/* ------------------------------------------------------------------------ */
+
+/* Fails with ENOENT for a negative number. */
+static void *square_or_fail(const void *arg, size_t len, size_t *rlen,
+			    void *ctx)
+{
+	if (*(const long *)arg < 0) {
+		errno = ENOENT;
+		return NULL;
+	}
+	return square(arg, len, rlen, ctx);
+}
+
+Test(plain, channel_start_plain_sends_the_result, .timeout = 30)
+{
+	long x = 12, bad = -1;
+	int fds = count_fds();
+	struct channel *ch = channel_start_plain(square_or_fail, &x, sizeof(x),
+						 NULL);
+	struct channel *fail = channel_start_plain(square_or_fail, &bad,
+						   sizeof(bad), NULL);
+	struct channel_msg m;
+	int st;
+
+	cr_assert_not_null(ch);
+	cr_assert_not_null(fail);
+	cr_assert_eq(channel_recv(ch, &m, 10000), 1);
+	cr_assert_eq(m.kind, CHANNEL_DATA);
+	cr_assert_eq(*(long *)m.data, 144);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(ch, &m, 10000), 0, "then end of stream");
+	cr_assert_eq(channel_recv(fail, &m, 10000), 1);
+	cr_assert_eq(m.kind, CHANNEL_ERROR);
+	cr_assert_str_eq(m.data, strerror(ENOENT));
+	channel_msg_free(&m);
+	cr_assert_eq(channel_wait(ch, 10000), 0);
+	cr_assert_eq(channel_status(ch, &st), 1);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_eq(channel_close(ch), 0);
+	cr_assert_eq(channel_close(fail), 0);
+	cr_assert_null(channel_start_plain(NULL, &x, sizeof(x), NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_null(channel_start_plain(square, NULL, 4, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* The value a plain function's channel carries, as store_data sees it. */
+static int sum_longs(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct channel_msg m;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) == 1) {
+		if (m.kind == CHANNEL_DATA)
+			*(long *)udata += *(long *)m.data;
+		channel_msg_free(&m);
+	}
+	return 0;
+}
+
+/* pprocess Exchange(channels, autoclose=False): the channels are polled
+ * from the start, and once ended they are handed back, in the removed
+ * list, for the caller to close. */
+Test(with_channels, an_exchange_of_channels_hands_them_back, .timeout = 30)
+{
+	long sum = 0, v[3] = { 1, 2, 3 };
+	struct exchange_options o = { .keep_removed = true,
+				      .store_data = sum_longs, .udata = &sum };
+	struct channel *chs[3], *back[3] = { NULL, NULL, NULL }, *r;
+	struct exchange *ex;
+	int i, k, n = 0, fds = count_fds();
+
+	for (i = 0; i < 3; i++) {
+		chs[i] = channel_start_plain(square, &v[i], sizeof(v[i]), NULL);
+		cr_assert_not_null(chs[i]);
+	}
+	ex = exchange_new_with(&o, chs, 3);
+	cr_assert_not_null(ex);
+	cr_assert_eq(exchange_active(ex, NULL, 0), 3);
+	cr_assert_null(exchange_take_removed(ex), "none ended yet taken");
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(sum, 1 + 4 + 9);
+	while ((r = exchange_take_removed(ex)) != NULL) {
+		cr_assert_lt(n, 3);
+		back[n++] = r;
+	}
+	cr_assert_eq(n, 3, "every channel handed back");
+	for (i = 0; i < 3; i++) {
+		for (k = 0; k < 3 && back[k] != chs[i]; k++)
+			;
+		cr_assert_lt(k, 3, "channel %d is in the list", i);
+		cr_assert_eq(channel_close(chs[i]), 0, "ours, open");
+	}
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}
+
+/* Without keep_removed the exchange closes them, and lists none. */
+Test(with_channels, closed_channels_are_not_listed, .timeout = 30)
+{
+	long v = 5, sum = 0;
+	struct exchange_options o = { .store_data = sum_longs, .udata = &sum };
+	struct channel *chs[2];
+	struct exchange *ex;
+	int fds = count_fds();
+
+	chs[0] = channel_start_plain(square, &v, sizeof(v), NULL);
+	chs[1] = channel_start_plain(square, &v, sizeof(v), NULL);
+	ex = exchange_new_with(&o, chs, 2);
+	cr_assert_not_null(ex);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(sum, 50);
+	cr_assert_null(exchange_take_removed(ex));
+	exchange_free(ex);
+	cr_assert_null(exchange_new_with(NULL, NULL, 1));
+	cr_assert_eq(errno, EINVAL);
+	/* A failure closes the channels it was given. */
+	chs[0] = channel_start_plain(square, &v, sizeof(v), NULL);
+	chs[1] = channel_start_plain(square, &v, sizeof(v), NULL);
+	cr_assert_null(exchange_new_with(&(struct exchange_options){
+					 .limit = -1 }, chs, 2));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}

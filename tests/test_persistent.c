@@ -1233,3 +1233,96 @@ Test(persistent, children_do_not_hold_the_listener, .timeout = 30)
 	cr_assert(gone(path, 5000));
 	cr_assert_eq(rmdir(dir), 0);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Persistent work under an exchange's limit                                */
+/* ------------------------------------------------------------------------ */
+
+/* Collects the 3 * n values of a limit-1 queue whose task k sent 3k to
+ * 3k + 2, checking each came once under its own task number. */
+static void collect_triples(struct exchange *q, int n)
+{
+	bool seen[30] = { false };
+	struct channel_msg m;
+	int v, got = 0;
+
+	while (exchange_queue_next(q, &m, 10000) == 1) {
+		cr_assert_eq(m.kind, CHANNEL_DATA);
+		memcpy(&v, m.data, sizeof(v));
+		cr_assert(v >= 0 && v < 3 * n);
+		cr_assert_not(seen[v]);
+		cr_assert_eq(m.task, (size_t)(v / 3));
+		seen[v] = true;
+		got++;
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(got, 3 * n);
+}
+
+/* exchange_start_persistent waits for a place: with limit 1, each start
+ * comes once the work before it has ended and all it sent is queued. */
+Test(persistent, start_through_an_exchange_under_its_limit, .timeout = 60)
+{
+	struct exchange_options o = { .limit = 1 };
+	char dir[64], path[3][128];
+	struct exchange *q;
+	int range[2], i, fds;
+
+	make_dir(dir, sizeof(dir));
+	fds = count_fds();
+	q = exchange_new_queue(&o);
+	cr_assert_not_null(q);
+	for (i = 0; i < 3; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/limited-%d.socket", dir,
+			 i);
+		range[0] = 3 * i;
+		range[1] = 3;
+		cr_assert_eq(exchange_start_persistent(q, path[i], produce,
+						       range, sizeof(range),
+						       NULL, 5000), i,
+			     "start %d: %s", i, strerror(errno));
+		cr_assert_leq(exchange_active(q, NULL, 0), 1);
+		cr_assert_geq(exchange_queue_len(q), (size_t)(3 * i),
+			      "the work before it had ended");
+	}
+	collect_triples(q, 3);
+	cr_assert_eq(exchange_start_persistent(NULL, path[0], produce, range,
+					       sizeof(range), NULL, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	exchange_free(q);
+	for (i = 0; i < 3; i++)
+		cr_assert(gone(path[i], 5000), "%s left", path[i]);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* exchange_connect counts under the limit too (pprocess's connect uses
+ * add_wait): the second connection comes once the first has ended. */
+Test(persistent, connect_waits_under_the_limit, .timeout = 60)
+{
+	struct exchange_options o = { .limit = 1 };
+	char dir[64], path[2][128];
+	struct exchange *q;
+	int range[2], i;
+
+	make_dir(dir, sizeof(dir));
+	for (i = 0; i < 2; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/wait-%d.socket", dir,
+			 i);
+		range[0] = 3 * i;
+		range[1] = 3;
+		cr_assert_gt(channel_start_persistent(path[i], produce, range,
+						      sizeof(range), NULL), 0);
+	}
+	q = exchange_new_queue(&o);
+	for (i = 0; i < 2; i++) {
+		cr_assert_eq(exchange_connect(q, path[i], 5000), i);
+		cr_assert_eq(exchange_active(q, NULL, 0), 1);
+		cr_assert_geq(exchange_queue_len(q), (size_t)(3 * i));
+	}
+	collect_triples(q, 2);
+	exchange_free(q);
+	for (i = 0; i < 2; i++)
+		cr_assert(gone(path[i], 5000));
+	cr_assert_eq(rmdir(dir), 0);
+}
