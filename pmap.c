@@ -330,17 +330,14 @@ static void pmap_init(struct pmap *pm, exchange_pmap_fn *fn, const void *in,
 {
 	size_t i;
 
-	memset(pm, 0, sizeof(*pm));
-	pm->fn = fn;
-	pm->in = in;
-	pm->out = out;
-	pm->n = n;
-	pm->in_size = in_size;
-	pm->out_size = out_size;
-	pm->ctx = opts ? opts->ctx : NULL;
-	pm->outcomes = opts ? opts->outcomes : NULL;
-	pm->fixed = opts ? opts->batch : 0;
-	pm->time_limit_ms = opts ? opts->time_limit_ms : 0;
+	*pm = (struct pmap){
+		.fn = fn, .in = in, .out = out, .n = n,
+		.in_size = in_size, .out_size = out_size,
+		.ctx = opts ? opts->ctx : NULL,
+		.outcomes = opts ? opts->outcomes : NULL,
+		.fixed = opts ? opts->batch : 0,
+		.time_limit_ms = opts ? opts->time_limit_ms : 0,
+	};
 	/* out_size + 1 cannot wrap (pmap_check_sizes), and a batch of one
 	 * element always fits in a channel's message. */
 	pm->max_batch = PMAP_MAX_REPLY / (out_size + 1);
