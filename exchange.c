@@ -155,7 +155,7 @@ struct exchange {
 	size_t nqueued;		/* queued work items */
 	bool stopped;		/* EXCHANGE_STOP: a task failed */
 	struct attachment *attached; /* freed with the exchange */
-	struct exchange_progress reported; /* the counts last given to the
+	struct exchange_counts reported; /* the counts last given to the
 					      progress callback */
 	bool reported_once;	/* the callback has been called */
 	int64_t next_tick;	/* tick_ms: when the next tick is due */
@@ -1045,7 +1045,7 @@ int exchange_cancel(struct exchange *ex, size_t task)
 	return -1;
 }
 
-int exchange_progress(const struct exchange *ex, struct exchange_progress *p)
+int exchange_progress(const struct exchange *ex, struct exchange_counts *p)
 {
 	size_t i, running = 0;
 
@@ -1068,7 +1068,7 @@ int exchange_progress(const struct exchange *ex, struct exchange_progress *p)
  * last called. */
 static void report_progress(struct exchange *ex)
 {
-	struct exchange_progress p;
+	struct exchange_counts p;
 
 	if (!ex->opts.progress || exchange_progress(ex, &p) < 0 ||
 	    (ex->reported_once && p.queued == ex->reported.queued &&

@@ -384,7 +384,7 @@ typedef int exchange_init_fn(void *ctx);
 
 /* Counts of an exchange's tasks (every task number it has handed out,
  * from exchange_start, exchange_add and the like, is in one of them). */
-struct exchange_progress {
+struct exchange_counts {
 	size_t queued;		/* waiting for a place under the limit */
 	size_t running;		/* on a process, no outcome yet */
 	size_t finished;	/* ended: their outcome is settled (perhaps
@@ -395,7 +395,7 @@ struct exchange_progress {
  * have changed since the last call (udata is exchange_options.udata). It
  * may start or cancel work; it must not store or wait on ex. */
 typedef void exchange_progress_fn(struct exchange *ex,
-				  const struct exchange_progress *p,
+				  const struct exchange_counts *p,
 				  void *udata);
 
 /* Options of an exchange. A zeroed struct gives the defaults.
@@ -483,7 +483,7 @@ int exchange_cancel(struct exchange *ex, size_t task);
 
 /* Fills *p with the counts of queued, running and finished tasks. 0, or
  * -1 with EINVAL. */
-int exchange_progress(const struct exchange *ex, struct exchange_progress *p);
+int exchange_progress(const struct exchange *ex, struct exchange_counts *p);
 
 /* pprocess Exchange(channels): an exchange made with opts (as exchange_new)
  * that monitors the n channels of chs from the start, as if each had been

@@ -439,7 +439,7 @@ Test(cancel, a_queued_task_is_cancelled, .timeout = 30)
 {
 	struct exchange_options o = { .limit = 1 };
 	struct exchange *ex = exchange_new_map(&o);
-	struct exchange_progress p;
+	struct exchange_counts p;
 	struct channel_msg m;
 	int fds = count_fds();
 
@@ -519,11 +519,11 @@ Test(cancel, a_queued_task_of_a_reuse_worker_is_cancelled, .timeout = 30)
 
 /* What the progress callback saw: every call's counts, in order. */
 struct seen {
-	struct exchange_progress p[256];
+	struct exchange_counts p[256];
 	int n;
 };
 
-static void on_progress(struct exchange *ex, const struct exchange_progress *p,
+static void on_progress(struct exchange *ex, const struct exchange_counts *p,
 			void *udata)
 {
 	struct seen *seen = udata;
