@@ -161,7 +161,8 @@ Test(map_range, a_slice_not_complete_times_out_whole, .timeout = 30)
 	cr_assert_eq(errno, ETIMEDOUT);
 	for (i = 0; i < 3; i++)
 		cr_assert_null(m[i].data, "nothing filled");
-	cr_assert_eq(exchange_broadcast(ex, "go", 2, 5000), 1);
+	/* Task 0 is running; task 1 may be too, until its end is seen. */
+	cr_assert_geq(exchange_broadcast(ex, "go", 2, 5000), 1);
 	cr_assert_eq(exchange_map_take_range(ex, 0, 3, m, 10000), 3);
 	cr_assert_str_eq(m[0].data, "a");
 	cr_assert_eq(m[1].len, sizeof(pid_t));
