@@ -3,14 +3,18 @@
 # than one machine"). The core library never links MPI: only the files
 # named here do.
 #
-#   make mpi          $(BUILD)/libexchange_mpi.a and .so, where $(MPICC)
-#                     is found
+#   make mpi          $(BUILD)/libexchange_mpi.a and .so and the test
+#                     program, where $(MPICC) is found
+#   make check-mpi    the MPI tests under mpirun with 1, 2, 3 and 4 ranks
+#                     and the linkage of the libraries;
+#                     part of make check when $(MPICC) is found (with
+#                     MPI_REQUIRED=1, as CI runs it, a missing MPI fails)
 #   make deps         also installs Open MPI (openmpi-bin libopenmpi-dev)
 #
 # $(MPICC) compiles with $(CC) underneath (OMPI_CC and MPICH_CC), so
 # CC=clang builds the MPI part with clang too. Whether MPI is there is
-# asked when a recipe runs, not when this file is read: "make deps mpi"
-# on a machine without MPI installs it first and then builds.
+# asked when a recipe runs, not when this file is read: "make deps check"
+# on a machine without MPI installs it first and then tests it.
 
 MPICC ?= mpicc
 MPIRUN ?= mpirun
@@ -20,8 +24,18 @@ MPI_STATIC = $(BUILD)/libexchange_mpi.a
 MPI_SONAME = libexchange_mpi.so.$(VERSION_MAJOR)
 MPI_SHARED = $(BUILD)/libexchange_mpi.so.$(VERSION)
 MPI_OBJ = $(MPI_BUILD)/exchange_mpi.o
+MPI_TEST = $(MPI_BUILD)/test_mpi
+# Every wait of the tests is bounded: each mpirun is killed after this.
+MPI_TIMEOUT ?= 120
+# As root (CI), Open MPI wants to be told; --oversubscribe lets 4 ranks
+# run on 2 cores; the warning on fork() is asked for explicitly (it is on
+# by default), since check.sh fails when one appears.
+MPI_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+	OMPI_MCA_mpi_warn_on_fork=1
+MPI_RUN = env $(MPI_ENV) timeout -k 5 $(MPI_TIMEOUT) $(MPIRUN) --oversubscribe
+MPI_REQUIRED ?=
 
-.PHONY: mpi mpi-build deps-mpi
+.PHONY: mpi mpi-build check-mpi check-mpi-run deps-mpi
 
 $(MPI_BUILD):
 	mkdir -p $@
@@ -40,7 +54,12 @@ $(MPI_SHARED): $(MPI_OBJ) $(SHARED)
 	ln -sf libexchange_mpi.so.$(VERSION) $(BUILD)/$(MPI_SONAME)
 	ln -sf $(MPI_SONAME) $(BUILD)/libexchange_mpi.so
 
-mpi-build: $(MPI_STATIC) $(MPI_SHARED)
+$(MPI_TEST): mpi/test_mpi.c $(MPI_STATIC) $(STATIC) exchange_mpi.h exchange.h \
+		| $(MPI_BUILD)
+	$(MPI_CC) $(APP_CFLAGS) -pthread $< -o $@ $(MPI_STATIC) $(STATIC) \
+	    $(APP_LDFLAGS)
+
+mpi-build: $(MPI_STATIC) $(MPI_SHARED) $(MPI_TEST)
 
 mpi:
 	@if command -v $(MPICC) >/dev/null 2>&1; then \
@@ -48,6 +67,25 @@ mpi:
 	else \
 	    echo "mpi: no $(MPICC) (make deps installs Open MPI)"; exit 1; \
 	fi
+
+check: check-mpi
+
+# The core library is built by this make first,
+# so that the make below finds them done (two makes must not build the
+# same files at once under -j).
+check-mpi: $(STATIC) $(SHARED)
+	@if command -v $(MPICC) >/dev/null 2>&1 && \
+	    command -v $(MPIRUN) >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory check-mpi-run; \
+	elif [ -n "$(MPI_REQUIRED)" ]; then \
+	    echo "check-mpi: no $(MPICC) or $(MPIRUN), and MPI_REQUIRED is set"; \
+	    exit 1; \
+	else \
+	    echo "check-mpi: skipped, no $(MPICC) (make deps installs Open MPI)"; \
+	fi
+
+check-mpi-run: mpi-build
+	sh mpi/check.sh '$(BUILD)' '$(MPI_RUN)'
 
 deps: deps-mpi
 
@@ -59,3 +97,4 @@ deps-mpi:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive \
 	        apt-get install -y openmpi-bin libopenmpi-dev; \
 	fi
+
