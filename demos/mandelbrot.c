@@ -4,7 +4,7 @@
  * the file name ends in ".png".
  *
  *   mandelbrot [-s] [-j N] [-o FILE] [--width W] [--height H] [--iter N]
- *              [--progress]
+ *              [--progress] [--mpi]
  *
  * Each row is one element of the map: the input is the row number, the
  * output the row's W * 3 bytes of colour. Workers are forked once and
@@ -22,6 +22,15 @@
  * draws it. --progress shows the line elsewhere too (off a terminal,
  * only its last state, written by this process at the end) and leaves
  * the last state.
+ *
+ * --mpi (the build of this file with EXCHANGE_DEMO_MPI, build/mpi/mandelbrot,
+ * run under mpirun or srun): the rows are dealt over the ranks with
+ * exchange_mpi_pmap, each rank computing its rows with its own workers;
+ * rank 0 writes the image and prints the line the one-node run prints, and
+ * the file is the same byte for byte. Rank 0 alone has a progress line,
+ * without the workers' counts (they would count only its own rows): it
+ * goes from none to all. The build without MPI refuses --mpi as a bad
+ * command line (status 2).
  */
 #include <errno.h>
 #include <math.h>
@@ -37,6 +46,9 @@
 #include "exchange.h"
 #include "png.h"
 #include "progress.h"
+#ifdef EXCHANGE_DEMO_MPI
+#include "exchange_mpi.h"
+#endif
 
 /* What the processes computing rows share: the progress line, and how
  * many rows are done. */
@@ -60,7 +72,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: %s [-s] [-j N] [-o FILE] [--width W] [--height H] "
 		"[--iter N]\n"
-		"       [--progress]\n"
+		"       [--progress] [--mpi]\n"
 		"  --width W, --height H  image size (default 800 x 600, each "
 		"from 1 to 20000)\n"
 		"  --iter N               iterations per pixel (default 256, "
@@ -77,6 +89,10 @@ static void usage(FILE *f)
 		"the line is\n"
 		"                         shown anyway, and erased at the "
 		"end)\n"
+		"  --mpi                  deal the rows over the ranks of an "
+		"MPI job\n"
+		"                         (build/mpi/mandelbrot, under mpirun "
+		"or srun)\n"
 		"  -h, --help             this help\n", cli.prog);
 }
 
@@ -85,6 +101,7 @@ enum {
 	OPT_HEIGHT,
 	OPT_ITER,
 	OPT_PROGRESS,
+	OPT_MPI,
 };
 
 static const struct option long_options[] = {
@@ -95,6 +112,7 @@ static const struct option long_options[] = {
 	{ "serial", no_argument, NULL, 's' },
 	{ "output", required_argument, NULL, 'o' },
 	{ "progress", no_argument, NULL, OPT_PROGRESS },
+	{ "mpi", no_argument, NULL, OPT_MPI },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -204,10 +222,13 @@ int main(int argc, char **argv)
 	int workers = 0, i, status = 1;
 	ssize_t done;
 	size_t rowlen;
-	bool serial = false, show = false;
+	bool serial = false, show = false, mpi = false;
 	FILE *f = NULL;
 	double t0;
 	int c;
+#ifdef EXCHANGE_DEMO_MPI
+	int rank = 0;
+#endif
 
 	cli_init(argv, ":j:so:h", long_options, usage);
 	while ((c = cli_next(argc, argv)) != -1) {
@@ -233,16 +254,34 @@ int main(int argc, char **argv)
 		case OPT_PROGRESS:
 			show = true;
 			break;
+		case OPT_MPI:
+			mpi = true;
+			break;
 		}
 	}
 	cli_no_operands(argc, argv);
+#ifndef EXCHANGE_DEMO_MPI
+	if (mpi)
+		cli_bad("--mpi: this build has no MPI (make mpi builds "
+			"build/mpi/mandelbrot)");
+#endif
+	if (mpi && serial)
+		cli_bad("--mpi and --serial exclude each other");
 	progress_init(&local, cli.prog, show);
 	/* On a terminal the line is drawn as rows are done, by the
 	 * processes that do them. */
-	if (local.tty && (v.shared = shared_new())) {
+	if (local.tty && !mpi && (v.shared = shared_new())) {
 		line = &v.shared->line;
 		progress_init(line, cli.prog, show);
 	}
+#ifdef EXCHANGE_DEMO_MPI
+	if (mpi) {
+		MPI_Init(NULL, NULL);
+		MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+		if (rank != 0)
+			line = NULL;	/* rank 0 draws the line */
+	}
+#endif
 
 	rowlen = (size_t)v.width * 3;
 	image = malloc(rowlen * (size_t)v.height);
@@ -260,6 +299,30 @@ int main(int argc, char **argv)
 		for (i = 0; i < v.height; i++)
 			row(&rows[i], image + rowlen * (size_t)i, &v);
 		done = v.height;
+#ifdef EXCHANGE_DEMO_MPI
+	} else if (mpi) {
+		struct exchange_mpi_options mopts = { 0 };
+
+		/* Every rank has the row numbers; rank 0 gets the rows. */
+		mopts.workers = workers;
+		mopts.ctx = &v;
+		done = exchange_mpi_pmap(row, rows, (size_t)v.height,
+					 sizeof(*rows), image, rowlen, &mopts,
+					 MPI_COMM_WORLD);
+		if (rank != 0) {
+			/* Rank 0 says what went wrong, and writes. */
+			status = done == v.height ? 0 : 1;
+			goto out;
+		}
+		if (done < 0) {
+			int err = errno;
+
+			progress_clear(line);
+			fprintf(stderr, "%s: exchange_mpi_pmap: %s (%s)\n",
+				cli.prog, strerror(err), exchange_mpi_error());
+			goto out;
+		}
+#endif
 	} else {
 		popts.workers = workers;
 		popts.ctx = &v;
@@ -318,5 +381,9 @@ out:
 		munmap(v.shared, sizeof(*v.shared));
 	free(rows);
 	free(image);
+#ifdef EXCHANGE_DEMO_MPI
+	if (mpi)
+		MPI_Finalize();
+#endif
 	return status;
 }

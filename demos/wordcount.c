@@ -3,7 +3,7 @@
  * regular file in worker processes, merge the counts, print the top words.
  *
  *   wordcount [-a | -t T] [-j N] [--files-per-task K] [--max-files M]
- *             [--fork-per-task] [--progress] PATH...
+ *             [--fork-per-task] [--progress] [--mpi] PATH...
  *
  * Map: the sorted list of files is cut into tasks of K files; each task is
  * a plain function (exchange_start_plain) that counts the words of its
@@ -25,6 +25,16 @@
  * results come in (a task's files count when its result, or its failure,
  * arrives), and is erased before the summary (progress.h). --progress
  * shows it elsewhere too and leaves its last state as a line.
+ *
+ * --mpi (the build of this file with EXCHANGE_DEMO_MPI, build/mpi/wordcount,
+ * run under mpirun or srun): every rank lists the same files, and
+ * exchange_mpi_reduce deals them over the ranks; a rank's workers fold K
+ * files at a time into one encoded table (the same encoding as a task's
+ * result), the rank combines its tables as they come, and rank 0 combines
+ * the ranks' and prints exactly what the one-node run prints. Only rank 0
+ * draws the progress line; the reduce returns only when every file is
+ * counted, so the count goes from none to all at once. The build without
+ * MPI refuses --mpi as a bad command line (status 2).
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -34,6 +44,9 @@
 #include "exchange.h"
 #include "progress.h"
 #include "wordcount.h"
+#ifdef EXCHANGE_DEMO_MPI
+#include "exchange_mpi.h"
+#endif
 
 /* A task: files [first, first + count) of the list. */
 struct task {
@@ -56,6 +69,7 @@ enum {
 	OPT_MAX_FILES,
 	OPT_FORK_PER_TASK,
 	OPT_PROGRESS,
+	OPT_MPI,
 };
 
 static const struct option long_options[] = {
@@ -66,6 +80,7 @@ static const struct option long_options[] = {
 	{ "max-files", required_argument, NULL, OPT_MAX_FILES },
 	{ "fork-per-task", no_argument, NULL, OPT_FORK_PER_TASK },
 	{ "progress", no_argument, NULL, OPT_PROGRESS },
+	{ "mpi", no_argument, NULL, OPT_MPI },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -75,7 +90,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: %s [-a | -t T] [-j N] [--files-per-task K] "
 		"[--max-files M]\n"
-		"       [--fork-per-task] [--progress] PATH...\n"
+		"       [--fork-per-task] [--progress] [--mpi] PATH...\n"
 		"  counts the words (runs of letters, lower-cased) of the "
 		"files under PATHs\n"
 		"  -j, --workers N       worker processes (default: the cores; "
@@ -95,6 +110,10 @@ static void usage(FILE *f)
 		"(on a terminal\n"
 		"                        the line is shown anyway, and "
 		"erased at the end)\n"
+		"  --mpi                 deal the files over the ranks of an "
+		"MPI job\n"
+		"                        (build/mpi/wordcount, under mpirun "
+		"or srun)\n"
 		"  -h, --help            this help\n", cli.prog);
 }
 
@@ -103,16 +122,63 @@ static void count_word(const char *w, size_t len, void *data)
 	wc_table_get(data, w, len)->count++;
 }
 
+/* Encodes a table as a result message: head (whose words and entries are
+ * counted here), then the entries. From malloc; its size in *len. */
+static void *encode(const struct wc_table *t, struct result_head head,
+		    size_t *len)
+{
+	unsigned char *buf = NULL;
+	size_t blen = 0, bcap = 0, i;
+
+	head.words = 0;
+	head.entries = 0;
+	wc_put(&buf, &blen, &bcap, &head, sizeof(head));
+	for (i = 0; i < t->cap; i++) {
+		uint32_t wl;
+
+		if (!t->e[i].word)
+			continue;
+		wl = (uint32_t)t->e[i].len;
+		wc_put(&buf, &blen, &bcap, &t->e[i].count, sizeof(uint64_t));
+		wc_put(&buf, &blen, &bcap, &wl, sizeof(wl));
+		wc_put(&buf, &blen, &bcap, t->e[i].word, wl);
+		head.words += t->e[i].count;
+		head.entries++;
+	}
+	memcpy(buf, &head, sizeof(head));
+	*len = blen;
+	return buf;
+}
+
+/* Counts the words of count files and returns them encoded. */
+static void *count_paths(char *const *path, size_t count, size_t *len)
+{
+	struct result_head head = { 0 };
+	struct wc_table t = { 0 };
+	size_t i;
+	void *buf;
+
+	for (i = 0; i < count; i++) {
+		int r = wc_file_words(path[i], count_word, &t);
+
+		if (r < 0)
+			head.unreadable++;
+		else if (r > 0)
+			head.binary++;
+		else
+			head.files++;
+	}
+	buf = encode(&t, head, len);
+	wc_table_free(&t);
+	return buf;
+}
+
 /* Runs in a worker: counts the words of the task's files and returns them
  * encoded in one buffer from malloc. */
 static void *count_task(const void *arg, size_t len, size_t *result_len,
 			void *ctx)
 {
 	const struct wc_files *files = ctx;
-	struct result_head head = { 0 };
-	struct wc_table t = { 0 };
-	unsigned char *buf = NULL;
-	size_t blen = 0, bcap = 0, i;
 	struct task task;
 
 	if (len != sizeof(task)) {
@@ -124,33 +190,8 @@ static void *count_task(const void *arg, size_t len, size_t *result_len,
 		errno = ERANGE;
 		return NULL;
 	}
-	for (i = task.first; i < task.first + task.count; i++) {
-		int r = wc_file_words(files->path[i], count_word, &t);
-
-		if (r < 0)
-			head.unreadable++;
-		else if (r > 0)
-			head.binary++;
-		else
-			head.files++;
-	}
-	wc_put(&buf, &blen, &bcap, &head, sizeof(head));
-	for (i = 0; i < t.cap; i++) {
-		uint32_t wl;
-
-		if (!t.e[i].word)
-			continue;
-		wl = (uint32_t)t.e[i].len;
-		wc_put(&buf, &blen, &bcap, &t.e[i].count, sizeof(uint64_t));
-		wc_put(&buf, &blen, &bcap, &wl, sizeof(wl));
-		wc_put(&buf, &blen, &bcap, t.e[i].word, wl);
-		head.words += t.e[i].count;
-		head.entries++;
-	}
-	memcpy(buf, &head, sizeof(head));
-	wc_table_free(&t);
-	*result_len = blen;
-	return buf;
+	return count_paths(files->path + task.first, (size_t)task.count,
+			   result_len);
 }
 
 /* Merges one task's result into the totals. 0, or -1 if it is malformed. */
@@ -185,6 +226,34 @@ static int merge(struct wc_table *total, struct result_head *sum,
 	sum->words += head.words;
 	return 0;
 }
+
+#ifdef EXCHANGE_DEMO_MPI
+/* The reduce's fold, in a worker: count files (paths) into a table. */
+static void *fold_files(const void *in, size_t first, size_t count,
+			size_t *len, void *ctx)
+{
+	(void)first;
+	(void)ctx;
+	return count_paths(in, count, len);
+}
+
+/* The reduce's combine: two encoded tables into one. */
+static void *combine_tables(const void *a, size_t alen, const void *b,
+			    size_t blen, size_t *len, void *ctx)
+{
+	struct result_head sum = { 0 };
+	struct wc_table t = { 0 };
+	void *buf = NULL;
+
+	(void)ctx;
+	if (merge(&t, &sum, a, alen) == 0 && merge(&t, &sum, b, blen) == 0)
+		buf = encode(&t, sum, len);
+	else
+		errno = EPROTO;
+	wc_table_free(&t);
+	return buf;
+}
+#endif
 
 static int by_count(const void *a, const void *b)
 {
@@ -244,10 +313,13 @@ int main(int argc, char **argv)
 	struct wc_entry **sorted = NULL;
 	struct exchange *queue = NULL;
 	struct channel_msg m;
-	struct progress progress;
+	struct progress progress, *line = &progress;
 	size_t i, n, failed = 0, done = 0;
-	bool all = false, reuse = true, show = false;
+	bool all = false, reuse = true, show = false, mpi = false;
 	int c, r, status = 1, walk_errors = 0;
+#ifdef EXCHANGE_DEMO_MPI
+	int rank = 0;
+#endif
 	double t0 = now();
 
 	cli_init(argv, ":j:t:ah", long_options, usage);
@@ -274,15 +346,31 @@ int main(int argc, char **argv)
 		case OPT_PROGRESS:
 			show = true;
 			break;
+		case OPT_MPI:
+			mpi = true;
+			break;
 		}
 	}
 	if (optind == argc)
 		cli_bad("no PATH given");
+#ifndef EXCHANGE_DEMO_MPI
+	if (mpi)
+		cli_bad("--mpi: this build has no MPI (make mpi builds "
+			"build/mpi/wordcount)");
+#endif
 	if (workers == 0)
 		workers = exchange_cores();
 	signal(SIGPIPE, SIG_IGN);
 	progress_init(&progress, cli.prog, show);
-	files.progress = &progress;
+#ifdef EXCHANGE_DEMO_MPI
+	if (mpi) {
+		MPI_Init(NULL, NULL);
+		MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+		if (rank != 0)
+			line = NULL;	/* rank 0 draws the line */
+	}
+#endif
+	files.progress = line;
 
 	for (r = optind; r < argc; r++)
 		walk_errors += wc_files_walk(&files, argv[r], 1);
@@ -293,6 +381,44 @@ int main(int argc, char **argv)
 		files.n = (size_t)max_files;
 	}
 
+#ifdef EXCHANGE_DEMO_MPI
+	if (mpi) {
+		struct exchange_mpi_options mo = { 0 };
+		void *value = NULL;
+		size_t vlen = 0;
+		ssize_t k;
+
+		mo.workers = (int)workers;
+		mo.batch = (size_t)per_task;
+		counted(line, 0, files.n, false);
+		k = exchange_mpi_reduce(fold_files, files.path, files.n,
+					sizeof(*files.path), combine_tables,
+					&value, &vlen, &mo, MPI_COMM_WORLD);
+		if (k < 0 && rank == 0) {
+			int err = errno;
+
+			progress_clear(line);
+			fprintf(stderr, "%s: exchange_mpi_reduce: %s (%s)\n",
+				cli.prog, strerror(err), exchange_mpi_error());
+		}
+		MPI_Finalize();
+		if (k < 0)
+			goto out;
+		if (rank != 0) {
+			status = 0;	/* rank 0 prints */
+			goto out;
+		}
+		failed = files.n - (size_t)k;
+		if (merge(&total, &sum, value, vlen) < 0) {
+			progress_clear(line);
+			fprintf(stderr, "%s: bad result\n", cli.prog);
+			failed++;
+		}
+		free(value);
+		counted(line, files.n, files.n, true);
+		goto print;
+	}
+#endif
 	/* Map: one task per slice of files, in worker processes. */
 	opts.limit = (int)workers;
 	opts.reuse = reuse;
@@ -338,6 +464,9 @@ int main(int argc, char **argv)
 	}
 	counted(&progress, done, files.n, true);
 
+#ifdef EXCHANGE_DEMO_MPI
+print:
+#endif
 	sorted = wc_alloc(total.n * sizeof(*sorted));
 	for (i = 0, n = 0; i < total.cap; i++)
 		if (total.e[i].word)

@@ -3,10 +3,11 @@
 # than one machine"). The core library never links MPI: only the files
 # named here do.
 #
-#   make mpi          $(BUILD)/libexchange_mpi.a and .so and the test
-#                     program, where $(MPICC) is found
+#   make mpi          $(BUILD)/libexchange_mpi.a and .so, the test program
+#                     and the --mpi demos, where $(MPICC) is found
 #   make check-mpi    the MPI tests under mpirun with 1, 2, 3 and 4 ranks
-#                     and the linkage of the libraries;
+#                     and the --mpi demos against their one-node runs,
+#                     the linkage of the libraries;
 #                     part of make check when $(MPICC) is found (with
 #                     MPI_REQUIRED=1, as CI runs it, a missing MPI fails)
 #   make deps         also installs Open MPI (openmpi-bin libopenmpi-dev)
@@ -25,6 +26,7 @@ MPI_SONAME = libexchange_mpi.so.$(VERSION_MAJOR)
 MPI_SHARED = $(BUILD)/libexchange_mpi.so.$(VERSION)
 MPI_OBJ = $(MPI_BUILD)/exchange_mpi.o
 MPI_TEST = $(MPI_BUILD)/test_mpi
+MPI_DEMOS = $(MPI_BUILD)/wordcount $(MPI_BUILD)/mandelbrot
 # Every wait of the tests is bounded: each mpirun is killed after this.
 MPI_TIMEOUT ?= 120
 # As root (CI), Open MPI wants to be told; --oversubscribe lets 4 ranks
@@ -59,7 +61,14 @@ $(MPI_TEST): mpi/test_mpi.c $(MPI_STATIC) $(STATIC) exchange_mpi.h exchange.h \
 	$(MPI_CC) $(APP_CFLAGS) -pthread $< -o $@ $(MPI_STATIC) $(STATIC) \
 	    $(APP_LDFLAGS)
 
-mpi-build: $(MPI_STATIC) $(MPI_SHARED) $(MPI_TEST)
+# The --mpi demos: the one-node demos' sources compiled with
+# EXCHANGE_DEMO_MPI, so that both print through the same code.
+$(MPI_BUILD)/%: demos/%.c $(MPI_STATIC) $(STATIC) exchange_mpi.h exchange.h \
+		$(wildcard demos/*.h) | $(MPI_BUILD)
+	$(MPI_CC) $(APP_CFLAGS) -DEXCHANGE_DEMO_MPI -pthread $< -o $@ \
+	    $(MPI_STATIC) $(STATIC) $(APP_LDFLAGS) -lm
+
+mpi-build: $(MPI_STATIC) $(MPI_SHARED) $(MPI_TEST) $(MPI_DEMOS)
 
 mpi:
 	@if command -v $(MPICC) >/dev/null 2>&1; then \
@@ -70,10 +79,10 @@ mpi:
 
 check: check-mpi
 
-# The core library is built by this make first,
+# The core library and the one-node demos are built by this make first,
 # so that the make below finds them done (two makes must not build the
 # same files at once under -j).
-check-mpi: $(STATIC) $(SHARED)
+check-mpi: $(STATIC) $(SHARED) $(DEMOS)
 	@if command -v $(MPICC) >/dev/null 2>&1 && \
 	    command -v $(MPIRUN) >/dev/null 2>&1; then \
 	    $(MAKE) --no-print-directory check-mpi-run; \
@@ -84,7 +93,7 @@ check-mpi: $(STATIC) $(SHARED)
 	    echo "check-mpi: skipped, no $(MPICC) (make deps installs Open MPI)"; \
 	fi
 
-check-mpi-run: mpi-build
+check-mpi-run: mpi-build $(DEMOS)
 	sh mpi/check.sh '$(BUILD)' '$(MPI_RUN)'
 
 deps: deps-mpi

@@ -5,7 +5,10 @@
 #   1. linkage: the core library needs no MPI library, libexchange_mpi
 #      needs the core's and MPI's;
 #   2. mpi/test_mpi.c under 1, 2, 3 and 4 ranks: every test passes, and
-#      Open MPI printed no warning about fork().
+#      Open MPI printed no warning about fork();
+#   3. the --mpi demos under 4 ranks print what their one-node runs print
+#      (mandelbrot's time aside), and the two images are identical;
+#   4. the demos built without MPI refuse --mpi with a clear message.
 #
 # Every mpirun runs under timeout(1) (in the command given), so a hang
 # fails the run instead of stalling it.
@@ -58,6 +61,64 @@ for np in 1 2 3 4; do
 	if grep -qi 'fork' "$tmp/err.$np"; then
 		bad "test_mpi on $np ranks: Open MPI warned about fork()"
 		grep -i -B2 -A8 'fork' "$tmp/err.$np" | head -n 30
+	fi
+done
+
+# 3. The demos: a tree of text files, counted on one node and on 4 ranks.
+words=$tmp/words
+mkdir -p "$words/a/b" "$words/c"
+i=0
+for f in README.md exchange.h exchange.c channel.c demos/wordcount.c; do
+	[ -f "$f" ] || continue
+	i=$((i + 1))
+	cp "$f" "$words/a/$i.txt"
+	head -n 40 "$f" > "$words/a/b/$i.txt"
+	tail -n 25 "$f" > "$words/c/$i.txt"
+done
+printf 'the end\n' > "$words/c/last.txt"
+"$build/demos/wordcount" --all --files-per-task 2 "$words" \
+	> "$tmp/wc.one" 2> "$tmp/wc.one.err"
+$run -np 4 "$mpi/wordcount" --mpi --all --files-per-task 2 "$words" \
+	> "$tmp/wc.mpi" 2> "$tmp/wc.mpi.err"
+st=$?
+if [ $st -ne 0 ]; then
+	bad "wordcount --mpi: exit status $st"; cat "$tmp/wc.mpi.err"
+elif [ ! -s "$tmp/wc.one" ] || ! cmp -s "$tmp/wc.one" "$tmp/wc.mpi"; then
+	bad "wordcount --mpi on 4 ranks prints what the one-node run prints"
+	diff "$tmp/wc.one" "$tmp/wc.mpi" | head -n 10
+else
+	good "wordcount --mpi on 4 ranks prints what the one-node run prints" \
+	     "($(wc -l < "$tmp/wc.one") lines)"
+fi
+
+size="--width 320 --height 241 --iter 300"
+"$build/demos/mandelbrot" $size -o "$tmp/one.ppm" > "$tmp/mb.one"
+$run -np 4 "$mpi/mandelbrot" --mpi $size -o "$tmp/mpi.ppm" \
+	> "$tmp/mb.mpi" 2> "$tmp/mb.mpi.err"
+st=$?
+# The file names and the times differ; the rest of the line must not.
+norm() { sed -e 's/ in [0-9.]* s$/ in T s/' -e "s|$tmp/[a-z]*.ppm|FILE|" "$1"; }
+if [ $st -ne 0 ]; then
+	bad "mandelbrot --mpi: exit status $st"; cat "$tmp/mb.mpi.err"
+elif ! cmp -s "$tmp/one.ppm" "$tmp/mpi.ppm"; then
+	bad "mandelbrot --mpi on 4 ranks writes the one-node image"
+elif [ "$(norm "$tmp/mb.one")" != "$(norm "$tmp/mb.mpi")" ]; then
+	bad "mandelbrot --mpi prints what the one-node run prints"
+	cat "$tmp/mb.one" "$tmp/mb.mpi"
+else
+	good "mandelbrot --mpi on 4 ranks writes the one-node image, byte" \
+	     "for byte ($(wc -c < "$tmp/one.ppm") bytes), and prints its line"
+fi
+
+# 4. The demos without MPI refuse --mpi.
+for d in wordcount mandelbrot; do
+	arg=; [ $d = wordcount ] && arg=$words
+	"$build/demos/$d" --mpi $arg > /dev/null 2> "$tmp/no.err"
+	st=$?
+	if [ $st -eq 2 ] && grep -q 'this build has no MPI' "$tmp/no.err"; then
+		good "$d --mpi without MPI says so (exit status 2)"
+	else
+		bad "$d --mpi without MPI: exit status $st"; cat "$tmp/no.err"
 	fi
 done
 

@@ -1088,6 +1088,9 @@ Test(mandelbrot, command_line, .timeout = 30)
 		{ "-o ''", "-o needs a file name, not ''" },
 		{ "--serial=1", "--serial takes no value, not '1'" },
 		{ "x.ppm", "unexpected argument 'x.ppm'" },
+		/* This build has no MPI (build/mpi/mandelbrot has). */
+		{ "--mpi", "--mpi: this build has no MPI (make mpi builds "
+		  "build/mpi/mandelbrot)" },
 	};
 	char *d = tmpdir();
 	char *a = fmt("%s --width=33 --height 7 -so %s/a.ppm >/dev/null",
@@ -1471,6 +1474,9 @@ Test(wordcount, command_line, .timeout = 30)
 		  "1000000000, not 'x'" },
 		{ "--fork-per-task=1 .", "--fork-per-task takes no value, not "
 		  "'1'" },
+		/* This build has no MPI (build/mpi/wordcount has). */
+		{ "--mpi .", "--mpi: this build has no MPI (make mpi builds "
+		  "build/mpi/wordcount)" },
 	};
 	char *cmd;
 
