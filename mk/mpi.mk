@@ -7,10 +7,13 @@
 #                     and the --mpi demos, where $(MPICC) is found
 #   make check-mpi    the MPI tests under mpirun with 1, 2, 3 and 4 ranks
 #                     and the --mpi demos against their one-node runs,
-#                     the linkage of the libraries;
+#                     the linkage of the libraries, the page and its
+#                     example, make install and exchange-mpi.pc;
 #                     part of make check when $(MPICC) is found (with
 #                     MPI_REQUIRED=1, as CI runs it, a missing MPI fails)
 #   make deps         also installs Open MPI (openmpi-bin libopenmpi-dev)
+#   make install      also installs the MPI library, header, exchange-mpi.pc
+#                     and page when make mpi has built them
 #
 # $(MPICC) compiles with $(CC) underneath (OMPI_CC and MPICH_CC), so
 # CC=clang builds the MPI part with clang too. Whether MPI is there is
@@ -37,7 +40,8 @@ MPI_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 MPI_RUN = env $(MPI_ENV) timeout -k 5 $(MPI_TIMEOUT) $(MPIRUN) --oversubscribe
 MPI_REQUIRED ?=
 
-.PHONY: mpi mpi-build check-mpi check-mpi-run deps-mpi
+.PHONY: mpi mpi-build check-mpi check-mpi-run deps-mpi install-mpi \
+	uninstall-mpi
 
 $(MPI_BUILD):
 	mkdir -p $@
@@ -94,7 +98,8 @@ check-mpi: $(STATIC) $(SHARED) $(DEMOS)
 	fi
 
 check-mpi-run: mpi-build $(DEMOS)
-	sh mpi/check.sh '$(BUILD)' '$(MPI_RUN)'
+	sh mpi/check.sh '$(BUILD)' '$(MPI_RUN)' '$(MAKE)' '$(CC)' \
+	    '$(SAN) $(LDFLAGS)'
 
 deps: deps-mpi
 
@@ -107,3 +112,54 @@ deps-mpi:
 	        apt-get install -y openmpi-bin libopenmpi-dev; \
 	fi
 
+# make install: the MPI part when make mpi has built it (it is left out,
+# with a line saying so, otherwise). exchange-mpi.pc requires exchange and
+# the MPI library's own pkg-config module where there is one, so that
+# "pkg-config --cflags --libs exchange-mpi" is enough without mpicc.
+MPI_PC_REQUIRES = $(shell for m in mpi-c ompi-c mpich; do \
+	pkg-config --exists $$m 2>/dev/null && { echo $$m; break; }; done)
+MPI_MAN = mpi/exchange_mpi.3
+
+install: install-mpi
+uninstall: uninstall-mpi
+
+install-mpi:
+	@if [ -f $(MPI_STATIC) ] && [ -f $(MPI_SHARED) ]; then \
+	    set -e; \
+	    $(INSTALL) -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' \
+		'$(DESTDIR)$(PKGCONFIGDIR)' '$(DESTDIR)$(MANDIR)/man3'; \
+	    $(INSTALL) -m 644 $(MPI_STATIC) '$(DESTDIR)$(LIBDIR)/libexchange_mpi.a'; \
+	    $(INSTALL) -m 755 $(MPI_SHARED) \
+		'$(DESTDIR)$(LIBDIR)/libexchange_mpi.so.$(VERSION)'; \
+	    ln -sf libexchange_mpi.so.$(VERSION) '$(DESTDIR)$(LIBDIR)/$(MPI_SONAME)'; \
+	    ln -sf $(MPI_SONAME) '$(DESTDIR)$(LIBDIR)/libexchange_mpi.so'; \
+	    $(INSTALL) -m 644 exchange_mpi.h '$(DESTDIR)$(INCLUDEDIR)/exchange_mpi.h'; \
+	    sed -e 's|@PREFIX@|$(PREFIX)|' \
+		-e 's|@LIBDIR@|$(call pc_rel,$(LIBDIR))|' \
+		-e 's|@INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|' \
+		-e 's|@VERSION@|$(VERSION)|' \
+		-e 's|@MPI_REQUIRES@|$(MPI_PC_REQUIRES)|' \
+		exchange-mpi.pc.in > '$(DESTDIR)$(PKGCONFIGDIR)/exchange-mpi.pc'; \
+	    chmod 644 '$(DESTDIR)$(PKGCONFIGDIR)/exchange-mpi.pc'; \
+	    $(INSTALL) -m 644 $(MPI_MAN) '$(DESTDIR)$(MANDIR)/man3/exchange_mpi.3'; \
+	    for n in exchange_mpi_pmap exchange_mpi_reduce exchange_mpi_reduce_op \
+		exchange_mpi_error; do \
+		printf '.so man3/exchange_mpi.3\n' > '$(DESTDIR)$(MANDIR)/man3/'"$$n.3"; \
+	    done; \
+	    echo "install: libexchange_mpi, exchange_mpi.h and exchange-mpi.pc"; \
+	else \
+	    echo "install: libexchange_mpi is not built (make mpi), not installed"; \
+	fi
+
+uninstall-mpi:
+	rm -f '$(DESTDIR)$(LIBDIR)/libexchange_mpi.a' \
+	    '$(DESTDIR)$(LIBDIR)/libexchange_mpi.so.$(VERSION)' \
+	    '$(DESTDIR)$(LIBDIR)/$(MPI_SONAME)' \
+	    '$(DESTDIR)$(LIBDIR)/libexchange_mpi.so' \
+	    '$(DESTDIR)$(INCLUDEDIR)/exchange_mpi.h' \
+	    '$(DESTDIR)$(PKGCONFIGDIR)/exchange-mpi.pc' \
+	    '$(DESTDIR)$(MANDIR)/man3/exchange_mpi.3'
+	for n in exchange_mpi_pmap exchange_mpi_reduce exchange_mpi_reduce_op \
+	    exchange_mpi_error; do \
+	    rm -f '$(DESTDIR)$(MANDIR)/man3/'"$$n.3"; \
+	done

@@ -1,6 +1,7 @@
 #!/bin/sh
-# mpi/check.sh BUILD 'MPIRUN...' - the tests of libexchange_mpi (make
-# check-mpi runs it once make mpi has built everything).
+# mpi/check.sh BUILD 'MPIRUN...' MAKE CC [LDFLAGS] - the tests of
+# libexchange_mpi (make check-mpi runs it once make mpi has built
+# everything).
 #
 #   1. linkage: the core library needs no MPI library, libexchange_mpi
 #      needs the core's and MPI's;
@@ -8,13 +9,20 @@
 #      Open MPI printed no warning about fork();
 #   3. the --mpi demos under 4 ranks print what their one-node runs print
 #      (mandelbrot's time aside), and the two images are identical;
-#   4. the demos built without MPI refuse --mpi with a clear message.
+#   4. the demos built without MPI refuse --mpi with a clear message;
+#   5. the page renders without a warning; make install puts the library,
+#      header, exchange-mpi.pc and pages under a prefix; the page's EXAMPLE,
+#      built with plain $CC and the flags pkg-config gives, runs on 2 ranks
+#      against the installed libraries; make uninstall leaves nothing.
 #
 # Every mpirun runs under timeout(1) (in the command given), so a hang
 # fails the run instead of stalling it.
 set -u
 build=$1
 run=$2
+make=$3
+cc=$4
+ldflags=${5:-}
 mpi=$build/mpi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/check-mpi.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -121,6 +129,63 @@ for d in wordcount mandelbrot; do
 		bad "$d --mpi without MPI: exit status $st"; cat "$tmp/no.err"
 	fi
 done
+
+# 5. The page, make install, pkg-config.
+out=$(groff -man -ww -z mpi/exchange_mpi.3 2>&1; \
+	MANWIDTH=80 man --warnings -l mpi/exchange_mpi.3 2>&1 >/dev/null)
+if [ -n "$out" ]; then
+	bad "mpi/exchange_mpi.3 renders with warnings"; say "$out"
+else
+	good "mpi/exchange_mpi.3 renders without a warning"
+fi
+# Installed under a prefix of its own, not staged under DESTDIR: the
+# prefix that --define-variable would relocate is also the MPI module's.
+root=$tmp/root
+prefix=/opt/exchange-mpi
+# The parent make's jobserver descriptors are not ours.
+MAKEFLAGS=$(printf ' %s ' "${MAKEFLAGS:-}" |
+	sed -e 's/ --jobserver-[a-z]*=[^ ]*/ /g' -e 's/ -j[0-9]* / /g')
+export MAKEFLAGS
+if ! $make -s BUILD="$build" PREFIX="$root$prefix" install \
+	> "$tmp/install.log" 2>&1; then
+	bad "make install"; cat "$tmp/install.log"
+else
+	missing=
+	for f in lib/libexchange_mpi.a lib/libexchange_mpi.so.0 \
+		lib/libexchange_mpi.so include/exchange_mpi.h \
+		lib/pkgconfig/exchange-mpi.pc share/man/man3/exchange_mpi.3 \
+		share/man/man3/exchange_mpi_reduce.3; do
+		[ -e "$root$prefix/$f" ] || missing="$missing $f"
+	done
+	[ -z "$missing" ] && good "make install: the MPI library, header," \
+		"exchange-mpi.pc and pages" || bad "make install: missing$missing"
+	sed -n '/^\.SH EXAMPLE/,/^\.SH/{/^\.nf/,/^\.fi/p;}' mpi/exchange_mpi.3 |
+		sed -e '/^\.[a-z][a-z]/d' -e 's/\\-/-/g' -e 's/\\e/\\/g' \
+		> "$tmp/example.c"
+	flags=$(PKG_CONFIG_PATH=$root$prefix/lib/pkgconfig pkg-config \
+		--cflags --libs exchange-mpi)
+	# Word splitting of the flags is intended.
+	# shellcheck disable=SC2086
+	if ! $cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" -o "$tmp/example" \
+		$flags $ldflags > "$tmp/cc.log" 2>&1; then
+		bad "the page's EXAMPLE built with $cc \$(pkg-config exchange-mpi)"
+		cat "$tmp/cc.log"
+	else
+		$run -np 2 -x LD_LIBRARY_PATH="$root$prefix/lib" "$tmp/example" \
+			> "$tmp/example.out" 2>&1
+		if [ "$(cat "$tmp/example.out")" = "333283335000 99980001" ]; then
+			good "the page's EXAMPLE, built with $cc and pkg-config" \
+			     "exchange-mpi, prints 333283335000 99980001 on 2 ranks"
+		else
+			bad "the page's EXAMPLE on 2 ranks"; cat "$tmp/example.out"
+		fi
+	fi
+	$make -s BUILD="$build" PREFIX="$root$prefix" uninstall \
+		> "$tmp/uninstall.log" 2>&1 || bad "make uninstall"
+	left=$(find "$root" ! -type d | head -n 5)
+	[ -z "$left" ] && good "make uninstall leaves nothing" ||
+		bad "make uninstall leaves $left"
+fi
 
 [ $fail -eq 0 ] && say "check-mpi: passed" || say "check-mpi: FAILED"
 exit $fail
