@@ -11,6 +11,8 @@
 #                     example, make install and exchange-mpi.pc;
 #                     part of make check when $(MPICC) is found (with
 #                     MPI_REQUIRED=1, as CI runs it, a missing MPI fails)
+#   make bench-mpi    mpi/bench_mpi.c under 1, 2 and 4 ranks: the overhead
+#                     over a static MPI split, the cost of a chunk
 #   make deps         also installs Open MPI (openmpi-bin libopenmpi-dev)
 #   make install      also installs the MPI library, header, exchange-mpi.pc
 #                     and page when make mpi has built them
@@ -40,7 +42,7 @@ MPI_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 MPI_RUN = env $(MPI_ENV) timeout -k 5 $(MPI_TIMEOUT) $(MPIRUN) --oversubscribe
 MPI_REQUIRED ?=
 
-.PHONY: mpi mpi-build check-mpi check-mpi-run deps-mpi install-mpi \
+.PHONY: mpi mpi-build bench-mpi check-mpi check-mpi-run deps-mpi install-mpi \
 	uninstall-mpi
 
 $(MPI_BUILD):
@@ -71,6 +73,17 @@ $(MPI_BUILD)/%: demos/%.c $(MPI_STATIC) $(STATIC) exchange_mpi.h exchange.h \
 		$(wildcard demos/*.h) | $(MPI_BUILD)
 	$(MPI_CC) $(APP_CFLAGS) -DEXCHANGE_DEMO_MPI -pthread $< -o $@ \
 	    $(MPI_STATIC) $(STATIC) $(APP_LDFLAGS) -lm
+
+$(MPI_BUILD)/bench_mpi: mpi/bench_mpi.c $(MPI_STATIC) $(STATIC) exchange_mpi.h \
+		exchange.h | $(MPI_BUILD)
+	$(MPI_CC) $(APP_CFLAGS) -pthread $< -o $@ $(MPI_STATIC) $(STATIC) \
+	    $(APP_LDFLAGS) -lm
+
+bench-mpi:
+	@$(MAKE) --no-print-directory mpi $(MPI_BUILD)/bench_mpi
+	@for np in 1 2 4; do \
+	    $(MPI_RUN) -np $$np $(MPI_BUILD)/bench_mpi $(BENCH_MPI_ARGS) || exit 1; \
+	done
 
 mpi-build: $(MPI_STATIC) $(MPI_SHARED) $(MPI_TEST) $(MPI_DEMOS)
 
