@@ -11,6 +11,12 @@
 #                     example, make install and exchange-mpi.pc;
 #                     part of make check when $(MPICC) is found (with
 #                     MPI_REQUIRED=1, as CI runs it, a missing MPI fails)
+#   make check-mpi-asan  mpi/test_mpi.c built with AddressSanitizer and
+#                     UBSan, under 1 and 3 ranks; fails on a test, on a
+#                     sanitizer report, or on a leak whose stack holds a
+#                     frame of this project (Open MPI's own are left aside;
+#                     they also make the ranks' exit status 23, so the run
+#                     is judged by its summary line)
 #   make bench-mpi    mpi/bench_mpi.c under 1, 2 and 4 ranks: the overhead
 #                     over a static MPI split, the cost of a chunk
 #   make deps         also installs Open MPI (openmpi-bin libopenmpi-dev)
@@ -46,7 +52,7 @@ MPI_RUN = env $(MPI_ENV) timeout -k 5 $(MPI_TIMEOUT) $(MPIRUN) --oversubscribe \
 	--bind-to none
 MPI_REQUIRED ?=
 
-.PHONY: mpi mpi-build bench-mpi check-mpi check-mpi-run deps-mpi install-mpi \
+.PHONY: mpi mpi-build bench-mpi check-mpi check-mpi-asan check-mpi-run deps-mpi install-mpi \
 	uninstall-mpi
 
 $(MPI_BUILD):
@@ -117,6 +123,29 @@ check-mpi: $(STATIC) $(SHARED) $(DEMOS)
 check-mpi-run: mpi-build $(DEMOS)
 	sh mpi/check.sh '$(BUILD)' '$(MPI_RUN)' '$(MAKE)' '$(CC)' \
 	    '$(SAN) $(LDFLAGS)'
+
+MPI_ASAN_BUILD ?= $(BUILD)-mpi-asan
+
+check-mpi-asan:
+	@$(MAKE) --no-print-directory BUILD=$(MPI_ASAN_BUILD) \
+	    SANITIZE=address,undefined mpi
+	@fail=0; for np in 1 3; do \
+	    log=$(MPI_ASAN_BUILD)/asan.$$np.log; \
+	    ASAN_OPTIONS=$(TEST_ASAN_OPTIONS) UBSAN_OPTIONS=$(TEST_UBSAN_OPTIONS) \
+	    $(MPI_RUN) -x ASAN_OPTIONS -x UBSAN_OPTIONS -np $$np \
+	        $(MPI_ASAN_BUILD)/mpi/test_mpi > $$log 2>&1; \
+	    grep -a '^# [1-9][0-9]* tests, 0 failed' $$log || fail=1; \
+	    if grep -aEq '$(SANITIZER_REPORT)' $$log; then \
+	        grep -aE -A12 '$(SANITIZER_REPORT)' $$log | head -n 40; fail=1; fi; \
+	    leaks=$$(awk '/^(Direct|Indirect) leak of/ { if (s != "" && o) print s; \
+	        s = $$0; o = 0; next } s != "" && /^ *#[0-9]+ / { \
+	        if ($$0 ~ /exchange_mpi[.]c|test_mpi[.]c|pmap[.]c|exchange[.]c|channel[.]c|proc[.]c|collect[.]c/) o = 1; next } \
+	        END { if (s != "" && o) print s }' $$log); \
+	    if [ -n "$$leaks" ]; then echo "leaks of ours in $$log:"; \
+	        echo "$$leaks"; fail=1; fi; \
+	done; \
+	[ $$fail = 0 ] && echo "check-mpi-asan: passed, no sanitizer report" \
+	    "and no leak of ours" || echo "check-mpi-asan: FAILED"; exit $$fail
 
 deps: deps-mpi
 
