@@ -4,7 +4,8 @@
 # everything).
 #
 #   1. linkage: the core library needs no MPI library, libexchange_mpi
-#      needs the core's and MPI's;
+#      needs the core's and MPI's, and exports exchange_mpi.h's functions
+#      only;
 #   2. mpi/test_mpi.c under 1, 2, 3 and 4 ranks: every test passes, and
 #      Open MPI printed no warning about fork();
 #   3. the --mpi demos under 4 ranks print what their one-node runs print
@@ -53,6 +54,13 @@ case "$needed" in
 *)
 	bad "linkage: $mpilib needs '$needed', not libexchange.so.0 and libmpi only" ;;
 esac
+
+names=$(nm -D --defined-only "$mpilib" | awk 'NF >= 3 { print $3 }' | sort | tr '\n' ' ')
+if [ "$names" = "exchange_mpi_error exchange_mpi_pmap exchange_mpi_reduce exchange_mpi_reduce_op " ]; then
+	good "linkage: $mpilib exports exchange_mpi.h's four functions only"
+else
+	bad "linkage: $mpilib exports $names"
+fi
 
 # 2. The tests under 1 to 4 ranks.
 for np in 1 2 3 4; do
