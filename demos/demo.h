@@ -167,6 +167,64 @@ static inline int32_t demo_calculate(int32_t i, int32_t j)
 	return i * demo.n + j;
 }
 
+/* The calculation on the struct demo_pair a plain function is given:
+ * fills *t (i, j, value); -1 with EINVAL when arg is no pair. */
+static inline int demo_calculate_pair(const void *arg, size_t len,
+				      struct demo_triple *t)
+{
+	struct demo_pair p;
+
+	if (len != sizeof(p)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(&p, arg, sizeof(p));
+	t->i = p.i;
+	t->j = p.j;
+	t->value = demo_calculate(p.i, p.j);
+	return 0;
+}
+
+/* A plain function's result: a copy of size bytes in memory the library
+ * frees, NULL on ENOMEM. */
+static inline void *demo_result(const void *v, size_t size,
+				size_t *result_len)
+{
+	void *r = malloc(size);
+
+	if (r) {
+		memcpy(r, v, size);
+		*result_len = size;
+	}
+	return r;
+}
+
+/* The calculation as a plain function (pprocess MakeParallel(calculate)),
+ * run in a child: the result is the struct demo_triple (i, j, value). */
+static inline void *demo_calculate_triple(const void *arg, size_t len,
+					  size_t *result_len, void *ctx)
+{
+	struct demo_triple t;
+
+	(void)ctx;
+	if (demo_calculate_pair(arg, len, &t) < 0)
+		return NULL;
+	return demo_result(&t, sizeof(t), result_len);
+}
+
+/* The same, with the value alone (an int32_t) as the result, for the
+ * demos whose collector knows each task's place (a Map, pmap's order). */
+static inline void *demo_calculate_value(const void *arg, size_t len,
+					 size_t *result_len, void *ctx)
+{
+	struct demo_triple t;
+
+	(void)ctx;
+	if (demo_calculate_pair(arg, len, &t) < 0)
+		return NULL;
+	return demo_result(&t.value, sizeof(t.value), result_len);
+}
+
 /* Seconds from a monotonic clock. */
 static inline double demo_now(void)
 {

@@ -20,30 +20,6 @@
  */
 #include "persist.h"
 
-/* Runs in a child of the background process: returns (i, j, value) in
- * memory the library frees (pprocess MakeParallel(calculate)). */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair p;
-	struct demo_triple *t;
-
-	(void)ctx;
-	if (len != sizeof(p)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&p, arg, sizeof(p));
-	t = malloc(sizeof(*t));
-	if (!t)
-		return NULL;
-	t->i = p.i;
-	t->j = p.j;
-	t->value = demo_calculate(p.i, p.j);
-	*result_len = sizeof(*t);
-	return t;
-}
-
 /* The background task: a queue of calculations, limited to demo.limit
  * processes at once; the whole table goes back as one message. Failures
  * travel as error messages. */
@@ -62,7 +38,8 @@ static void task(struct channel *ch, const void *arg, size_t len, void *ctx)
 	opts.limit = demo.limit;
 	queue = exchange_new_queue(&opts);
 	results = calloc((size_t)demo.n * (size_t)demo.n, sizeof(*results));
-	calc = queue ? exchange_manage(queue, NULL, calculate, NULL) : NULL;
+	calc = queue ? exchange_manage(queue, NULL, demo_calculate_triple,
+				       NULL) : NULL;
 	if (!results || !calc) {
 		channel_send_error(ch, strerror(errno), -1);
 		goto out;

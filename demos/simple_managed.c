@@ -7,29 +7,6 @@
  */
 #include "demo.h"
 
-/* Runs in a child: returns (i, j, value) in memory the library frees. */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair p;
-	struct demo_triple *t;
-
-	(void)ctx;
-	if (len != sizeof(p)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&p, arg, sizeof(p));
-	t = malloc(sizeof(*t));
-	if (!t)
-		return NULL;
-	t->i = p.i;
-	t->j = p.j;
-	t->value = demo_calculate(p.i, p.j);
-	*result_len = sizeof(*t);
-	return t;
-}
-
 /* Called by the exchange for each message: udata is the results array. */
 static int store_data(struct exchange *ex, struct channel *ch, void *udata)
 {
@@ -66,7 +43,7 @@ int main(int argc, char **argv)
 	ex = exchange_new(&opts);
 	if (!ex)
 		demo_die("exchange_new");
-	calc = exchange_manage(ex, NULL, calculate, NULL);
+	calc = exchange_manage(ex, NULL, demo_calculate_triple, NULL);
 	if (!calc)
 		demo_die("exchange_manage");
 

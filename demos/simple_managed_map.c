@@ -6,27 +6,6 @@
  */
 #include "demo.h"
 
-/* Runs in a worker: returns i * N + j in memory the library frees. */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair p;
-	int32_t *value;
-
-	(void)ctx;
-	if (len != sizeof(p)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&p, arg, sizeof(p));
-	value = malloc(sizeof(*value));
-	if (!value)
-		return NULL;
-	*value = demo_calculate(p.i, p.j);
-	*result_len = sizeof(*value);
-	return value;
-}
-
 int main(int argc, char **argv)
 {
 	struct exchange_options opts = { 0 };
@@ -44,7 +23,7 @@ int main(int argc, char **argv)
 	results = exchange_new_map(&opts);
 	if (!results)
 		demo_die("exchange_new_map");
-	calc = exchange_manage(results, NULL, calculate, NULL);
+	calc = exchange_manage(results, NULL, demo_calculate_value, NULL);
 	if (!calc)
 		demo_die("exchange_manage");
 

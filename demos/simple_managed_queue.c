@@ -6,29 +6,6 @@
  */
 #include "demo.h"
 
-/* Runs in a child: returns (i, j, value) in memory the library frees. */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair p;
-	struct demo_triple *t;
-
-	(void)ctx;
-	if (len != sizeof(p)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&p, arg, sizeof(p));
-	t = malloc(sizeof(*t));
-	if (!t)
-		return NULL;
-	t->i = p.i;
-	t->j = p.j;
-	t->value = demo_calculate(p.i, p.j);
-	*result_len = sizeof(*t);
-	return t;
-}
-
 int main(int argc, char **argv)
 {
 	struct exchange_options opts = { 0 };
@@ -47,7 +24,7 @@ int main(int argc, char **argv)
 	queue = exchange_new_queue(&opts);
 	if (!queue)
 		demo_die("exchange_new_queue");
-	calc = exchange_manage(queue, NULL, calculate, NULL);
+	calc = exchange_manage(queue, NULL, demo_calculate_triple, NULL);
 	if (!calc)
 		demo_die("exchange_manage");
 

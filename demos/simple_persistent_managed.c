@@ -26,30 +26,6 @@
  */
 #include "persist.h"
 
-/* Runs in a child of the persistent process: returns (i, j, value) in
- * memory the library frees (pprocess MakeParallel(calculate)). */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair p;
-	struct demo_triple *t;
-
-	(void)ctx;
-	if (len != sizeof(p)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&p, arg, sizeof(p));
-	t = malloc(sizeof(*t));
-	if (!t)
-		return NULL;
-	t->i = p.i;
-	t->j = p.j;
-	t->value = demo_calculate(p.i, p.j);
-	*result_len = sizeof(*t);
-	return t;
-}
-
 /* The size of the table's message. */
 static size_t table_size(void)
 {
@@ -111,8 +87,8 @@ static void task(struct channel *ch, const void *arg, size_t len, void *ctx)
 	opts.store_data = store_triple;
 	opts.udata = results;
 	exchange = results ? exchange_new(&opts) : NULL;
-	calc = exchange ? exchange_manage(exchange, NULL, calculate, NULL) :
-			  NULL;
+	calc = exchange ? exchange_manage(exchange, NULL,
+					  demo_calculate_triple, NULL) : NULL;
 	if (!calc)
 		goto fail;
 	for (i = 0; i < demo.n; i++)

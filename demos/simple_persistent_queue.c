@@ -22,30 +22,6 @@
  */
 #include "persist.h"
 
-/* Runs in a child of a background process: returns (i, j, value) in
- * memory the library frees (pprocess MakeParallel(calculate)). */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair p;
-	struct demo_triple *t;
-
-	(void)ctx;
-	if (len != sizeof(p)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&p, arg, sizeof(p));
-	t = malloc(sizeof(*t));
-	if (!t)
-		return NULL;
-	t->i = p.i;
-	t->j = p.j;
-	t->value = demo_calculate(p.i, p.j);
-	*result_len = sizeof(*t);
-	return t;
-}
-
 /* The size of a row's message: the row number, then its N values. */
 static size_t row_size(void)
 {
@@ -73,7 +49,8 @@ static void task(struct channel *ch, const void *arg, size_t len, void *ctx)
 	opts.limit = demo.limit;
 	queue = exchange_new_queue(&opts);
 	row = calloc((size_t)demo.n + 1, sizeof(*row));
-	calc = queue ? exchange_manage(queue, NULL, calculate, NULL) : NULL;
+	calc = queue ? exchange_manage(queue, NULL, demo_calculate_triple,
+				       NULL) : NULL;
 	if (!row || !calc) {
 		channel_send_error(ch, strerror(errno), -1);
 		goto out;

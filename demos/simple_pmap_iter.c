@@ -8,27 +8,6 @@
  */
 #include "demo.h"
 
-/* Runs in a child: one element of the sequence to one result. */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair t;
-	int32_t *value;
-
-	(void)ctx;
-	if (len != sizeof(t)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&t, arg, sizeof(t));
-	value = malloc(sizeof(*value));
-	if (!value)
-		return NULL;
-	*value = demo_calculate(t.i, t.j);
-	*result_len = sizeof(*value);
-	return value;
-}
-
 int main(int argc, char **argv)
 {
 	struct exchange_options opts = { 0 };
@@ -57,8 +36,9 @@ int main(int argc, char **argv)
 		demo_die("exchange_new_map");
 
 	for (k = 0; k < total; k++)
-		if (exchange_start_plain(results, calculate, &sequence[k],
-					 sizeof(sequence[k]), NULL) < 0)
+		if (exchange_start_plain(results, demo_calculate_value,
+					 &sequence[k], sizeof(sequence[k]),
+					 NULL) < 0)
 			demo_die("exchange_start_plain");
 
 	for (k = 0; (r = exchange_map_next(results, &m)) == 1; k++) {

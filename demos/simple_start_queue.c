@@ -7,29 +7,6 @@
  */
 #include "demo.h"
 
-/* Runs in a child: returns (i, j, value) in memory the library frees. */
-static void *calculate(const void *arg, size_t len, size_t *result_len,
-		       void *ctx)
-{
-	struct demo_pair p;
-	struct demo_triple *t;
-
-	(void)ctx;
-	if (len != sizeof(p)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	memcpy(&p, arg, sizeof(p));
-	t = malloc(sizeof(*t));
-	if (!t)
-		return NULL;
-	t->i = p.i;
-	t->j = p.j;
-	t->value = demo_calculate(p.i, p.j);
-	*result_len = sizeof(*t);
-	return t;
-}
-
 int main(int argc, char **argv)
 {
 	struct exchange_options opts = { 0 };
@@ -52,7 +29,8 @@ int main(int argc, char **argv)
 		for (j = 0; j < demo.n; j++) {
 			struct demo_pair p = { i, j };
 
-			if (exchange_start_plain(queue, calculate, &p,
+			if (exchange_start_plain(queue,
+						 demo_calculate_triple, &p,
 						 sizeof(p), NULL) < 0)
 				demo_die("exchange_start_plain");
 		}
