@@ -10,13 +10,12 @@
  * flushes its lines before it answers, so "Done" comes last, as pprocess
  * prints it on a terminal.
  */
-#include "demo.h"
+#include "loop.h"
 
 int main(int argc, char **argv)
 {
 	struct channel *channel;
-	struct channel_msg m;
-	int32_t i, limit;
+	int32_t limit;
 
 	demo_n_help = "the parent sends 0 to N";
 	demo_delay_help = "the child sleeps this long after each number";
@@ -27,32 +26,7 @@ int main(int argc, char **argv)
 		demo_die("channel_create");
 	if (channel_pid(channel) == 0) {
 		/* The child: print what arrives until the limit. */
-		for (;;) {
-			if (channel_recv(channel, &m, -1) != 1 ||
-			    m.kind != CHANNEL_DATA || m.len != sizeof(i))
-				channel_exit(channel, 1);
-			memcpy(&i, m.data, sizeof(i));
-			channel_msg_free(&m);
-			if (i >= limit)
-				break;
-			printf("%ld\n", (long)i);
-			demo_sleep();
-		}
-		fflush(stdout);
-		if (channel_send(channel, "Done", 4, -1) < 0)
-			channel_exit(channel, 1);
-		channel_exit(channel, 0);
+		channel_exit(channel, loop_child(channel, limit) < 0 ? 1 : 0);
 	}
-	for (i = 0; i <= limit; i++)
-		if (channel_send(channel, &i, sizeof(i), -1) < 0)
-			demo_die("channel_send");
-	if (channel_recv(channel, &m, -1) != 1 || m.kind != CHANNEL_DATA) {
-		fprintf(stderr, "%s: no answer from the child\n", argv[0]);
-		return 1;
-	}
-	printf("%.*s\n", (int)m.len, (const char *)m.data);
-	channel_msg_free(&m);
-	if (channel_close(channel) < 0)
-		demo_die("channel_close");
-	return 0;
+	return loop_parent(channel, limit, argv[0]);
 }
