@@ -166,7 +166,4 @@ HIDDEN void channel_close_others(struct channel *keep, const int extra[2]);
  * copies a list another thread is changing. */
 HIDDEN pid_t channel_fork_process(void);
 
-/* Takes the channel off the registry (unless inherited) and frees it. */
-HIDDEN void channel_release(struct channel *ch);
-
 #endif /* EXCHANGE_CHANNEL_IMPL_H */

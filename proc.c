@@ -88,7 +88,8 @@ pid_t channel_fork_process(void)
 	return pid;
 }
 
-void channel_release(struct channel *ch)
+/* Takes the channel off the registry (unless inherited) and frees it. */
+static void channel_release(struct channel *ch)
 {
 	/* An inherited copy is on no registry of this process: its links
 	 * point into the parent's list, of which only copies exist here. */
