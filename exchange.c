@@ -988,6 +988,7 @@ int exchange_remove(struct exchange *ex, struct channel *ch)
 
 int exchange_terminate(struct exchange *ex)
 {
+	int64_t now;
 	int grace;
 	size_t i;
 
@@ -998,12 +999,12 @@ int exchange_terminate(struct exchange *ex)
 	 * under EXCHANGE_STOP. */
 	ex->stopped = true;
 	ex->terminating = true;
+	now = clock_now_ms();
 	for (i = 0; i < ex->nslots; i++) {
 		struct slot *s = ex->slots[i];
-		struct channel *ch = s->ch;
 
-		if (channel_running(ch))
-			channel_limit_end(ch, &s->lim, clock_now_ms(), grace);
+		if (channel_running(s->ch))
+			channel_limit_end(s->ch, &s->lim, now, grace);
 	}
 	return 0;
 }
