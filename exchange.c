@@ -88,10 +88,56 @@ struct work {
 				   function reads its own struct there */
 };
 
+/* What a slot's channel is for. */
+enum slot_role {
+	ROLE_TASK,		/* a process for one task, or a task's outcome
+				   without a process */
+	ROLE_WORKER,		/* a reuse worker taking TASK frames */
+	ROLE_USER,		/* a channel the caller added (exchange_add) */
+};
+
+/* Where a slot is in its life, each state after the ones above it (a bad
+ * frame goes to SLOT_FINAL from any state before it):
+ *
+ *   SLOT_OPEN       its channel is read as messages come
+ *   SLOT_DRAINING   its process was reaped before end of stream (something
+ *                   it started holds the channel open): what it left is
+ *                   read, then the channel ends
+ *   SLOT_AWAITING   at end of stream, its process not yet reaped; out of the
+ *                   poll set, counted in nawait
+ *   SLOT_REAPED     reaped after it awaited: its outcome comes next scan
+ *   SLOT_FINAL      its outcome is settled; removed once nothing is left
+ *                   to deliver
+ *   SLOT_REMOVE     removed at the end of the scan
+ */
+enum slot_life {
+	SLOT_OPEN,
+	SLOT_DRAINING,
+	SLOT_AWAITING,
+	SLOT_REAPED,
+	SLOT_FINAL,
+	SLOT_REMOVE,
+};
+
+/* A reuse worker's phase between its tasks. A DONE frame ends PHASE_TASK;
+ * worker_next then gives the next task, or makes it idle or leave. */
+enum worker_phase {
+	PHASE_TASK,		/* running a task (also every non-worker) */
+	PHASE_OWED,		/* its task ended without a result: the FAILURE
+				   for it is buffered, and new work waits
+				   until that has been consumed */
+	PHASE_IDLE,		/* no task, waiting for work (counted in
+				   nidle) */
+	PHASE_LEAVING,		/* told to leave (STOP sent) */
+};
+
 /* The exchange's record of one channel. */
 struct slot {
 	struct channel *ch;	/* the channel, owned by the exchange */
 	size_t index;		/* position in slots[] and pfds[] */
+	enum slot_role role;
+	enum slot_life life;	/* changed only through set_life */
+	enum worker_phase phase; /* changed only through set_phase */
 	struct work *cur;	/* the running work, kept for a retry, or NULL */
 	channel_fn *fn;		/* reuse: the function the worker runs */
 	exchange_plain_fn *pfn;	/* reuse: or the plain function */
@@ -99,25 +145,11 @@ struct slot {
 	size_t ntasks;		/* reuse: tasks the worker has been given */
 	unsigned long base;	/* channel_received when the task began: what
 				   the task delivered is the difference */
-	bool worker;		/* a reuse worker taking TASK frames */
-	bool done;		/* worker: its current task sent DONE */
-	bool failure_pending;	/* worker: a FAILURE for the task it ran is
-				   buffered; new work waits until consumed */
-	bool stopping;		/* worker: STOP was sent */
-	bool idle;		/* worker: done, no task, waiting for work
-				   (counted in nidle) */
 	int64_t idle_until;	/* idle, with idle_ms: when it is told to
 				   leave */
-	bool awaiting;		/* at end of stream, waiting to be reaped */
-	bool final;		/* its outcome is settled; remove once empty */
-	bool remove;		/* to be removed at the end of the scan */
-	bool user;		/* added by the caller (exchange_add) */
-	bool exited;		/* its process was reaped before end of
-				   stream: something it started holds the
-				   channel open */
-	size_t drain_left;	/* exited: bytes still to read at most of what
-				   it left (something it started may go on
-				   writing) */
+	size_t drain_left;	/* draining: bytes still to read at most of
+				   what it left (something it started may go
+				   on writing) */
 	struct channel_limit lim; /* the running task's time limit */
 };
 
@@ -382,6 +414,28 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 	return s;
 }
 
+/* Moves a slot on in its life, keeping nawait. A slot goes forward only,
+ * and leaves SLOT_AWAITING through its reaping or a bad frame. */
+static void set_life(struct exchange *ex, struct slot *s, enum slot_life life)
+{
+	assert(life >= s->life);
+	assert(life != SLOT_REAPED || s->life == SLOT_AWAITING);
+	if (s->life == SLOT_AWAITING && life != SLOT_AWAITING)
+		ex->nawait--;
+	if (life == SLOT_AWAITING && s->life != SLOT_AWAITING) {
+		ex->nawait++;
+		ex->pfds[s->index].fd = -1;
+	}
+	s->life = life;
+}
+
+/* The slot's outcome is settled (if it was not already). */
+static void settled(struct exchange *ex, struct slot *s)
+{
+	if (s->life < SLOT_FINAL)
+		set_life(ex, s, SLOT_FINAL);
+}
+
 /* Takes slot s out of the arrays and frees it; the channel is closed when
  * close_it is true. */
 static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
@@ -397,9 +451,9 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	}
 	ex->nslots--;
 	ex->removals++;
-	if (s->awaiting)
+	if (s->life == SLOT_AWAITING)
 		ex->nawait--;
-	if (s->idle)
+	if (s->phase == PHASE_IDLE)
 		ex->nidle--;
 	/* Every idle or awaiting slot is among those left. */
 	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
@@ -416,7 +470,7 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
  * caller has it all the same); any other is closed. */
 static void slot_ended(struct exchange *ex, struct slot *s)
 {
-	bool hand_back = s->user && ex->opts.keep_removed;
+	bool hand_back = s->role == ROLE_USER && ex->opts.keep_removed;
 	struct channel *ch = s->ch;
 
 	slot_remove(ex, s, !hand_back);
@@ -488,7 +542,7 @@ static int add_outcome(struct exchange *ex, size_t task, int cause, int code,
 		channel_close(ch);
 		return -1;
 	}
-	s->final = true;
+	set_life(ex, s, SLOT_FINAL);
 	return 0;
 }
 
@@ -543,25 +597,31 @@ static struct slot *idle_worker(const struct exchange *ex, channel_fn *fn,
 	for (i = 0; ex->nidle && i < ex->nslots; i++) {
 		struct slot *s = ex->slots[i];
 
-		if (s->idle && s->fn == fn && s->pfn == pfn && s->ctx == ctx)
+		if (s->phase == PHASE_IDLE && s->fn == fn && s->pfn == pfn &&
+		    s->ctx == ctx)
 			return s;
 	}
 	return NULL;
 }
 
-static void set_idle(struct exchange *ex, struct slot *s, bool idle)
+/* Moves a worker to its next phase, keeping nidle and the idle deadline. */
+static void set_phase(struct exchange *ex, struct slot *s,
+		      enum worker_phase phase)
 {
-	if (s->idle == idle)
+	assert(s->role == ROLE_WORKER);
+	/* Nothing follows leaving, and nobody is owed twice. */
+	assert(s->phase != PHASE_LEAVING || phase == PHASE_LEAVING);
+	assert(phase != PHASE_OWED || s->phase == PHASE_TASK);
+	if (s->phase == phase)
 		return;
-	/* Only a worker between tasks waits idle. */
-	assert(!idle || (s->worker && !s->stopping));
-	s->idle = idle;
-	if (idle && ex->opts.idle_ms > 0)
-		s->idle_until = clock_now_ms() + ex->opts.idle_ms;
-	if (idle)
-		ex->nidle++;
-	else
+	if (s->phase == PHASE_IDLE)
 		ex->nidle--;
+	if (phase == PHASE_IDLE) {
+		ex->nidle++;
+		if (ex->opts.idle_ms > 0)
+			s->idle_until = clock_now_ms() + ex->opts.idle_ms;
+	}
+	s->phase = phase;
 }
 
 /* A worker between tasks has none: no task number, no time limit, no work
@@ -577,8 +637,7 @@ static void clear_task(struct slot *s)
 /* Tells a worker between tasks to leave. */
 static void stop_worker(struct exchange *ex, struct slot *s)
 {
-	set_idle(ex, s, false);
-	s->stopping = true;
+	set_phase(ex, s, PHASE_LEAVING);
 	clear_task(s);
 	channel_send_frame(s->ch, FRAME_STOP, NULL, 0, NULL, 0, -1);
 }
@@ -589,7 +648,7 @@ static bool worker_leaving(const struct exchange *ex)
 	size_t i;
 
 	for (i = 0; i < ex->nslots; i++)
-		if (ex->slots[i]->stopping)
+		if (ex->slots[i]->phase == PHASE_LEAVING)
 			return true;
 	return false;
 }
@@ -601,7 +660,7 @@ static bool stop_an_idle_worker(struct exchange *ex)
 	size_t i;
 
 	for (i = 0; ex->nidle && i < ex->nslots; i++) {
-		if (ex->slots[i]->idle) {
+		if (ex->slots[i]->phase == PHASE_IDLE) {
 			stop_worker(ex, ex->slots[i]);
 			return true;
 		}
@@ -644,7 +703,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		return -1;
 	}
 	if (worker) {
-		s->worker = true;
+		s->role = ROLE_WORKER;
 		s->fn = fn;
 		s->pfn = pfn;
 		s->ctx = ctx;
@@ -740,7 +799,7 @@ static void worker_next(struct exchange *ex, struct slot *s)
 	struct channel *ch = s->ch;
 	struct work *w = NULL;
 
-	if (s->stopping)
+	if (s->phase == PHASE_LEAVING)
 		return;
 	if (ex->opts.max_tasks && s->ntasks >= ex->opts.max_tasks) {
 		/* Recycled: the next task of its function goes to a fresh
@@ -753,11 +812,10 @@ static void worker_next(struct exchange *ex, struct slot *s)
 	if (w) {
 		if (channel_send_frame(ch, FRAME_TASK, w->arg, w->len, NULL,
 				       0, -1) == 0) {
-			set_idle(ex, s, false);
+			set_phase(ex, s, PHASE_TASK);
 			s->ntasks++;
 			channel_set_task(ch, w->task);
 			s->base = channel_received(ch);
-			s->done = false;
 			start_clock(ex, s);
 			if (ex->opts.policy == EXCHANGE_RETRY) {
 				w->attempts++;
@@ -772,7 +830,7 @@ static void worker_next(struct exchange *ex, struct slot *s)
 		 * this worker's end of stream will follow. */
 		queue_push(ex, w, true);
 	} else if (!ex->stopped && !ex->qhead) {
-		set_idle(ex, s, true);
+		set_phase(ex, s, PHASE_IDLE);
 		clear_task(s);
 		return;
 	}
@@ -800,18 +858,18 @@ static void worker_done(struct exchange *ex, struct slot *s)
 {
 	struct channel *ch = s->ch;
 
-	if (!s->worker || s->done || channel_take_done(ch) < 0) {
+	if (s->role != ROLE_WORKER || s->phase != PHASE_TASK ||
+	    channel_take_done(ch) < 0) {
 		protocol_failure(ex, s);
 		return;
 	}
-	s->done = true;
 	channel_limit_stop(&s->lim);
 	if (delivered(s) == 0) {
 		/* The outcome must be stamped with this task's number, so
 		 * the worker gets nothing new until it has been consumed. */
 		if (channel_push_failure(ch, CHANNEL_EXITED, 0,
 					 "returned without a result") == 0) {
-			s->failure_pending = true;
+			set_phase(ex, s, PHASE_OWED);
 			note_failure(ex);
 			return;
 		}
@@ -950,7 +1008,7 @@ ssize_t exchange_add(struct exchange *ex, struct channel *ch)
 		errno = ENOMEM;
 		return -1;
 	}
-	s->user = true;
+	s->role = ROLE_USER;
 	start_clock(ex, s);
 	return (ssize_t)task;
 }
@@ -973,7 +1031,7 @@ int exchange_remove(struct exchange *ex, struct channel *ch)
 	 * CHANNEL_REMOVED. */
 	task = channel_task(ch);
 	h = channel_head(ch);
-	owed = !s->user && !s->final && task != CHANNEL_NO_TASK &&
+	owed = s->role != ROLE_USER && s->life < SLOT_FINAL && task != CHANNEL_NO_TASK &&
 	       delivered(s) == 0 && (h == 0 || h == FRAME_DONE);
 	if (close_it && !inherited(ex)) {
 		channel_close_fds(ch);
@@ -1014,8 +1072,8 @@ int exchange_terminate(struct exchange *ex)
  * its way out (a task to run again is queued, not running). */
 static bool task_running(const struct slot *s)
 {
-	return channel_task(s->ch) != CHANNEL_NO_TASK && !s->final &&
-	       !s->remove && !(s->worker && s->done);
+	return channel_task(s->ch) != CHANNEL_NO_TASK &&
+	       s->life < SLOT_FINAL && s->phase == PHASE_TASK;
 }
 
 int exchange_cancel(struct exchange *ex, size_t task)
@@ -1159,7 +1217,7 @@ int exchange_broadcast(struct exchange *ex, const void *buf, size_t len,
 		/* Every running task, on its own process or on a worker; a
 		 * worker between tasks has none to read it. */
 		if (!channel_can_send(ch) || channel_task(ch) == CHANNEL_NO_TASK ||
-		    ex->slots[i]->final)
+		    ex->slots[i]->life >= SLOT_FINAL)
 			continue;
 		if (channel_send(ch, buf, len, timeout_ms) == 0)
 			n++;
@@ -1244,7 +1302,7 @@ static int classify_end(const struct exchange *ex, const struct slot *s,
 	if (channel_task(ch) == CHANNEL_NO_TASK || channel_pid(ch) <= 0)
 		return CHANNEL_OK;	/* an idle or stopped worker, or no
 					   process */
-	if (!s->worker) {
+	if (s->role != ROLE_WORKER) {
 		if (delivered(s) == 0 || channel_input_error(ch))
 			channel_describe_end(ch, s->lim.timed_out,
 					     ex->opts.time_limit_ms, &cause,
@@ -1254,7 +1312,7 @@ static int classify_end(const struct exchange *ex, const struct slot *s,
 	/* A task that sent its result before its worker died has that result
 	 * as its one outcome, as a fork-per-task child has; only a task that
 	 * sent nothing lost its worker. */
-	if (s->done || delivered(s) != 0)
+	if (s->phase != PHASE_TASK || delivered(s) != 0)
 		return CHANNEL_OK;
 	channel_describe_end(ch, s->lim.timed_out, ex->opts.time_limit_ms, &c2,
 			     &code2, text, size);
@@ -1284,16 +1342,8 @@ static bool reap_ended(struct exchange *ex, struct slot *s)
 		channel_limit_stop(&s->lim);
 	}
 	if (channel_running(ch) && channel_reap_nohang(ch) == 0) {
-		if (!s->awaiting) {
-			s->awaiting = true;
-			ex->nawait++;
-			ex->pfds[s->index].fd = -1;
-		}
+		set_life(ex, s, SLOT_AWAITING);
 		return false;
-	}
-	if (s->awaiting) {
-		s->awaiting = false;
-		ex->nawait--;
 	}
 	return true;
 }
@@ -1309,11 +1359,11 @@ static int record_failure(struct exchange *ex, struct slot *s, int cause,
 		/* Run it again, ahead of the work still waiting. */
 		queue_push(ex, s->cur, true);
 		s->cur = NULL;
-		s->remove = true;
+		set_life(ex, s, SLOT_REMOVE);
 		return 0;
 	}
 	if (channel_push_failure(s->ch, cause, code, text) < 0) {
-		s->remove = true;
+		set_life(ex, s, SLOT_REMOVE);
 		return 0;
 	}
 	note_failure(ex);
@@ -1334,7 +1384,7 @@ static int settle(struct exchange *ex, struct slot *s)
 	bool cut;
 
 	if (!channel_input_ended(ch)) {
-		if (!s->exited)
+		if (s->life != SLOT_DRAINING)
 			return 0;
 		if (drain_exited(ch, &s->drain_left))
 			return 1;
@@ -1346,8 +1396,8 @@ static int settle(struct exchange *ex, struct slot *s)
 	/* End of stream in the middle of a frame (the child died while
 	 * sending): that frame is lost. */
 	cut = channel_partial(ch);
-	if (!cut && s->final) {
-		s->remove = true;
+	if (!cut && s->life >= SLOT_FINAL) {
+		set_life(ex, s, SLOT_REMOVE);
 		return 0;
 	}
 	if (!reap_ended(ex, s))
@@ -1358,10 +1408,10 @@ static int settle(struct exchange *ex, struct slot *s)
 		 * push_failure drops the broken buffer. */
 		channel_fail_input(ch, ECONNRESET);
 	}
-	s->final = true;
+	settled(ex, s);
 	cause = classify_end(ex, s, &code, text, sizeof(text));
 	if (cause == CHANNEL_OK) {
-		s->remove = true;
+		set_life(ex, s, SLOT_REMOVE);
 		return 0;
 	}
 	return record_failure(ex, s, cause, code, text);
@@ -1384,12 +1434,12 @@ static void protocol_failure(struct exchange *ex, struct slot *s)
 	ex->pfds[s->index].fd = -1;
 	if (channel_running(ch))
 		channel_kill(ch, SIGKILL);
-	if (!s->final && channel_task(ch) != CHANNEL_NO_TASK &&
+	if (s->life < SLOT_FINAL && channel_task(ch) != CHANNEL_NO_TASK &&
 	    delivered(s) == 0 &&
 	    channel_push_failure(ch, CHANNEL_PROTOCOL, err,
 			 "the channel carried a bad frame") == 0)
 		note_failure(ex);
-	s->final = true;
+	settled(ex, s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1428,7 +1478,7 @@ static int64_t expire_idle(struct exchange *ex)
 	for (i = 0; ex->nidle && i < ex->nslots; i++) {
 		struct slot *s = ex->slots[i];
 
-		if (!s->idle)
+		if (s->phase != PHASE_IDLE)
 			continue;
 		if (now >= s->idle_until)
 			stop_worker(ex, s);
@@ -1458,7 +1508,7 @@ static size_t scan_ready(struct exchange *ex, struct channel **chs,
 		i = (start + k) % count;
 		s = ex->slots[i];
 		ch = s->ch;
-		if (s->remove) {
+		if (s->life == SLOT_REMOVE) {
 			removing = true;
 			continue;
 		}
@@ -1472,13 +1522,11 @@ static size_t scan_ready(struct exchange *ex, struct channel **chs,
 			h = channel_head(ch);
 		}
 		if (h == 0) {
-			if (s->failure_pending) {
-				s->failure_pending = false;
+			if (s->phase == PHASE_OWED)
 				worker_next(ex, s);
-			}
 			h = settle(ex, s);
 		}
-		if (s->remove)
+		if (s->life == SLOT_REMOVE)
 			removing = true;
 		if (h > 0 && n < cap) {
 			chs[n++] = ch;
@@ -1489,7 +1537,7 @@ static size_t scan_ready(struct exchange *ex, struct channel **chs,
 		for (i = ex->nslots; i-- > 0;) {
 			struct slot *s = ex->slots[i];
 
-			if (s->remove)
+			if (s->life == SLOT_REMOVE)
 				slot_ended(ex, s);
 		}
 	}
@@ -1512,13 +1560,13 @@ static void check_exits(struct exchange *ex, int64_t now)
 		struct slot *s = ex->slots[i];
 		struct channel *ch = s->ch;
 
-		if (s->exited || s->awaiting || s->lim.kill_at ||
+		if (s->life != SLOT_OPEN || s->lim.kill_at ||
 		    channel_input_ended(ch) || !channel_running(ch) ||
 		    channel_fd(ch) < 0 ||
 		    channel_reap_nohang(ch) != 1)
 			continue;
 		/* What it wrote is read by the next scan (settle). */
-		s->exited = true;
+		set_life(ex, s, SLOT_DRAINING);
 		s->drain_left = EXIT_DRAIN_BYTES;
 	}
 }
@@ -1531,9 +1579,9 @@ static void retry_reaps(struct exchange *ex)
 	for (i = 0; i < ex->nslots && ex->nawait; i++) {
 		struct slot *s = ex->slots[i];
 
-		if (s->awaiting && channel_reap_nohang(s->ch) != 0) {
-			s->awaiting = false;
-			ex->nawait--;
+		if (s->life == SLOT_AWAITING &&
+		    channel_reap_nohang(s->ch) != 0) {
+			set_life(ex, s, SLOT_REAPED);
 			ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
 		}
 	}
@@ -1694,10 +1742,8 @@ static int deliver(struct exchange *ex, struct channel *ch)
 			continue;
 		}
 		if (h == 0) {
-			if (s->failure_pending) {
-				s->failure_pending = false;
+			if (s->phase == PHASE_OWED)
 				worker_next(ex, s);
-			}
 			if (channel_may_fill(ch) &&
 			    refills < REFILLS_PER_PASS) {
 				refills++;
@@ -1706,7 +1752,7 @@ static int deliver(struct exchange *ex, struct channel *ch)
 			}
 			if (settle(ex, s) > 0)
 				continue;
-			if (s->remove)
+			if (s->life == SLOT_REMOVE)
 				slot_ended(ex, s);
 			return calls;
 		}
