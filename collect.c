@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,9 @@ struct exchange_managed {
 	channel_fn *fn;			/* the function, or NULL */
 	exchange_plain_fn *pfn;		/* or the plain function */
 	void *ctx;			/* given to it */
+	char *address;			/* persistent: where each call's
+					   process listens, or NULL */
+	int timeout_ms;			/* persistent: for each connection */
 };
 
 /* The handles of one exchange, attached to it. */
@@ -368,15 +373,36 @@ static void managed_free(void *data)
 
 	for (m = list->head; m; m = next) {
 		next = m->next;
+		free(m->address);
 		free(m);
 	}
 	free(list);
 }
 
+/* Keeps m in ex's list of handles (freed with ex); false on ENOMEM, when
+ * m is freed. */
+static bool managed_keep(struct exchange *ex, struct exchange_managed *m)
+{
+	struct managed_list *list = exchange_attached(ex, &managed_key);
+
+	if (!list) {
+		list = calloc(1, sizeof(*list));
+		if (!list || exchange_attach(ex, &managed_key, list,
+					     managed_free) < 0) {
+			free(list);
+			free(m->address);
+			free(m);
+			return false;
+		}
+	}
+	m->next = list->head;
+	list->head = m;
+	return true;
+}
+
 struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
 					 exchange_plain_fn *pfn, void *ctx)
 {
-	struct managed_list *list;
 	struct exchange_managed *m;
 
 	if (!ex || !fn == !pfn) {
@@ -388,19 +414,31 @@ struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
 		return NULL;
 	*m = (struct exchange_managed){ .ex = ex, .fn = fn, .pfn = pfn,
 					.ctx = ctx };
-	list = exchange_attached(ex, &managed_key);
-	if (!list) {
-		list = calloc(1, sizeof(*list));
-		if (!list || exchange_attach(ex, &managed_key, list,
-					     managed_free) < 0) {
-			free(list);
-			free(m);
-			return NULL;
-		}
+	return managed_keep(ex, m) ? m : NULL;
+}
+
+struct exchange_managed *exchange_manage_persistent(struct exchange *ex,
+						    const char *address,
+						    channel_fn *fn, void *ctx,
+						    int timeout_ms)
+{
+	struct exchange_managed *m;
+
+	if (!ex || !address || !fn) {
+		errno = EINVAL;
+		return NULL;
 	}
-	m->next = list->head;
-	list->head = m;
-	return m;
+	m = malloc(sizeof(*m));
+	if (!m)
+		return NULL;
+	*m = (struct exchange_managed){ .ex = ex, .fn = fn, .ctx = ctx,
+					.address = strdup(address),
+					.timeout_ms = timeout_ms };
+	if (!m->address) {
+		free(m);
+		return NULL;
+	}
+	return managed_keep(ex, m) ? m : NULL;
 }
 
 ssize_t exchange_call(struct exchange_managed *m, const void *arg, size_t len)
@@ -409,6 +447,9 @@ ssize_t exchange_call(struct exchange_managed *m, const void *arg, size_t len)
 		errno = EINVAL;
 		return -1;
 	}
+	if (m->address)
+		return exchange_start_persistent(m->ex, m->address, m->fn, arg,
+						 len, m->ctx, m->timeout_ms);
 	if (m->fn)
 		return exchange_start(m->ex, m->fn, arg, len, m->ctx);
 	return exchange_start_plain(m->ex, m->pfn, arg, len, m->ctx);
@@ -445,16 +486,64 @@ ssize_t exchange_connect(struct exchange *ex, const char *address,
 	return exchange_add(ex, ch);
 }
 
+/* Persistent work as the exchange keeps it until it has a place: this
+ * header, the address with its NUL, then the argument from arg_off on
+ * (aligned as malloc aligns, for fn to read its own struct there). */
+struct persistent_work {
+	channel_fn *fn;
+	void *ctx;
+	int timeout_ms;
+	size_t arg_off;
+};
+
+/* Starts queued persistent work and connects to it (an
+ * exchange_channel_fn). */
+static struct channel *persistent_begin(const void *buf, size_t len,
+					void *unused)
+{
+	struct persistent_work pw;
+	const char *address = (const char *)buf + sizeof(pw);
+
+	(void)unused;
+	memcpy(&pw, buf, sizeof(pw));
+	if (channel_start_persistent(address, pw.fn,
+				     (const char *)buf + pw.arg_off,
+				     len - pw.arg_off, pw.ctx) < 0)
+		return NULL;
+	return channel_connect(address, pw.timeout_ms);
+}
+
 ssize_t exchange_start_persistent(struct exchange *ex, const char *address,
 				  channel_fn *fn, const void *arg, size_t len,
 				  void *ctx, int timeout_ms)
 {
-	/* A NULL ex fails here (EINVAL), before anything is started. */
-	if (exchange_wait(ex) < 0)
+	struct persistent_work pw = { .fn = fn, .ctx = ctx,
+				      .timeout_ms = timeout_ms };
+	size_t alen, align = _Alignof(max_align_t);
+	ssize_t task;
+	char *buf;
+
+	if (!ex || !address || !fn || (len && !arg)) {
+		errno = EINVAL;
 		return -1;
-	if (channel_start_persistent(address, fn, arg, len, ctx) < 0)
+	}
+	alen = strlen(address) + 1;
+	pw.arg_off = (sizeof(pw) + alen + align - 1) / align * align;
+	if (len > SIZE_MAX - pw.arg_off) {
+		errno = ENOMEM;
 		return -1;
-	return exchange_connect(ex, address, timeout_ms);
+	}
+	buf = malloc(pw.arg_off + len);
+	if (!buf)
+		return -1;
+	memcpy(buf, &pw, sizeof(pw));
+	memcpy(buf + sizeof(pw), address, alen);
+	if (len)
+		memcpy(buf + pw.arg_off, arg, len);
+	task = exchange_submit_channel(ex, persistent_begin, buf,
+				       pw.arg_off + len, NULL);
+	free(buf);
+	return task;
 }
 
 struct exchange *exchange_new_with(const struct exchange_options *opts,

@@ -77,6 +77,7 @@ struct work {
 	struct work *next;	/* the next in start order */
 	channel_fn *fn;		/* the function, or NULL for pfn */
 	exchange_plain_fn *pfn;	/* the plain function, or NULL */
+	exchange_channel_fn *start; /* or what makes its channel, or NULL */
 	void *ctx;		/* given to the function */
 	void *arg;		/* the copy of the argument in argbuf, or NULL */
 	size_t len;		/* its length */
@@ -719,9 +720,43 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 	return 0;
 }
 
+/* Registers a channel made outside the exchange as task number task: the
+ * exchange reads it and closes it (or hands it back under keep_removed).
+ * On failure the channel is closed: -1 with ENOMEM. */
+static int adopt(struct exchange *ex, struct channel *ch, size_t task)
+{
+	struct slot *s;
+
+	channel_set_task(ch, task);
+	s = slot_add(ex, ch);
+	if (!s) {
+		channel_close(ch);
+		errno = ENOMEM;
+		return -1;
+	}
+	s->role = ROLE_USER;
+	start_clock(ex, s);
+	return 0;
+}
+
+/* Makes the channel of work submitted through exchange_submit_channel and
+ * registers it; a channel that could not be made is the task's NOT_STARTED
+ * outcome. -1 only on ENOMEM. */
+static int launch_channel(struct exchange *ex, exchange_channel_fn *start,
+			  void *ctx, const void *arg, size_t len, size_t task)
+{
+	struct channel *ch;
+
+	errno = 0;
+	ch = start(arg, len, ctx);
+	if (!ch)
+		return add_not_started(ex, task, errno ? errno : EIO);
+	return adopt(ex, ch, task);
+}
+
 static struct work *work_new(channel_fn *fn, exchange_plain_fn *pfn,
-			     void *ctx, const void *arg, size_t len,
-			     size_t task)
+			     exchange_channel_fn *start, void *ctx,
+			     const void *arg, size_t len, size_t task)
 {
 	struct work *w;
 
@@ -732,8 +767,8 @@ static struct work *work_new(channel_fn *fn, exchange_plain_fn *pfn,
 	w = malloc(sizeof(*w) + len);
 	if (!w)
 		return NULL;
-	*w = (struct work){ .fn = fn, .pfn = pfn, .ctx = ctx, .len = len,
-			    .task = task };
+	*w = (struct work){ .fn = fn, .pfn = pfn, .start = start, .ctx = ctx,
+			    .len = len, .task = task };
 	if (len) {
 		w->arg = w->argbuf;
 		memcpy(w->arg, arg, len);
@@ -917,18 +952,27 @@ static int start_queued(struct exchange *ex)
 				return -1;
 			continue;
 		}
-		if (launch(ex, w->fn, w->pfn, w->ctx, w->arg, w->len, w->task,
-			   w) < 0)
+		if (w->start) {
+			if (launch_channel(ex, w->start, w->ctx, w->arg,
+					   w->len, w->task) < 0) {
+				work_free(w);
+				return -1;
+			}
+			work_free(w);
+		} else if (launch(ex, w->fn, w->pfn, w->ctx, w->arg, w->len,
+				  w->task, w) < 0) {
 			return -1;
+		}
 	}
 	return started;
 }
 
-/* Starts or queues one task (exchange_start and exchange_start_plain: fn
- * or pfn). Returns its task number. */
+/* Starts or queues one task (exchange_start, exchange_start_plain and
+ * exchange_submit_channel: one of fn, pfn and start). Returns its task
+ * number. */
 static ssize_t submit(struct exchange *ex, channel_fn *fn,
-			       exchange_plain_fn *pfn, const void *arg,
-			       size_t len, void *ctx)
+		      exchange_plain_fn *pfn, exchange_channel_fn *start,
+		      const void *arg, size_t len, void *ctx)
 {
 	struct work *w = NULL;
 	struct slot *idle;
@@ -936,7 +980,8 @@ static ssize_t submit(struct exchange *ex, channel_fn *fn,
 
 	if (unusable(ex))
 		return -1;
-	if (!fn == !pfn || (len && !arg)) {
+	if ((fn != NULL) + (pfn != NULL) + (start != NULL) != 1 ||
+	    (len && !arg)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -951,7 +996,7 @@ static ssize_t submit(struct exchange *ex, channel_fn *fn,
 		/* An idle worker of the same function takes it at once;
 		 * else one of another function leaves, and the work waits
 		 * for its place. */
-		w = work_new(fn, pfn, ctx, arg, len, task);
+		w = work_new(fn, pfn, start, ctx, arg, len, task);
 		if (!w)
 			return -1;
 		queue_push(ex, w, false);
@@ -964,15 +1009,20 @@ static ssize_t submit(struct exchange *ex, channel_fn *fn,
 	if (exchange_busy(ex) || ex->qhead) {
 		/* Queued work starts in start order, so nothing overtakes
 		 * what is already waiting. */
-		w = work_new(fn, pfn, ctx, arg, len, task);
+		w = work_new(fn, pfn, start, ctx, arg, len, task);
 		if (!w)
 			return -1;
 		queue_push(ex, w, false);
 		return (ssize_t)task;
 	}
+	if (start) {
+		if (launch_channel(ex, start, ctx, arg, len, task) < 0)
+			return -1;
+		return (ssize_t)task;
+	}
 	if (ex->opts.policy == EXCHANGE_RETRY && ex->opts.retries > 0) {
 		/* A retry needs the argument as it was at the start. */
-		w = work_new(fn, pfn, ctx, arg, len, task);
+		w = work_new(fn, pfn, NULL, ctx, arg, len, task);
 		if (!w)
 			return -1;
 	}
@@ -988,7 +1038,6 @@ static ssize_t submit(struct exchange *ex, channel_fn *fn,
 ssize_t exchange_add(struct exchange *ex, struct channel *ch)
 {
 	size_t task;
-	struct slot *s;
 
 	if (unusable(ex))
 		return -1;
@@ -1001,15 +1050,8 @@ ssize_t exchange_add(struct exchange *ex, struct channel *ch)
 		return -1;
 	}
 	task = ex->next_task++;
-	channel_set_task(ch, task);
-	s = slot_add(ex, ch);
-	if (!s) {
-		channel_close(ch);
-		errno = ENOMEM;
+	if (adopt(ex, ch, task) < 0)
 		return -1;
-	}
-	s->role = ROLE_USER;
-	start_clock(ex, s);
 	return (ssize_t)task;
 }
 
@@ -1835,7 +1877,7 @@ ssize_t exchange_start(struct exchange *ex, channel_fn *fn, const void *arg,
 		errno = EINVAL;
 		return -1;
 	}
-	return submit(ex, fn, NULL, arg, len, ctx);
+	return submit(ex, fn, NULL, NULL, arg, len, ctx);
 }
 
 ssize_t exchange_start_plain(struct exchange *ex, exchange_plain_fn *fn,
@@ -1845,7 +1887,17 @@ ssize_t exchange_start_plain(struct exchange *ex, exchange_plain_fn *fn,
 		errno = EINVAL;
 		return -1;
 	}
-	return submit(ex, NULL, fn, arg, len, ctx);
+	return submit(ex, NULL, fn, NULL, arg, len, ctx);
+}
+
+ssize_t exchange_submit_channel(struct exchange *ex, exchange_channel_fn *start,
+				const void *arg, size_t len, void *ctx)
+{
+	if (!start) {
+		errno = EINVAL;
+		return -1;
+	}
+	return submit(ex, NULL, NULL, start, arg, len, ctx);
 }
 
 pid_t exchange_create(struct exchange *ex, struct channel **child)

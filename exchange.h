@@ -596,7 +596,8 @@ struct exchange_managed;
 struct exchange_managed *exchange_manage(struct exchange *ex, channel_fn *fn,
 					 exchange_plain_fn *pfn, void *ctx);
 
-/* Starts the managed function with arg, as exchange_start. */
+/* Starts the managed function with arg, as exchange_start (or, for a
+ * handle of exchange_manage_persistent, as exchange_start_persistent). */
 ssize_t exchange_call(struct exchange_managed *m, const void *arg, size_t len);
 
 /* Map: an exchange whose collector keeps one outcome per task, in the order
@@ -744,18 +745,33 @@ struct channel *channel_connect(const char *address, int timeout_ms);
 ssize_t exchange_connect(struct exchange *ex, const char *address,
 			 int timeout_ms);
 
-/* Persistent work through an exchange (pprocess's Persistent mix-in):
- * waits while ex is busy (exchange_wait), starts fn at address as
- * channel_start_persistent does, then connects to it as exchange_connect
- * does (waiting up to timeout_ms for the connection), so that the work is
- * counted under the exchange's limit and its messages reach store_data (or
- * the Map or Queue) under the returned task number. The background process
- * outlives the exchange as any persistent process does. Returns the task
- * number, or -1 with the errno of exchange_wait, channel_start_persistent
- * or exchange_connect (EINVAL for a NULL ex). */
+/* Persistent work through an exchange (pprocess's Persistent mix-in): a
+ * task counted under the exchange's limit and queued while it is busy, as
+ * exchange_start's are. Once it has a place (at once, or from the queue
+ * in a later exchange call), fn is started at address as
+ * channel_start_persistent does, and the exchange connects to it as
+ * exchange_connect does, waiting up to timeout_ms for the connection; its
+ * messages then reach store_data (or the Map or Queue) under the returned
+ * task number. When the process cannot be started or reached, the task's
+ * outcome is CHANNEL_NOT_STARTED with that errno as its code (ECANCELED
+ * once cancelled or after EXCHANGE_STOP). arg is copied. The background
+ * process outlives the exchange as any persistent process does. Returns
+ * the task number, or -1 with EINVAL (NULL ex, address or fn, or len
+ * without arg) or ENOMEM. */
 ssize_t exchange_start_persistent(struct exchange *ex, const char *address,
 				  channel_fn *fn, const void *arg, size_t len,
 				  void *ctx, int timeout_ms);
+
+/* pprocess's Persistent.manage: a handle (see exchange_manage) whose every
+ * exchange_call(m, arg, len) is exchange_start_persistent(ex, address, fn,
+ * arg, len, ctx, timeout_ms). Each call starts its own process at address,
+ * so a call made while the last one's process still listens there fails
+ * that call's task with EADDRINUSE. NULL with EINVAL (NULL ex, address or
+ * fn) or ENOMEM. */
+struct exchange_managed *exchange_manage_persistent(struct exchange *ex,
+						    const char *address,
+						    channel_fn *fn, void *ctx,
+						    int timeout_ms);
 
 /* The BackgroundCallable idea: starts fn in the background at address and
  * returns at once, managed by no exchange; fn's channel sends its results

@@ -319,6 +319,19 @@ HIDDEN int exchange_attach(struct exchange *ex, const void *key, void *data,
 HIDDEN void *exchange_attached(const struct exchange *ex, const void *key);
 HIDDEN size_t exchange_tasks(const struct exchange *ex);
 
+/* exchange_submit_channel: work whose process is made elsewhere (a
+ * persistent process and the connection to it). start(arg, len, ctx) runs
+ * once the exchange has a place for it, at once or from the queue, and
+ * returns the channel the exchange then reads as one it was given
+ * (exchange_add), or NULL with errno, which becomes the task's
+ * NOT_STARTED outcome. arg is copied, and aligned as malloc aligns. Returns
+ * the task number. */
+typedef struct channel *exchange_channel_fn(const void *arg, size_t len,
+					    void *ctx);
+HIDDEN ssize_t exchange_submit_channel(struct exchange *ex,
+				       exchange_channel_fn *start,
+				       const void *arg, size_t len, void *ctx);
+
 /* Test hooks: when set, the library calls these instead of the system
  * calls, so tests can inject EINTR, short transfers and failures. pipe and
  * socketpair replace the calls that make a channel's descriptors; whatever

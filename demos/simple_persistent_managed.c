@@ -126,9 +126,20 @@ int main(int argc, char **argv)
 	results = demo_results();
 
 	if (mode.start) {
-		if (channel_start_persistent(mode.address, task, NULL, 0,
-					     NULL) < 0)
+		struct exchange_managed *ptask;
+
+		opts.limit = 1;
+		exchange = exchange_new(&opts);
+		if (!exchange)
+			demo_die("exchange_new");
+		ptask = exchange_manage_persistent(exchange, mode.address,
+						   task, NULL, 1000);
+		if (!ptask || exchange_call(ptask, NULL, 0) < 0)
 			demo_die(mode.address);
+		/* Freed at once, as pprocess's exchange is deleted: the
+		 * work goes on in the background, its results kept for the
+		 * next connection. */
+		exchange_free(exchange);
 		printf("Closed original exchange.\n");
 	}
 	if (mode.reconnect) {

@@ -1259,9 +1259,12 @@ static void collect_triples(struct exchange *q, int n)
 	cr_assert_eq(got, 3 * n);
 }
 
-/* exchange_start_persistent waits for a place: with limit 1, each start
- * comes once the work before it has ended and all it sent is queued. */
-Test(persistent, start_through_an_exchange_under_its_limit, .timeout = 60)
+/* exchange_start_persistent queues while the exchange is busy, as pprocess
+ * does: with limit 1 each start returns its task number at once, the later
+ * ones are not started (their addresses are not there) until the work
+ * before them has ended, and every message arrives under its task. */
+Test(persistent, start_through_an_exchange_queues_under_its_limit,
+     .timeout = 60)
 {
 	struct exchange_options o = { .limit = 1 };
 	char dir[64], path[3][128];
@@ -1282,16 +1285,136 @@ Test(persistent, start_through_an_exchange_under_its_limit, .timeout = 60)
 						       NULL, 5000), i,
 			     "start %d: %s", i, strerror(errno));
 		cr_assert_leq(exchange_active(q, NULL, 0), 1);
-		cr_assert_geq(exchange_queue_len(q), (size_t)(3 * i),
-			      "the work before it had ended");
 	}
+	cr_assert_eq(access(path[0], F_OK), 0, "the first started at once");
+	cr_assert_eq(access(path[1], F_OK), -1, "the second is queued");
+	cr_assert_eq(access(path[2], F_OK), -1, "the third is queued");
 	collect_triples(q, 3);
 	cr_assert_eq(exchange_start_persistent(NULL, path[0], produce, range,
+					       sizeof(range), NULL, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
+	cr_assert_eq(exchange_start_persistent(q, NULL, produce, range,
 					       sizeof(range), NULL, 0), -1);
 	cr_assert_eq(errno, EINVAL);
 	exchange_free(q);
 	for (i = 0; i < 3; i++)
 		cr_assert(gone(path[i], 5000), "%s left", path[i]);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* Checks that task i of map has the outcome NOT_STARTED with code err. */
+static void assert_not_started(struct exchange *map, size_t i, int err)
+{
+	struct channel_msg m;
+
+	cr_assert_eq(exchange_map_get(map, i, &m, 10000), 1);
+	cr_assert_eq(m.kind, CHANNEL_FAILURE, "task %zu: kind %d", i, m.kind);
+	cr_assert_eq(m.cause, CHANNEL_NOT_STARTED, "task %zu: cause %d", i,
+		     m.cause);
+	cr_assert_eq(m.code, err, "task %zu: code %d (%s), not %d", i, m.code,
+		     strerror(m.code), err);
+}
+
+/* Checks that task i of map sent the int 9 first. */
+static void assert_nine(struct exchange *map, size_t i)
+{
+	struct channel_msg m;
+	int v;
+
+	cr_assert_eq(exchange_map_get(map, i, &m, 10000), 1);
+	cr_assert_eq(m.kind, CHANNEL_DATA, "task %zu: kind %d", i, m.kind);
+	cr_assert_eq(m.len, sizeof(v));
+	memcpy(&v, m.data, sizeof(v));
+	cr_assert_eq(v, 9);
+}
+
+/* Queued persistent work cancelled, or whose process cannot listen, has
+ * the one outcome NOT_STARTED with the reason as its code; the cancelled
+ * one is never started. */
+Test(persistent, queued_start_cancelled_or_failing_is_an_outcome,
+     .timeout = 60)
+{
+	struct exchange_options o = { .limit = 1 };
+	char dir[64], path[128], path2[128];
+	int go[2], range[2] = { 0, 1 }, fds;
+	struct exchange *map;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/first.socket", dir);
+	snprintf(path2, sizeof(path2), "%s/cancelled.socket", dir);
+	fds = count_fds();
+	cr_assert_eq(pipe(go), 0);
+	map = exchange_new_map(&o);
+	cr_assert_not_null(map);
+	cr_assert_eq(exchange_start_persistent(map, path, wait_for_go, &go[0],
+					       sizeof(go[0]), NULL, 5000), 0);
+	close(go[0]);
+	cr_assert_eq(exchange_start_persistent(map, path2, produce, range,
+					       sizeof(range), NULL, 5000), 1);
+	cr_assert_eq(exchange_start_persistent(map,
+					       "/nonexistent-xchg-dir/x.socket",
+					       produce, range, sizeof(range),
+					       NULL, 5000), 2);
+	cr_assert_eq(exchange_cancel(map, 1), 0, "%s", strerror(errno));
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
+	assert_nine(map, 0);
+	assert_not_started(map, 1, ECANCELED);
+	assert_not_started(map, 2, ENOENT);
+	cr_assert_eq(exchange_finish(map), 0);
+	cr_assert_eq(access(path2, F_OK), -1, "the cancelled one started");
+	exchange_free(map);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* exchange_manage_persistent (pprocess's Persistent.manage): each call
+ * starts the function at the handle's address under the limit; a call
+ * while the last call's process still listens there fails with
+ * EADDRINUSE, and one after it has gone starts a new process. */
+Test(persistent, managed_persistent_calls_start_at_its_address,
+     .timeout = 60)
+{
+	struct exchange_options o = { .limit = 2 };
+	struct exchange_managed *m;
+	char dir[64], path[128];
+	struct exchange *map;
+	int go[2], fds;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/managed.socket", dir);
+	fds = count_fds();
+	map = exchange_new_map(&o);
+	cr_assert_not_null(map);
+	m = exchange_manage_persistent(map, path, wait_for_go, NULL, 5000);
+	cr_assert_not_null(m);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(exchange_call(m, &go[0], sizeof(go[0])), 0);
+	cr_assert_eq(exchange_call(m, &go[0], sizeof(go[0])), 1);
+	close(go[0]);
+	assert_not_started(map, 1, EADDRINUSE);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
+	assert_nine(map, 0);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(exchange_call(m, &go[0], sizeof(go[0])), 2);
+	close(go[0]);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
+	assert_nine(map, 2);
+	cr_assert_eq(exchange_finish(map), 0);
+	cr_assert_null(exchange_manage_persistent(NULL, path, wait_for_go,
+						  NULL, 0));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_null(exchange_manage_persistent(map, NULL, wait_for_go,
+						  NULL, 0));
+	cr_assert_eq(errno, EINVAL);
+	exchange_free(map);
+	cr_assert(gone(path, 5000));
 	cr_assert_eq(count_fds(), fds);
 	cr_assert_eq(rmdir(dir), 0);
 }
