@@ -302,30 +302,38 @@ struct bad_line {
 	const char *line;	/* the error, without the program's name */
 };
 
-/* Runs "NAME ARGS" (shell words), which must fail as cli.h says: nothing
- * on standard output; on standard error the line "NAME: WANT", then the
- * pointer to --help; status 2. Never a crash. Standard error goes to a
- * file in dir. */
-static void bad_command_line(const char *dir, const char *name,
-			     const char *args, const char *want)
+/* Runs "NAME ARGS" (shell words), which must fail with the status given:
+ * nothing on standard output, exactly expect on standard error. Never a
+ * crash. Standard error goes to a file in dir. */
+static void fails_saying(const char *dir, const char *name,
+			 const char *args, int status, const char *expect)
 {
 	char *errpath = fmt("%s/err", dir);
 	char *cmd = fmt("%s %s 2>%s", demo(name), args, errpath);
-	char *expect = fmt("%s: %s\nTry '%s --help' for more information.\n",
-			   name, want, name);
 	char *out, *err;
 	size_t len;
 	int st = run(cmd, &out);
 
 	err = read_file(errpath, &len);
-	cr_assert_eq(st, 2, "%s: status %d:\n%s", cmd, st, err);
+	cr_assert_eq(st, status, "%s: status %d:\n%s", cmd, st, err);
 	cr_assert_str_eq(out, "", "%s printed on standard output", cmd);
 	cr_assert_str_eq(err, expect, "%s", cmd);
 	free(err);
 	free(out);
-	free(expect);
 	free(cmd);
 	free(errpath);
+}
+
+/* Runs "NAME ARGS", which must fail as cli.h says: on standard error the
+ * line "NAME: WANT", then the pointer to --help; status 2. */
+static void bad_command_line(const char *dir, const char *name,
+			     const char *args, const char *want)
+{
+	char *expect = fmt("%s: %s\nTry '%s --help' for more information.\n",
+			   name, want, name);
+
+	fails_saying(dir, name, args, 2, expect);
+	free(expect);
 }
 
 /* Each of n bad command lines of the program name. */
@@ -1781,9 +1789,12 @@ Test(twins, start_indexer_command_line, .timeout = 30)
 		{ ". 4 5 0 extra", "unexpected argument 'extra'" },
 		{ "--noprompt=1 .", "--noprompt takes no value, not '1'" },
 	};
-	char *d = tmpdir(), *errpath = fmt("%s/err", d), *cmd, *out, *err;
-	char *file = fmt("%s/file", d), *want;
-	size_t len;
+	static const char *const missing[][2] = {
+		{ "missing", "No such file or directory" },
+		{ "file", "Not a directory" },
+	};
+	char *d = tmpdir();
+	size_t i;
 
 	help_on_stdout("start_indexer");
 	BAD_LINES("start_indexer", cli_bad);
@@ -1792,29 +1803,15 @@ Test(twins, start_indexer_command_line, .timeout = 30)
 	/* A directory that is not there, a file that is no directory: one
 	 * line saying so, nothing asked, status 1. */
 	write_file(d, "file", "words\n");
-	cmd = fmt("%s %s/missing 2>%s", demo("start_indexer"), d, errpath);
-	cr_assert_eq(run(cmd, &out), 1, "%s", cmd);
-	cr_assert_str_eq(out, "");
-	free(out);
-	err = read_file(errpath, &len);
-	want = fmt("start_indexer: %s/missing: No such file or directory\n",
-		   d);
-	cr_assert_str_eq(err, want);
-	free(want);
-	free(err);
-	free(cmd);
-	cmd = fmt("%s %s 2>%s", demo("start_indexer"), file, errpath);
-	cr_assert_eq(run(cmd, &out), 1, "%s", cmd);
-	cr_assert_str_eq(out, "");
-	free(out);
-	err = read_file(errpath, &len);
-	want = fmt("start_indexer: %s: Not a directory\n", file);
-	cr_assert_str_eq(err, want);
-	free(want);
-	free(err);
-	free(cmd);
-	free(file);
-	free(errpath);
+	for (i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+		char *path = fmt("%s/%s", d, missing[i][0]);
+		char *want = fmt("start_indexer: %s: %s\n", path,
+				 missing[i][1]);
+
+		fails_saying(d, "start_indexer", path, 1, want);
+		free(want);
+		free(path);
+	}
 	rm_rf(d);
 }
 
