@@ -4,8 +4,8 @@
 #                 (well under a minute): a pprocess twin, the Mandelbrot
 #                 image and pprocess's PyGmy scene (their paths are
 #                 printed at the end), the word count
-#                 over the system's documentation, the indexer and the
-#                 command runner.
+#                 over the system's documentation, the indexer, its
+#                 pprocess twin and the command runner.
 #
 # The tests of the demos (tests/test_demos.c) run the built programs from
 # $(BUILD)/demos, so building that test builds the demos first.
@@ -22,6 +22,9 @@ DEMO_PYGMY = $(BUILD)/ppygmy
 DEMO_TEXT ?= $(if $(wildcard /usr/share/doc/*/copyright),/usr/share/doc,.)
 # How many of those files, in path order, so that the tour stays short.
 DEMO_TEXT_FILES ?= 1500
+# Where start_indexer indexes files/: the directory its recording was made
+# in, so that it prints the paths the recording holds.
+DEMO_INDEX_DIR = tests/pprocess-output/start_indexer
 
 .PHONY: demo
 
@@ -55,6 +58,9 @@ demo: $(DEMOS)
 	@echo
 	@echo "== indexer: an index built with a window of 4 processes, then two queries"
 	$(BUILD)/demos/indexer --window 4 --slice 5 demos "exchange pmap" "channel_start fill window" 2>&1
+	@echo
+	@echo "== start_indexer: pprocess's start_indexer.py, the words beginning with each pattern, and their files"
+	cd $(DEMO_INDEX_DIR) && printf 'wor\nfox\n' | $(abspath $(BUILD))/demos/start_indexer files; echo
 	@echo
 	@echo "== prun: a shell command per input line, 4 at a time, output in input order"
 	seq 1 8 | $(BUILD)/demos/prun -k -j 4 'echo {} squared is $$(expr {} "*" {})'

@@ -302,30 +302,38 @@ struct bad_line {
 	const char *line;	/* the error, without the program's name */
 };
 
-/* Runs "NAME ARGS" (shell words), which must fail as cli.h says: nothing
- * on standard output; on standard error the line "NAME: WANT", then the
- * pointer to --help; status 2. Never a crash. Standard error goes to a
- * file in dir. */
-static void bad_command_line(const char *dir, const char *name,
-			     const char *args, const char *want)
+/* Runs "NAME ARGS" (shell words), which must fail with the status given:
+ * nothing on standard output, exactly expect on standard error. Never a
+ * crash. Standard error goes to a file in dir. */
+static void fails_saying(const char *dir, const char *name,
+			 const char *args, int status, const char *expect)
 {
 	char *errpath = fmt("%s/err", dir);
 	char *cmd = fmt("%s %s 2>%s", demo(name), args, errpath);
-	char *expect = fmt("%s: %s\nTry '%s --help' for more information.\n",
-			   name, want, name);
 	char *out, *err;
 	size_t len;
 	int st = run(cmd, &out);
 
 	err = read_file(errpath, &len);
-	cr_assert_eq(st, 2, "%s: status %d:\n%s", cmd, st, err);
+	cr_assert_eq(st, status, "%s: status %d:\n%s", cmd, st, err);
 	cr_assert_str_eq(out, "", "%s printed on standard output", cmd);
 	cr_assert_str_eq(err, expect, "%s", cmd);
 	free(err);
 	free(out);
-	free(expect);
 	free(cmd);
 	free(errpath);
+}
+
+/* Runs "NAME ARGS", which must fail as cli.h says: on standard error the
+ * line "NAME: WANT", then the pointer to --help; status 2. */
+static void bad_command_line(const char *dir, const char *name,
+			     const char *args, const char *want)
+{
+	char *expect = fmt("%s: %s\nTry '%s --help' for more information.\n",
+			   name, want, name);
+
+	fails_saying(dir, name, args, 2, expect);
+	free(expect);
 }
 
 /* Each of n bad command lines of the program name. */
@@ -718,10 +726,16 @@ static char *sorted_lines(const char *s)
 	return out;
 }
 
+/* A normaliser of output that same_as_recorded applies to both sides
+ * before comparing them, where pprocess's order varies (malloc'd). */
+typedef char *normaliser(const char *s);
+
 /* Runs the shell command cmd and compares what it prints with what
- * pprocess's original printed (NAME.txt), the times aside: exactly, or
- * line for line once both are sorted where pprocess's order varies. */
-static void same_as_recorded(const char *name, const char *cmd, bool sorted)
+ * pprocess's original printed (NAME.txt), the times aside: exactly, or,
+ * where pprocess's order varies, once both have been put in one order by
+ * normalise (NULL: none). */
+static void same_as_recorded(const char *name, const char *cmd,
+			     normaliser *normalise)
 {
 	char *path = fmt("%s/%s.txt", recorded_dir(), name);
 	char *want, *out, *w, *g;
@@ -734,16 +748,17 @@ static void same_as_recorded(const char *name, const char *cmd, bool sorted)
 	cr_assert_eq(st, 0, "%s exited with %d:\n%s", cmd, st, out);
 	w = mask_time(want);
 	g = mask_time(out);
-	if (sorted) {
-		char *ws = sorted_lines(w), *gs = sorted_lines(g);
+	if (normalise) {
+		char *wn = normalise(w), *gn = normalise(g);
 
 		free(w);
 		free(g);
-		w = ws;
-		g = gs;
+		w = wn;
+		g = gn;
 	}
 	cr_assert_str_eq(g, w, "%s prints other lines than pprocess's %s%s:\n"
-			 "%s", cmd, name, sorted ? " (sorted)" : "", out);
+			 "%s", cmd, name, normalise ? " (normalised)" : "",
+			 out);
 	free(w);
 	free(g);
 	free(out);
@@ -757,7 +772,7 @@ static void same_as_recorded(const char *name, const char *cmd, bool sorted)
 	{								\
 		char *cmd = fmt("%s --delay 0.01", demo(#name));	\
 									\
-		same_as_recorded(#name, cmd, false);			\
+		same_as_recorded(#name, cmd, NULL);			\
 		free(cmd);						\
 	}
 
@@ -787,7 +802,7 @@ Test(same_as_pprocess, two_way, .timeout = 60)
 {
 	char *cmd = fmt("%s --delay 0.01", demo("two_way"));
 
-	same_as_recorded("two_way", cmd, true);
+	same_as_recorded("two_way", cmd, sorted_lines);
 	free(cmd);
 }
 
@@ -803,9 +818,9 @@ static void same_as_pprocess_persistent(const char *name)
 	char *three = fmt("%s -d0.01 -sa %s/three && %s --address=%s/three "
 			  "-rd 0.01", demo(name), d, demo(name), d);
 
-	same_as_recorded(name, one, false);
-	same_as_recorded(name, two, false);
-	same_as_recorded(name, three, false);
+	same_as_recorded(name, one, NULL);
+	same_as_recorded(name, two, NULL);
+	same_as_recorded(name, three, NULL);
 	free(one);
 	free(two);
 	free(three);
@@ -825,6 +840,115 @@ Test(same_as_pprocess, simple_persistent_queue, .timeout = 60)
 Test(same_as_pprocess, simple_persistent_managed, .timeout = 60)
 {
 	same_as_pprocess_persistent("simple_persistent_managed");
+}
+
+/* The end of the Python 2 string literal (a repr) at p: after its closing
+ * quote. */
+static const char *literal_end(const char *p)
+{
+	char quote = *p++;
+
+	cr_assert(quote == '\'' || quote == '"', "no string at '%.20s'",
+		  p - 1);
+	for (; *p != quote; p++) {
+		cr_assert(*p && *p != '\n', "a string without its end");
+		if (*p == '\\' && p[1])
+			p++;
+	}
+	return p + 1;
+}
+
+/* Appends to o, at *len, the sequence at *p ("[" or "{", items separated
+ * by ", ", then "]" or "}") with its items sorted as text. An item is a
+ * string literal, and in a dictionary a key, ": ", and a list of string
+ * literals, itself sorted. *p is moved past the sequence. */
+static void sorted_sequence(const char **p, char *o, size_t *len)
+{
+	const char *s = *p;
+	char open = *s++, close = open == '{' ? '}' : ']';
+	char **items = malloc((strlen(s) + 1) * sizeof(*items));
+	size_t n = 0, k;
+
+	cr_assert(items);
+	cr_assert(open == '{' || open == '[', "no sequence at '%.20s'", s);
+	while (*s != close) {
+		char *item = malloc(strlen(s) + 1);
+		size_t ilen;
+		const char *end = literal_end(s);
+
+		cr_assert(item);
+		ilen = (size_t)(end - s);
+		memcpy(item, s, ilen);
+		s = end;
+		if (open == '{') {
+			cr_assert(strncmp(s, ": ", 2) == 0,
+				  "no ': ' at '%.20s'", s);
+			memcpy(item + ilen, ": ", 2);
+			ilen += 2;
+			s += 2;
+			sorted_sequence(&s, item, &ilen);
+		}
+		item[ilen] = '\0';
+		items[n++] = item;
+		if (*s != close) {
+			cr_assert(strncmp(s, ", ", 2) == 0,
+				  "no ', ' at '%.20s'", s);
+			s += 2;
+		}
+	}
+	qsort(items, n, sizeof(*items), compare_lines);
+	o[(*len)++] = open;
+	for (k = 0; k < n; k++) {
+		*len += (size_t)sprintf(o + *len, "%s%s", k ? ", " : "",
+					items[k]);
+		free(items[k]);
+	}
+	o[(*len)++] = close;
+	free(items);
+	*p = s + 1;
+}
+
+/* s with every dictionary of lists of strings that start_indexer.py
+ * prints put in one order: its entries sorted, and each list too
+ * (malloc'd). pprocess prints a dictionary in its hash table's order, and
+ * a word's files in the order their messages came from parsers running
+ * at once; the twin's order is its own, the same every time
+ * (twins::start_indexer checks it). */
+static char *sorted_dicts(const char *s)
+{
+	char *out = malloc(strlen(s) + 1);
+	size_t len = 0;
+
+	cr_assert(out);
+	while (*s) {
+		if (*s == '{')
+			sorted_sequence(&s, out, &len);
+		else
+			out[len++] = *s++;
+	}
+	out[len] = '\0';
+	return out;
+}
+
+/* The index of the files of tests/pprocess-output/start_indexer/files,
+ * which start_indexer.py was recorded answering the patterns there (the
+ * last "Pattern: " left at the end of input): with the options, and with
+ * the original's words after the directory. */
+Test(same_as_pprocess, start_indexer, .timeout = 60)
+{
+	static const char *const args[] = {
+		"--delay 0.01 files", "files 4 5 0.01", "-w4 -s5 -d0.01 files",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+		char *cmd = fmt("cd %s/start_indexer && %s %s < patterns",
+				recorded_dir(), demo("start_indexer"),
+				args[i]);
+
+		same_as_recorded("start_indexer", cmd, sorted_dicts);
+		free(cmd);
+	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1551,6 +1675,144 @@ Test(indexer, command_line, .timeout = 30)
 	help_on_stdout("indexer");
 	BAD_LINES("indexer", cli_bad);
 	BAD_LINES("indexer", bad);
+}
+
+/* ------------------------------------------------------------------------ */
+/* start_indexer, the twin of pprocess's tests/start_indexer.py              */
+/* ------------------------------------------------------------------------ */
+
+/* A directory for start_indexer: names that Python's repr quotes in its
+ * two ways or escapes, a link to a file (indexed under its own name), a
+ * dangling link and a subdirectory (neither indexed). */
+static char *start_indexer_files(void)
+{
+	char *d = tmpdir(), *path;
+
+	write_file(d, "a", "Hello, world! hello\n");
+	write_file(d, "it's", "world (of) words -- don't\n");
+	write_file(d, "x\ty", "tabbed\n");
+	path = fmt("%s/link", d);
+	cr_assert_eq(symlink("a", path), 0, "%s", strerror(errno));
+	free(path);
+	path = fmt("%s/dangling", d);
+	cr_assert_eq(symlink("nowhere", path), 0, "%s", strerror(errno));
+	free(path);
+	path = fmt("%s/sub", d);
+	cr_assert_eq(mkdir(path, 0755), 0, "%s", strerror(errno));
+	free(path);
+	write_file(d, "sub/deep", "hello deep\n");
+	return d;
+}
+
+/* What start_indexer prints for those patterns (the last line without
+ * its newline) on the files of d: the words in byte order, each word's
+ * files in the order of their names, whatever the window and slice. */
+static char *start_indexer_answers(const char *d)
+{
+	return fmt("Pattern: {'hello': ['%s/a', '%s/link']}\n"
+		   "Pattern: {'Hello': ['%s/a', '%s/link']}\n"
+		   "Pattern: {'words': [\"%s/it's\"], "
+		   "'world': ['%s/a', \"%s/it's\", '%s/link']}\n"
+		   "Pattern: {'Hello': ['%s/a', '%s/link'], "
+		   "'don': [\"%s/it's\"], 'hello': ['%s/a', '%s/link'], "
+		   "'of': [\"%s/it's\"], 'tabbed': ['%s/x\\ty'], "
+		   "'words': [\"%s/it's\"], "
+		   "'world': ['%s/a', \"%s/it's\", '%s/link']}\n"
+		   "Pattern: []\n"
+		   "Pattern: {'tabbed': ['%s/x\\ty']}\n"
+		   "Pattern: ", d, d, d, d, d, d, d, d, d, d, d, d, d, d, d, d,
+		   d, d, d, d);
+}
+
+Test(twins, start_indexer, .timeout = 60)
+{
+	static const char *const args[] = {
+		"%s", "%s/", "-w1 -s1 %s", "--window 8 --slice 2 %s",
+		"%s 2 3 0", "--delay=0.001 %s 1",
+	};
+	char *d = start_indexer_files(), *want = start_indexer_answers(d);
+	char *cmd, *out;
+	size_t i;
+
+	for (i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+		char *where = fmt(args[i], d);
+
+		cmd = fmt("printf 'hel\\nHel\\nwor\\n\\ndeep\\nt' | %s %s",
+			  demo("start_indexer"), where);
+		cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+		cr_assert_str_eq(out, want, "%s", cmd);
+		free(out);
+		free(cmd);
+		free(where);
+	}
+
+	/* --noprompt, where the original takes it (after all its words)
+	 * and elsewhere: the index is built, nothing is asked. */
+	cmd = fmt("%s %s 4 5 0 --noprompt </dev/null && %s --nop %s "
+		  "</dev/null", demo("start_indexer"), d, demo("start_indexer"),
+		  d);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	cr_assert_str_eq(out, "", "%s", cmd);
+	free(out);
+	free(cmd);
+	free(want);
+	rm_rf(d);
+
+	/* An empty directory: the empty pattern reaches no word. */
+	d = tmpdir();
+	cmd = fmt("printf '\\na\\n' | %s %s", demo("start_indexer"), d);
+	cr_assert_eq(run(cmd, &out), 0, "%s", cmd);
+	cr_assert_str_eq(out, "Pattern: {}\nPattern: []\nPattern: ");
+	free(out);
+	free(cmd);
+	rm_rf(d);
+}
+
+Test(twins, start_indexer_command_line, .timeout = 30)
+{
+	static const struct bad_line bad[] = {
+		{ "", "no DIRECTORY given" },
+		{ "-w 3", "no DIRECTORY given" },
+		{ "''", "DIRECTORY needs a directory, not ''" },
+		{ "--window 0 .",
+		  "--window must be an integer from 1 to 1024, not '0'" },
+		{ "-s x .",
+		  "-s must be an integer from 1 to 1000000, not 'x'" },
+		{ "--delay", "--delay needs a value" },
+		{ "--delay=-1 .", "--delay must be a number of seconds from 0 "
+		  "to 3600, not '-1'" },
+		{ ". 0", "WINDOW must be an integer from 1 to 1024, not '0'" },
+		{ ". 4 5x", "SLICE must be an integer from 1 to 1000000, not "
+		  "'5x'" },
+		{ ". 4 5 x", "DELAY must be a number of seconds from 0 to "
+		  "3600, not 'x'" },
+		{ ". 4 5 0 extra", "unexpected argument 'extra'" },
+		{ "--noprompt=1 .", "--noprompt takes no value, not '1'" },
+	};
+	static const char *const missing[][2] = {
+		{ "missing", "No such file or directory" },
+		{ "file", "Not a directory" },
+	};
+	char *d = tmpdir();
+	size_t i;
+
+	help_on_stdout("start_indexer");
+	BAD_LINES("start_indexer", cli_bad);
+	BAD_LINES("start_indexer", bad);
+
+	/* A directory that is not there, a file that is no directory: one
+	 * line saying so, nothing asked, status 1. */
+	write_file(d, "file", "words\n");
+	for (i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+		char *path = fmt("%s/%s", d, missing[i][0]);
+		char *want = fmt("start_indexer: %s: %s\n", path,
+				 missing[i][1]);
+
+		fails_saying(d, "start_indexer", path, 1, want);
+		free(want);
+		free(path);
+	}
+	rm_rf(d);
 }
 
 /* ------------------------------------------------------------------------ */

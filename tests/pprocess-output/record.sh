@@ -54,6 +54,17 @@ for name in two_way create_loop start_loop; do
 	script -qec "python2 $name.py" /dev/null | tr -d '\r' > "$out/$name.txt"
 done
 
+# The indexer, tests/start_indexer.py with tests/Dict.py: the files of
+# start_indexer/files (not those of its subdirectory) with a window of 4
+# processes, slices of 5 files and a delay of 0.01 s, answering the lines
+# of start_indexer/patterns. Run from start_indexer/, so that the paths it
+# prints start with files/. At the end of its input it prints a last
+# "Pattern: ", then stops with an EOFError (status 1), as it always does.
+(cd "$out/start_indexer" && python2 "$work/start_indexer.py" files 4 5 0.01 \
+    < patterns > "$out/start_indexer.txt" 2> "$work/start_indexer.err") ||
+	tail -n 1 "$work/start_indexer.err" |
+	grep -qx 'EOFError: EOF when reading a line'
+
 # PyGmy: scene.py at 60 x 40 with ppygmy.py, the stand-ins for PIL's Image
 # and ImageDraw of ppygmy/, and the C twin's random numbers (one
 # generator per pixel, ppygmy/pixelrandom.py) in place of the random
