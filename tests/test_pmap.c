@@ -11,6 +11,7 @@
 #include "exchange.h"
 #include "internal.h"
 #include "helpers.h"
+#include "fork_hook.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -21,31 +22,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* Forks through the hook: counted, and failing from a chosen call on. */
-static int forks, fail_from;
-
-static pid_t counted_fork(void)
-{
-	forks++;
-	if (fail_from && forks >= fail_from) {
-		errno = EAGAIN;
-		return -1;
-	}
-	return fork();
-}
-
-static void count_forks(int fail_at)
-{
-	forks = 0;
-	fail_from = fail_at;
-	exchange_hooks.fork = counted_fork;
-}
-
-static void stop_counting_forks(void)
-{
-	exchange_hooks.fork = NULL;
-}
 
 static int square(const void *in, void *out, void *ctx)
 {
@@ -71,92 +47,128 @@ static long *numbers(size_t n, long from)
 /* Results while the map runs                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Element 1 waits for a byte on the pipe whose read end is *ctx. */
-static int one_waits(const void *in, void *out, void *ctx)
+/* What an element does, by its value: any value not below 0 is squared;
+ * the others fail (ACT_FAIL), die of a signal (ACT_SEGV, ACT_KILL), wait
+ * for a byte on the pipe ctx points to (ACT_WAIT: a read of p[0], for
+ * ever if no byte comes), or say on that pipe that they have started and
+ * wait for ever (ACT_HANG: a write to p[1]). */
+enum { ACT_FAIL = -1, ACT_SEGV = -2, ACT_KILL = -3, ACT_WAIT = -4,
+       ACT_HANG = -5 };
+
+static int act(const void *in, void *out, void *ctx)
 {
+	const int *p = ctx;
 	long v = *(const long *)in;
 	char c;
 
-	if (v == 1 && read(*(const int *)ctx, &c, 1) != 1)
+	if (v == ACT_FAIL)
 		return -1;
+	if (v == ACT_SEGV)
+		raise(SIGSEGV);
+	if (v == ACT_KILL)
+		kill(getpid(), SIGKILL);
+	if (v == ACT_WAIT && read(p[0], &c, 1) != 1)
+		return -1;
+	if (v == ACT_HANG && write(p[1], "s", 1) == 1)
+		for (;;)
+			pause();
 	*(long *)out = v * v;
 	return 0;
 }
 
+/* A map of n elements (at most 8), two workers, one element per batch,
+ * whose element 1 waits for the byte blocked_release writes; the others
+ * square their index. */
+struct blocked {
+	int p[2];		/* the pipe element 1 reads */
+	long *in;		/* 0, 1, ... */
+	long out[8];		/* the squares */
+	struct exchange_pmapper *pm; /* the map */
+};
+
+static void blocked_start(struct blocked *b, size_t n)
+{
+	struct exchange_pmap_options o = { .workers = 2, .batch = 1,
+					   .ctx = b->p };
+
+	cr_assert_leq(n, 8);
+	cr_assert_eq(pipe(b->p), 0);
+	b->in = numbers(n, 0);
+	b->in[1] = ACT_WAIT;
+	memset(b->out, 0, sizeof(b->out));
+	b->pm = exchange_pmap_start(act, b->in, n, sizeof(long), b->out,
+				    sizeof(long), &o);
+	cr_assert_not_null(b->pm);
+}
+
+static void blocked_release(struct blocked *b)
+{
+	cr_assert_eq(write(b->p[1], "x", 1), 1);
+}
+
+static void blocked_end(struct blocked *b)
+{
+	exchange_pmap_free(b->pm);
+	close(b->p[0]);
+	close(b->p[1]);
+	free(b->in);
+	cr_assert(no_children());
+}
+
 Test(pmap_handle, results_arrive_while_a_later_element_blocks, .timeout = 30)
 {
-	int fds = count_fds(), p[2];
-	long *in = numbers(4, 0), out[4] = { 0 };
-	struct exchange_pmap_options o = { .workers = 2, .batch = 1,
-					   .ctx = &p[0] };
-	struct exchange_pmapper *pm;
+	int fds = count_fds();
 	struct exchange_outcome oc;
+	struct blocked b;
 	size_t i;
 
-	cr_assert_eq(pipe(p), 0);
-	pm = exchange_pmap_start(one_waits, in, 4, sizeof(long), out,
-				 sizeof(long), &o);
-	cr_assert_not_null(pm);
-	cr_assert_eq(exchange_pmap_next(pm, &i, &oc, -1), 1);
+	blocked_start(&b, 4);
+	cr_assert_eq(exchange_pmap_next(b.pm, &i, &oc, -1), 1);
 	cr_assert_eq(i, 0);
 	cr_assert_eq(oc.cause, CHANNEL_OK);
-	cr_assert_eq(out[0], 0);
+	cr_assert_eq(b.out[0], 0);
 	/* Element 1 cannot end before the byte is written. */
 	errno = 0;
-	cr_assert_eq(exchange_pmap_next(pm, &i, &oc, 0), -1);
+	cr_assert_eq(exchange_pmap_next(b.pm, &i, &oc, 0), -1);
 	cr_assert_eq(errno, ETIMEDOUT);
-	cr_assert_eq(exchange_pmap_wait(pm, 0), -1);
+	cr_assert_eq(exchange_pmap_wait(b.pm, 0), -1);
 	cr_assert_eq(errno, ETIMEDOUT);
-	cr_assert_eq(write(p[1], "x", 1), 1);
+	blocked_release(&b);
 	for (size_t want = 1; want < 4; want++) {
-		cr_assert_eq(exchange_pmap_next(pm, &i, &oc, -1), 1);
+		cr_assert_eq(exchange_pmap_next(b.pm, &i, &oc, -1), 1);
 		cr_assert_eq(i, want);
 		cr_assert_eq(oc.cause, CHANNEL_OK);
-		cr_assert_eq(out[want], (long)(want * want));
+		cr_assert_eq(b.out[want], want == 1 ? ACT_WAIT * ACT_WAIT
+						    : (long)(want * want));
 	}
-	cr_assert_eq(exchange_pmap_next(pm, &i, &oc, -1), 0);
-	cr_assert_eq(exchange_pmap_wait(pm, -1), 4);
-	exchange_pmap_free(pm);
-	close(p[0]);
-	close(p[1]);
-	free(in);
+	cr_assert_eq(exchange_pmap_next(b.pm, &i, &oc, -1), 0);
+	cr_assert_eq(exchange_pmap_wait(b.pm, -1), 4);
+	blocked_end(&b);
 	cr_assert_eq(count_fds(), fds);
-	cr_assert(no_children());
 }
 
 Test(pmap_handle, any_order_gives_the_others_while_one_blocks, .timeout = 30)
 {
-	int p[2];
-	long *in = numbers(6, 0), out[6] = { 0 };
-	struct exchange_pmap_options o = { .workers = 2, .batch = 1,
-					   .ctx = &p[0] };
-	struct exchange_pmapper *pm;
 	bool seen[6] = { false };
+	struct blocked b;
 	size_t i, k;
 
-	cr_assert_eq(pipe(p), 0);
-	pm = exchange_pmap_start(one_waits, in, 6, sizeof(long), out,
-				 sizeof(long), &o);
-	cr_assert_not_null(pm);
+	blocked_start(&b, 6);
 	for (k = 0; k < 5; k++) {
-		cr_assert_eq(exchange_pmap_next_any(pm, &i, NULL, -1), 1);
+		cr_assert_eq(exchange_pmap_next_any(b.pm, &i, NULL, -1), 1);
 		cr_assert_neq(i, 1, "element 1 is still blocked");
 		cr_assert(!seen[i], "element %zu twice", i);
 		seen[i] = true;
-		cr_assert_eq(out[i], (long)(i * i));
+		cr_assert_eq(b.out[i], (long)(i * i));
 	}
-	cr_assert_eq(exchange_pmap_next_any(pm, &i, NULL, 0), -1);
+	cr_assert_eq(exchange_pmap_next_any(b.pm, &i, NULL, 0), -1);
 	cr_assert_eq(errno, ETIMEDOUT);
-	cr_assert_eq(write(p[1], "x", 1), 1);
-	cr_assert_eq(exchange_pmap_next_any(pm, &i, NULL, -1), 1);
+	blocked_release(&b);
+	cr_assert_eq(exchange_pmap_next_any(b.pm, &i, NULL, -1), 1);
 	cr_assert_eq(i, 1);
-	cr_assert_eq(exchange_pmap_next_any(pm, &i, NULL, -1), 0);
-	cr_assert_eq(exchange_pmap_next(pm, &i, NULL, -1), 0);
-	exchange_pmap_free(pm);
-	close(p[0]);
-	close(p[1]);
-	free(in);
-	cr_assert(no_children());
+	cr_assert_eq(exchange_pmap_next_any(b.pm, &i, NULL, -1), 0);
+	cr_assert_eq(exchange_pmap_next(b.pm, &i, NULL, -1), 0);
+	blocked_end(&b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -249,22 +261,6 @@ Test(pmap_handle, both_orders_mixed_return_each_once, .timeout = 60)
 /* Outcomes through the handle                                              */
 /* ------------------------------------------------------------------------ */
 
-/* 5 fails; 7 dies of SIGSEGV; 9 of SIGKILL. */
-static int fragile(const void *in, void *out, void *ctx)
-{
-	long v = *(const long *)in;
-
-	(void)ctx;
-	if (v == 5)
-		return -1;
-	if (v == 7)
-		raise(SIGSEGV);
-	if (v == 9)
-		kill(getpid(), SIGKILL);
-	*(long *)out = -v;
-	return 0;
-}
-
 static void expect_fragile(size_t i, const struct exchange_outcome *oc)
 {
 	if (i == 5) {
@@ -281,6 +277,7 @@ static void expect_fragile(size_t i, const struct exchange_outcome *oc)
 	}
 }
 
+/* 5 fails; 7 dies of SIGSEGV; 9 of SIGKILL. */
 Test(pmap_handle, failed_and_crashed_elements, .timeout = 60)
 {
 	int fds = count_fds();
@@ -290,8 +287,11 @@ Test(pmap_handle, failed_and_crashed_elements, .timeout = 60)
 	struct exchange_pmap_options o = { .workers = 2, .outcomes = all };
 	struct exchange_pmapper *pm;
 
-	pm = exchange_pmap_start(fragile, in, n, sizeof(long), out,
-				 sizeof(long), &o);
+	in[5] = ACT_FAIL;
+	in[7] = ACT_SEGV;
+	in[9] = ACT_KILL;
+	pm = exchange_pmap_start(act, in, n, sizeof(long), out, sizeof(long),
+				 &o);
 	cr_assert_not_null(pm);
 	for (k = 0; k < n; k++) {
 		cr_assert_eq(exchange_pmap_next(pm, &i, &oc, -1), 1);
@@ -299,7 +299,7 @@ Test(pmap_handle, failed_and_crashed_elements, .timeout = 60)
 		expect_fragile(i, &oc);
 		cr_assert_eq(all[i].cause, oc.cause, "the caller's array too");
 		if (oc.cause == CHANNEL_OK)
-			cr_assert_eq(out[i], -(long)i);
+			cr_assert_eq(out[i], (long)(i * i));
 	}
 	cr_assert_eq(exchange_pmap_wait(pm, -1), (ssize_t)n - 3);
 	exchange_pmap_free(pm);
@@ -310,27 +310,21 @@ Test(pmap_handle, failed_and_crashed_elements, .timeout = 60)
 	cr_assert(no_children());
 }
 
-static int hang_on_5(const void *in, void *out, void *ctx)
-{
-	(void)ctx;
-	if (*(const long *)in == 5)
-		for (;;)
-			pause();
-	*(long *)out = 1;
-	return 0;
-}
-
-/* The limit is applied while the caller waits in the handle's calls. */
+/* The limit is applied while the caller waits in the handle's calls:
+ * element 5 waits on a pipe to which nothing is written. */
 Test(pmap_handle, time_limit, .timeout = 30)
 {
+	int p[2];
 	long *in = numbers(12, 0), out[12];
-	struct exchange_pmap_options o = { .workers = 2,
+	struct exchange_pmap_options o = { .workers = 2, .ctx = p,
 					   .time_limit_ms = 200 };
 	struct exchange_pmapper *pm;
 	struct exchange_outcome oc;
 	size_t i, k;
 
-	pm = exchange_pmap_start(hang_on_5, in, 12, sizeof(long), out,
+	cr_assert_eq(pipe(p), 0);
+	in[5] = ACT_WAIT;
+	pm = exchange_pmap_start(act, in, 12, sizeof(long), out,
 				 sizeof(long), &o);
 	cr_assert_not_null(pm);
 	for (k = 0; k < 12; k++) {
@@ -345,20 +339,13 @@ Test(pmap_handle, time_limit, .timeout = 30)
 	}
 	cr_assert_eq(exchange_pmap_wait(pm, -1), 11);
 	exchange_pmap_free(pm);
+	close(p[0]);
+	close(p[1]);
 	free(in);
 	cr_assert(no_children());
 }
 
 /* Element 0 kills its worker; no other worker can be forked. */
-static int first_dies(const void *in, void *out, void *ctx)
-{
-	(void)ctx;
-	if (*(const long *)in == 0)
-		kill(getpid(), SIGKILL);
-	*(long *)out = 1;
-	return 0;
-}
-
 Test(pmap_handle, elements_no_worker_can_take_end_not_started, .timeout = 30)
 {
 	long *in = numbers(3, 0), out[3];
@@ -367,9 +354,10 @@ Test(pmap_handle, elements_no_worker_can_take_end_not_started, .timeout = 30)
 	struct exchange_outcome oc;
 	size_t i;
 
-	count_forks(2);
-	pm = exchange_pmap_start(first_dies, in, 3, sizeof(long), out,
-				 sizeof(long), &o);
+	in[0] = ACT_KILL;
+	hook_forks(2);
+	pm = exchange_pmap_start(act, in, 3, sizeof(long), out, sizeof(long),
+				 &o);
 	cr_assert_not_null(pm);
 	cr_assert_eq(exchange_pmap_next(pm, &i, &oc, -1), 1);
 	cr_assert_eq(i, 0);
@@ -382,7 +370,7 @@ Test(pmap_handle, elements_no_worker_can_take_end_not_started, .timeout = 30)
 	}
 	cr_assert_eq(exchange_pmap_next(pm, &i, &oc, -1), 0);
 	cr_assert_eq(exchange_pmap_wait(pm, -1), 0);
-	stop_counting_forks();
+	unhook_forks();
 	exchange_pmap_free(pm);
 	free(in);
 	cr_assert(no_children());
@@ -394,30 +382,21 @@ Test(pmap_handle, elements_no_worker_can_take_end_not_started, .timeout = 30)
 
 /* Element 0 returns; every other one says it has started, then waits for
  * ever. */
-static int started_then_hangs(const void *in, void *out, void *ctx)
-{
-	(void)out;
-	if (*(const long *)in == 0)
-		return 0;
-	if (write(*(const int *)ctx, "s", 1) != 1)
-		return -1;
-	for (;;)
-		pause();
-}
-
 Test(pmap_handle, free_while_running_kills_and_reaps, .timeout = 30)
 {
 	int fds = count_fds(), p[2];
 	long *in = numbers(8, 0), out[8];
 	struct exchange_pmap_options o = { .workers = 3, .batch = 1,
-					   .ctx = &p[1] };
+					   .ctx = p };
 	struct exchange_pmapper *pm;
 	size_t i;
 	char c;
 
 	cr_assert_eq(pipe(p), 0);
-	pm = exchange_pmap_start(started_then_hangs, in, 8, sizeof(long), out,
-				 sizeof(long), &o);
+	for (i = 1; i < 8; i++)
+		in[i] = ACT_HANG;
+	pm = exchange_pmap_start(act, in, 8, sizeof(long), out, sizeof(long),
+				 &o);
 	cr_assert_not_null(pm);
 	cr_assert_eq(exchange_pmap_next(pm, &i, NULL, -1), 1);
 	cr_assert_eq(i, 0);
@@ -449,7 +428,7 @@ static void maps_in_turn(bool keep, int forks_wanted)
 	struct exchange_pmapper *pm;
 	long *in2, *out2;
 
-	count_forks(0);
+	hook_forks(0);
 	pm = exchange_pmap_start(square, in1, n1, sizeof(long), out1,
 				 sizeof(long), &o);
 	cr_assert_not_null(pm);
@@ -477,7 +456,7 @@ static void maps_in_turn(bool keep, int forks_wanted)
 	}
 	cr_assert_eq(exchange_pmap_again(pm, NULL, 0, NULL, NULL), 0);
 	cr_assert_eq(exchange_pmap_next(pm, &i, NULL, -1), 0);
-	stop_counting_forks();
+	unhook_forks();
 	cr_assert_eq(forks, forks_wanted);
 	exchange_pmap_free(pm);
 	free(in1);
@@ -500,31 +479,27 @@ Test(pmap_handle, again_without_keep_forks_fresh_workers, .timeout = 60)
 }
 
 /* A kept worker gets a map's own pointers for elements of no bytes. */
-struct same_ptrs {
-	const void *in;		/* expected input pointer */
-	void *out;		/* expected output pointer */
-};
+static const void *want_ptrs[2];
 
-static struct same_ptrs want_ptrs;
-
-static int same_pointers(const void *in, void *out, void *ctx)
+static int points_as_ctx(const void *in, void *out, void *ctx)
 {
-	const struct same_ptrs *e = ctx;
+	const void *const *want = ctx;
 
-	return in == e->in && out == e->out ? 0 : -1;
+	return in == want[0] && out == want[1] ? 0 : -1;
 }
 
 Test(pmap_handle, again_keeps_zero_size_pointers, .timeout = 30)
 {
 	static char a, b, c, d;
 	struct exchange_pmap_options o = { .workers = 2, .keep_workers = true,
-					   .ctx = &want_ptrs };
+					   .ctx = want_ptrs };
 	struct exchange_pmapper *pm;
 
 	/* The workers see want_ptrs as it is when they are forked: the
 	 * second map's pointers, which the first map does not pass. */
-	want_ptrs = (struct same_ptrs){ &c, &d };
-	pm = exchange_pmap_start(same_pointers, &a, 5, 0, &b, 0, &o);
+	want_ptrs[0] = &c;
+	want_ptrs[1] = &d;
+	pm = exchange_pmap_start(points_as_ctx, &a, 5, 0, &b, 0, &o);
 	cr_assert_not_null(pm);
 	cr_assert_eq(exchange_pmap_wait(pm, -1), 0);
 	cr_assert_eq(exchange_pmap_again(pm, &c, 5, &d, NULL), 0);
@@ -536,27 +511,16 @@ Test(pmap_handle, again_keeps_zero_size_pointers, .timeout = 30)
 
 Test(pmap_handle, again_before_the_map_is_over_is_refused, .timeout = 30)
 {
-	int p[2];
-	long *in = numbers(4, 0), out[4];
-	struct exchange_pmap_options o = { .workers = 2, .batch = 1,
-					   .ctx = &p[0] };
-	struct exchange_pmapper *pm;
+	struct blocked b;
 
-	cr_assert_eq(pipe(p), 0);
-	pm = exchange_pmap_start(one_waits, in, 4, sizeof(long), out,
-				 sizeof(long), &o);
-	cr_assert_not_null(pm);
+	blocked_start(&b, 4);
 	errno = 0;
-	cr_assert_eq(exchange_pmap_again(pm, in, 4, out, NULL), -1);
+	cr_assert_eq(exchange_pmap_again(b.pm, b.in, 4, b.out, NULL), -1);
 	cr_assert_eq(errno, EBUSY);
-	cr_assert_eq(write(p[1], "x", 1), 1);
-	cr_assert_eq(exchange_pmap_wait(pm, -1), 4);
-	cr_assert_eq(exchange_pmap_again(pm, in, 4, out, NULL), 0);
-	exchange_pmap_free(pm);
-	close(p[0]);
-	close(p[1]);
-	free(in);
-	cr_assert(no_children());
+	blocked_release(&b);
+	cr_assert_eq(exchange_pmap_wait(b.pm, -1), 4);
+	cr_assert_eq(exchange_pmap_again(b.pm, b.in, 4, b.out, NULL), 0);
+	blocked_end(&b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -573,7 +537,7 @@ Test(pmap_handle, bad_arguments_and_empty_maps, .timeout = 30)
 	struct exchange_pmapper *pm;
 	size_t i;
 
-	count_forks(0);
+	hook_forks(0);
 	cr_assert_null(exchange_pmap_start(NULL, &x, 1, sizeof(x), &x,
 					   sizeof(x), NULL));
 	cr_assert_eq(errno, EINVAL);
@@ -612,7 +576,7 @@ Test(pmap_handle, bad_arguments_and_empty_maps, .timeout = 30)
 	cr_assert_eq(exchange_pmap_again(pm, NULL, 1, &x, NULL), -1);
 	cr_assert_eq(errno, EINVAL);
 	exchange_pmap_free(pm);
-	stop_counting_forks();
+	unhook_forks();
 	cr_assert_eq(forks, 0);
 	cr_assert_eq(exchange_pmap_sized(NULL, &x, 1, sizeof(x), &r, &big), -1);
 	cr_assert_eq(errno, EINVAL);
@@ -823,7 +787,7 @@ Test(pmap_sized, through_the_handle_and_again, .timeout = 60)
 	struct exchange_outcome oc;
 	bool seen[7] = { false };
 
-	count_forks(0);
+	hook_forks(0);
 	pm = exchange_pmap_sized_start(sized_copy, in, n, sizeof(long), r, &o);
 	cr_assert_not_null(pm);
 	for (k = 0; k < n; k++) {
@@ -846,7 +810,7 @@ Test(pmap_sized, through_the_handle_and_again, .timeout = 60)
 	cr_assert_eq(exchange_pmap_wait(pm, -1), (ssize_t)n);
 	for (i = 0; i < n; i++)
 		expect_result(&r[i], in[i], i);
-	stop_counting_forks();
+	unhook_forks();
 	cr_assert_eq(forks, 2);
 	exchange_pmap_free(pm);
 	free_results(r, n);
