@@ -847,6 +847,10 @@ static struct exchange_pmapper *pmap_open(exchange_pmap_fn *fn,
 		return NULL;
 	}
 	nw = o->workers ? o->workers : exchange_cores();
+	/* A map that is the handle's only one needs no more slots than
+	 * elements; a handle may take larger maps later. */
+	if (!iterable && (size_t)nw > n)
+		nw = n ? (int)n : 1;
 	pm = calloc(1, sizeof(*pm));
 	if (!pm)
 		return NULL;
