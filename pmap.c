@@ -922,7 +922,8 @@ static int pmap_refuse_handle(const struct exchange_pmapper *pm)
 }
 
 /* exchange_pmap_next and exchange_pmap_next_any: waits until ready(pm)
- * says an element (or the end) is there, then returns the one at *from. */
+ * says an element (or the end) is there, then returns that element: the
+ * lowest index not returned, or (any) the first ended and not returned. */
 static int pmap_give(struct exchange_pmapper *pm, size_t *index,
 		     struct exchange_outcome *outcome, int timeout_ms,
 		     bool (*ready)(struct exchange_pmapper *pm), bool any)
