@@ -661,6 +661,11 @@ struct exchange_outcome {
 	int code;		/* as channel_msg.code */
 };
 
+/* The largest result one element of a sized pmap may have (see
+ * exchange_pmap_sized): a little under CHANNEL_MAX_DEFAULT, since the
+ * result travels as one message with its status and length. */
+#define EXCHANGE_PMAP_MAX_RESULT (CHANNEL_MAX_DEFAULT - 64)
+
 struct exchange_pmap_options {
 	int workers;		/* 0: exchange_cores() */
 	size_t batch;		/* elements per message; 0: chosen for speed */
@@ -668,6 +673,11 @@ struct exchange_pmap_options {
 	struct exchange_outcome *outcomes; /* NULL, or n entries to fill */
 	int time_limit_ms;	/* per batch; 0: none. SIGTERM, then
 				   SIGKILL 1 s later, as an exchange's */
+	bool keep_workers;	/* exchange_pmap_again keeps the workers and
+				   sends them the input (see there) */
+	size_t max_result;	/* sized pmap: the largest result; 0:
+				   EXCHANGE_PMAP_MAX_RESULT, which is also
+				   the most it may be (EINVAL above) */
 };
 
 /* Runs the map. Workers are forked once and receive batches of indices (the
@@ -687,6 +697,115 @@ struct exchange_pmap_options {
 ssize_t exchange_pmap(exchange_pmap_fn *fn, const void *in, size_t n,
 		      size_t in_size, void *out, size_t out_size,
 		      const struct exchange_pmap_options *opts);
+
+/* pmap with results of their own size. fn computes the result of the
+ * element at in, puts it in memory from malloc() at *out with its length
+ * in *len (*out may stay NULL when *len is 0), and returns 0; or returns
+ * -1 to report the element as failed (what it left in *out is freed). The
+ * library frees the memory in the worker once it is sent. *out and *len
+ * are NULL and 0 when fn is called. */
+typedef int exchange_pmap_sized_fn(const void *in, void **out, size_t *len,
+				   void *ctx);
+
+/* One element's result in a sized pmap: data comes from malloc() and
+ * belongs to the caller (free it with free()), len bytes followed by a NUL
+ * byte (so a text result needs no copy); data is NULL, len 0, for an
+ * element without a result (its outcome says why). */
+struct exchange_result {
+	void *data;		/* the result, NUL-terminated; or NULL */
+	size_t len;		/* bytes of result, not counting the NUL */
+};
+
+/* exchange_pmap for a sized fn: out holds n entries, each filled with its
+ * element's result (see struct exchange_result). A result longer than
+ * opts->max_result (EXCHANGE_PMAP_MAX_RESULT by default) fails only its
+ * element, with the outcome CHANNEL_PROTOCOL and code EMSGSIZE (it never
+ * leaves the worker); one the parent has no memory for fails with
+ * CHANNEL_PROTOCOL and code ENOMEM. A worker sends its batch's results in
+ * messages of about 8 MiB, so a batch of large results is not held whole.
+ * Returns as exchange_pmap; EINVAL also for out NULL with n above 0, and
+ * for opts->max_result above EXCHANGE_PMAP_MAX_RESULT. */
+ssize_t exchange_pmap_sized(exchange_pmap_sized_fn *fn, const void *in,
+			    size_t n, size_t in_size,
+			    struct exchange_result *out,
+			    const struct exchange_pmap_options *opts);
+
+/* A pmap that runs while the caller takes its results (pprocess's pmap,
+ * whose Map is iterated as results arrive), and whose workers can serve
+ * several maps in turn. */
+struct exchange_pmapper;
+
+/* Starts the map of exchange_pmap (or, with exchange_pmap_sized_start,
+ * of exchange_pmap_sized) and returns at once: the workers are forked and
+ * computing their first batches. The map moves on (results read, batches
+ * handed out, time limits applied) only inside exchange_pmap_next,
+ * exchange_pmap_next_any and exchange_pmap_wait, so a caller busy
+ * elsewhere leaves finished workers idle and a time limit unenforced until
+ * it calls. out (and opts->outcomes) must stay valid until the map is
+ * over (every element returned or waited for) or the handle is freed;
+ * each out[i] is written when element i ends. The arguments are checked
+ * as by exchange_pmap. n 0 forks nothing (the map is over at once). NULL
+ * with errno: EINVAL, ENOMEM, or the errno of the fork when no worker
+ * could be started. */
+struct exchange_pmapper *exchange_pmap_start(exchange_pmap_fn *fn,
+					     const void *in, size_t n,
+					     size_t in_size, void *out,
+					     size_t out_size,
+					     const struct exchange_pmap_options *opts);
+struct exchange_pmapper *
+exchange_pmap_sized_start(exchange_pmap_sized_fn *fn, const void *in,
+			  size_t n, size_t in_size,
+			  struct exchange_result *out,
+			  const struct exchange_pmap_options *opts);
+
+/* The next element in index order: waits up to timeout_ms for the lowest
+ * index not yet returned, then stores it in *index and its outcome in
+ * *outcome (either may be NULL) and returns 1; its result is in out. 0
+ * when every element of the map has been returned; -1 with ETIMEDOUT
+ * (nothing returned: call again), EINVAL (pm NULL), EBADF (a handle
+ * inherited from the process that made it), or poll's errno.
+ * exchange_pmap_next_any returns the elements in the order they ended
+ * instead. Both return each element exactly once, mixed as they may be:
+ * one skips what the other returned. Every element ends in one outcome:
+ * those left when no worker can be forked any more end as
+ * CHANNEL_NOT_STARTED with the fork's errno. */
+int exchange_pmap_next(struct exchange_pmapper *pm, size_t *index,
+		       struct exchange_outcome *outcome, int timeout_ms);
+int exchange_pmap_next_any(struct exchange_pmapper *pm, size_t *index,
+			   struct exchange_outcome *outcome, int timeout_ms);
+
+/* Waits up to timeout_ms for every element of the map to end, and returns
+ * the number computed (what exchange_pmap returns), whatever was taken
+ * with exchange_pmap_next already; -1 with ETIMEDOUT (call again), EINVAL,
+ * EBADF or poll's errno. */
+ssize_t exchange_pmap_wait(struct exchange_pmapper *pm, int timeout_ms);
+
+/* Another map on the handle, once the last is over: the same function,
+ * sizes and options over n new elements at in, results in out (entries of
+ * struct exchange_result for a sized pmap), outcomes in outcomes (NULL, or
+ * n entries; opts->outcomes served the first map only). Elements are
+ * numbered from 0 again.
+ *
+ * A worker reads its input from its copy of the parent's memory, made when
+ * it was forked; a worker forked before this map's input was written does
+ * not see it. So without opts->keep_workers the workers are stopped and
+ * fresh ones forked. With it, the workers are kept (no fork, no reaping,
+ * which is the cost of a map of little work), and each batch a kept worker
+ * gets carries its elements' input in its message (in_size above
+ * CHANNEL_MAX_DEFAULT - 64 is refused with EINVAL at the start); results
+ * come back as always. What fn reads beyond its input, opts->ctx above all,
+ * a kept worker sees as it was when the worker was forked.
+ *
+ * 0, or -1 with errno: EBUSY (the last map is not over: wait for it),
+ * EINVAL, EBADF, ENOMEM, or the errno of the fork when no worker could be
+ * started; then the handle holds an empty map and can take another. */
+int exchange_pmap_again(struct exchange_pmapper *pm, const void *in, size_t n,
+			void *out, struct exchange_outcome *outcomes);
+
+/* Ends the handle: workers still computing are killed (SIGKILL), idle ones
+ * stopped, and all reaped; elements not ended keep the outcome they had
+ * (CHANNEL_NOT_STARTED), and results already in out stay the caller's. */
+void exchange_pmap_free(struct exchange_pmapper *pm);
 
 /* ------------------------------------------------------------------------ */
 /* Persistent and background processes                                      */

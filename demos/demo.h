@@ -225,6 +225,21 @@ static inline void *demo_calculate_value(const void *arg, size_t len,
 	return demo_result(&t.value, sizeof(t.value), result_len);
 }
 
+/* A pmap element function (exchange_pmap_fn): the struct demo_pair at in
+ * to its value, an int32_t at out. */
+static inline int demo_calculate_element(const void *in, void *out,
+					 void *ctx)
+{
+	struct demo_pair t;
+	int32_t value;
+
+	(void)ctx;
+	memcpy(&t, in, sizeof(t));
+	value = demo_calculate(t.i, t.j);
+	memcpy(out, &value, sizeof(value));
+	return 0;
+}
+
 /* Seconds from a monotonic clock. */
 static inline double demo_now(void)
 {

@@ -6,19 +6,6 @@
  */
 #include "demo.h"
 
-/* Runs in a worker: one element of the sequence to one result. */
-static int calculate(const void *in, void *out, void *ctx)
-{
-	struct demo_pair t;
-	int32_t value;
-
-	(void)ctx;
-	memcpy(&t, in, sizeof(t));
-	value = demo_calculate(t.i, t.j);
-	memcpy(out, &value, sizeof(value));
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct exchange_pmap_options popts = { 0 };
@@ -46,8 +33,9 @@ int main(int argc, char **argv)
 	 * time: with a delay per element, batches would leave workers
 	 * idle at the end. */
 	popts.batch = 1;
-	if (exchange_pmap(calculate, sequence, total, sizeof(*sequence),
-			  results, sizeof(*results), &popts) != (ssize_t)total)
+	if (exchange_pmap(demo_calculate_element, sequence, total,
+			  sizeof(*sequence), results, sizeof(*results),
+			  &popts) != (ssize_t)total)
 		demo_die("exchange_pmap");
 
 	demo_print_table(results);

@@ -10,6 +10,7 @@
 #include "exchange.h"
 #include "internal.h"
 #include "helpers.h"
+#include "fork_hook.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -37,31 +38,6 @@ static atomic_int *shared_counter(void)
 	close(fd);
 	cr_assert_neq(p, MAP_FAILED);
 	return p;
-}
-
-/* Forks through the hook: counted, and failing from a chosen call on. */
-static int forks, fail_from;
-
-static pid_t hooked_fork(void)
-{
-	forks++;
-	if (fail_from && forks >= fail_from) {
-		errno = EAGAIN;
-		return -1;
-	}
-	return fork();
-}
-
-static void hook_forks(int fail_at)
-{
-	forks = 0;
-	fail_from = fail_at;
-	exchange_hooks.fork = hooked_fork;
-}
-
-static void unhook_forks(void)
-{
-	exchange_hooks.fork = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
