@@ -154,7 +154,13 @@ struct xm {
 	size_t vlen;		/* its length */
 	void **vals;		/* reduce_op: the pieces' values to combine */
 	size_t nvals, capvals;	/* how many, and room */
+	struct exchange_pmapper *pm; /* pmap: the workers kept from one chunk
+				   to the next, or NULL */
 };
+
+/* Input elements up to this size travel to kept workers with each batch;
+ * larger ones are read from workers forked for each chunk. */
+#define XM_KEEP_IN_SIZE (64u << 10)
 
 /* What a worker of a reduce needs to fold a piece: it reads this from its
  * copy of the rank's memory. */
@@ -412,7 +418,22 @@ static int xm_run_pmap(struct xm *x, size_t start, size_t count,
 	po.ctx = x->o.ctx;
 	po.outcomes = oc;
 	po.time_limit_ms = x->o.time_limit_ms;
-	k = exchange_pmap(x->fn, in, count, x->in_size, out, x->out_size, &po);
+	/* The rank's workers are forked for its first chunk and kept for
+	 * the others: a chunk then costs messages, not forks. Each batch
+	 * carries its input, so a chunk sent with root_input is seen. */
+	po.keep_workers = x->in_size <= XM_KEEP_IN_SIZE;
+	if (!po.keep_workers) {
+		k = exchange_pmap(x->fn, in, count, x->in_size, out,
+				  x->out_size, &po);
+	} else if (!x->pm) {
+		x->pm = exchange_pmap_start(x->fn, in, count, x->in_size, out,
+					    x->out_size, &po);
+		k = x->pm ? exchange_pmap_wait(x->pm, -1) : -1;
+	} else {
+		k = exchange_pmap_again(x->pm, in, count, out, oc) < 0
+			    ? -1
+			    : exchange_pmap_wait(x->pm, -1);
+	}
 	if (k < 0) {
 		int e = errno;
 
@@ -888,6 +909,7 @@ static void xm_done(struct xm *x)
 		free(x->vals[i]);
 	free(x->vals);
 	free(x->value);
+	exchange_pmap_free(x->pm);
 	pthread_mutex_destroy(&x->lock);
 }
 

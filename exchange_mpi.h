@@ -15,9 +15,12 @@
  * request for the next, so uneven elements balance across ranks as pmap's
  * batches balance them across cores. The root computes a share too: one
  * thread of the library, which makes no MPI call, runs its chunks while the
- * calling thread answers the other ranks. Each rank runs a chunk with
- * exchange_pmap (or, for the reduce forms, with reuse workers of a Queue),
- * so a chunk costs a fork per worker.
+ * calling thread answers the other ranks. Each rank runs its chunks on
+ * pmap workers forked for its first chunk and kept for the others
+ * (exchange_pmap_again with keep_workers: each batch carries its input;
+ * elements of more than 64 KiB of input get workers forked per chunk), or,
+ * for the reduce forms, with reuse workers of a Queue forked per chunk. A
+ * kept worker sees ctx as it was at its fork.
  *
  * Input. Unless root_input is set, the input array must be on every rank
  * (each rank reads the elements it is dealt from its own copy, as pmap's
