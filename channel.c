@@ -1205,16 +1205,11 @@ struct channel *channel_new_failure(size_t task, int cause, int code,
 /* Flush and preload                                                        */
 /* ------------------------------------------------------------------------ */
 
-ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
-		      int timeout_ms)
+/* The start of a flush: checks the arguments, clears the caller's result
+ * and drops the copy an earlier peek lent. -1 with EINVAL, or ENOMSG when
+ * a get is in the middle of an item stream. */
+static int flush_begin(struct channel *ch, void **frames, size_t *len)
 {
-	int64_t deadline = clock_deadline(timeout_ms);
-	unsigned char *out = NULL, *p;
-	size_t used = 0, cap = 0, payload;
-	ssize_t count = 0;
-	struct frame_header h;
-	int r, saved;
-
 	if (!ch || !frames || !len) {
 		errno = EINVAL;
 		return -1;
@@ -1227,86 +1222,120 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 	}
 	free(ch->peek_data);
 	ch->peek_data = NULL;
-	/* An error after whole frames were taken ends the flush, which
-	 * returns them, as read(2) returns what it got: what was taken
-	 * cannot go back into the kernel, and a run of channel_recv would
-	 * have returned them too. The error comes on the next call. */
+	return 0;
+}
+
+/* A flush's wait for a frame failed with errno. A timeout ends the flush
+ * with what it has. An error after whole frames were taken ends it too,
+ * which returns them, as read(2) returns what it got: what was taken
+ * cannot go back into the kernel, and a run of channel_recv would have
+ * returned them too; the error comes on the next call. A bad frame has
+ * already made the channel broken behind what was taken, and a failed
+ * allocation is met again; a failed read is kept as broken, as
+ * wait_writable keeps one, or the next call would not see it. Returns 0
+ * when the flush ends, -1 when it fails (taken is false). */
+static int flush_wait_failed(struct channel *ch, bool taken)
+{
+	if (errno == ETIMEDOUT)
+		return 0;
+	if (!taken)
+		return -1;
+	if (!ch->broken && errno != ENOMEM)
+		set_broken(ch, errno);
+	return 0;
+}
+
+/* Waits for the next frame a flush hands over (DATA, ERROR or FAILURE,
+ * described in *h), consuming the library's control frames on the way as
+ * channel_recv does. Returns 1 with one at the head; 0 when the flush ends
+ * in front of what is there (end of stream, a timeout, the end of a task's
+ * messages, items for a get, or a fault behind frames already taken);
+ * -1 when it fails with nothing taken (taken is false). */
+static int flush_next(struct channel *ch, struct frame_header *h,
+		      int64_t deadline, bool taken)
+{
+	int r;
+
 	for (;;) {
-		r = await_frame(ch, &h, deadline);
+		r = await_frame(ch, h, deadline);
 		if (r == 0)
-			break;
-		if (r < 0) {
-			if (errno == ETIMEDOUT)
-				break;
-			if (count == 0)
-				goto fail;
-			/* A bad frame has made the channel broken behind what
-			 * was taken, and a failed allocation is met again; a
-			 * failed read is kept as broken, as wait_writable
-			 * keeps one, or the next call would not see it. */
-			if (!ch->broken && errno != ENOMEM)
-				set_broken(ch, errno);
-			break;
-		}
-		/* Control frames are the library's, as in channel_recv:
-		 * consumed here, never handed over. */
-		if (take_control(ch, &h))
+			return 0;
+		if (r < 0)
+			return flush_wait_failed(ch, taken);
+		if (take_control(ch, h))
 			continue;
-		if (at_task_end(ch, &h))
-			break;
-		if (h.kind > FRAME_FAILURE && h.kind != FRAME_STREAM) {
+		if (at_task_end(ch, h))
+			return 0;
+		if (h->kind == FRAME_STREAM) {
+			/* Items pending: the next call meets them again,
+			 * and a get can take them. */
+			if (taken)
+				return 0;
+			errno = ENOMSG;
+			return -1;
+		}
+		if (h->kind > FRAME_FAILURE) {
 			/* TASK or STOP coming this way: a protocol error. */
 			set_broken(ch, EPROTO);
-			if (count)
-				break;
-			goto fail;
+			return taken ? 0 : -1;
 		}
-		if (h.kind == FRAME_STREAM) {
-			/* Items pending: the next call meets them again, and
-			 * a get can take them. */
-			if (count)
-				break;
-			errno = ENOMSG;
-			goto fail;
-		}
-		/* A frame is never empty (its header is in it), so the first
-		 * one always allocates; the analysers are told so. */
-		if (!out || cap - used < h.size) {
-			size_t ncap = cap ? cap : 4096;
+		return 1;
+	}
+}
 
-			while (ncap - used < h.size)
-				ncap *= 2;
-			p = realloc(out, ncap);
-			if (!p) {
-				if (count)
-					break;
-				goto fail;
-			}
-			out = p;
-			cap = ncap;
+/* Appends the whole frame at the head (described by h) to the flush's
+ * output (*out, of *cap bytes, *used of them taken), then drops it from
+ * the channel: copied from where it was received, and only then dropped,
+ * so a failed allocation (-1, ENOMEM) leaves the frame in the channel. */
+static int flush_append(struct channel *ch, const struct frame_header *h,
+			unsigned char **out, size_t *used, size_t *cap)
+{
+	size_t payload = (size_t)(h->size - FRAME_HEADER_SIZE);
+
+	/* A frame is never empty (its header is in it), so the first one
+	 * always allocates; the analysers are told so. */
+	if ((!*out || *cap - *used < h->size) &&
+	    grow(out, cap, *used, (size_t)h->size, 4096) < 0)
+		return -1;
+	/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
+	frame_encode(*out + *used, h->kind, payload);
+	/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
+	memcpy(*out + *used + FRAME_HEADER_SIZE,
+	       ch->big ? ch->big : ch->ibuf + ch->ipos + FRAME_HEADER_SIZE,
+	       payload);
+	channel_drop_frame(ch, h);
+	*used += (size_t)h->size;
+	return 0;
+}
+
+ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
+		      int timeout_ms)
+{
+	int64_t deadline = clock_deadline(timeout_ms);
+	unsigned char *out = NULL;
+	size_t used = 0, cap = 0;
+	ssize_t count = 0;
+	struct frame_header h;
+	int r, saved;
+
+	if (flush_begin(ch, frames, len) < 0)
+		return -1;
+	while ((r = flush_next(ch, &h, deadline, count > 0)) == 1) {
+		if (flush_append(ch, &h, &out, &used, &cap) < 0) {
+			r = count ? 0 : -1;	/* as for a failed wait */
+			break;
 		}
-		/* Copied from where it was received, and only then dropped,
-		 * so a failed allocation leaves the frame in the channel. */
-		payload = (size_t)(h.size - FRAME_HEADER_SIZE);
-		/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
-		frame_encode(out + used, h.kind, payload);
-		/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
-		memcpy(out + used + FRAME_HEADER_SIZE,
-		       ch->big ? ch->big : ch->ibuf + ch->ipos +
-		       FRAME_HEADER_SIZE, payload);
-		channel_drop_frame(ch, &h);
-		used += h.size;
 		count++;
+	}
+	if (r < 0) {
+		saved = errno;
+		free(out);
+		errno = saved;
+		return -1;
 	}
 	*frames = out;
 	*len = used;
 	return count;
-
-fail:
-	saved = errno;
-	free(out);
-	errno = saved;
-	return -1;
 }
 
 int channel_preload(struct channel *ch, const void *frames, size_t len)
@@ -1399,120 +1428,155 @@ static int await_readable(struct channel *ch, int64_t deadline)
 	return sys_wait_fd(ch->rfd, POLLIN, deadline);
 }
 
-int channel_get(struct channel *ch, void *items, size_t m, size_t size,
-		size_t *got, int timeout_ms)
+/* The next frame of a get must be a stream frame; only its header needs
+ * to be here. Opens it: consumes the header and sets stream_left (a stream
+ * taken is a message received). Returns 1 when opened, 0 when its header
+ * is not all buffered yet, -1 with ENOMSG for a message at the head, or
+ * the error of the head. */
+static int open_stream(struct channel *ch)
 {
-	int64_t deadline = clock_deadline(timeout_ms);
-	unsigned char *dst = items;
-	size_t need, done = 0, take;
 	struct frame_header h;
-	ssize_t n;
-	int r, err = 0;
 
-	if (got)
-		*got = 0;
-	if (!ch || size == 0 || (m && !items) || (m && size > SIZE_MAX / m)) {
-		errno = EINVAL;
+	if (head_frame(ch, &h) < 0)
+		return -1;
+	if (ch->big) {
+		/* A message (or a FAILURE) of its own allocation. */
+		errno = ENOMSG;
 		return -1;
 	}
-	if (unusable(ch, true))
+	if (buffered(ch) < FRAME_HEADER_SIZE ||
+	    frame_decode(ch->ibuf + ch->ipos, buffered(ch), ch->max, &h) != 1)
+		return 0;
+	if (h.kind != FRAME_STREAM) {
+		errno = ENOMSG;
 		return -1;
-	need = m * size;
-	while (done < need) {
-		if (ch->stream_left == 0) {
-			/* The next frame must be a stream frame; only its
-			 * header needs to be here. */
-			r = head_frame(ch, &h);
-			if (r < 0) {
-				err = errno;
-				break;
-			}
-			if (buffered(ch) >= FRAME_HEADER_SIZE && !ch->big &&
-			    frame_decode(ch->ibuf + ch->ipos, buffered(ch),
-					 ch->max, &h) == 1) {
-				if (h.kind != FRAME_STREAM) {
-					err = ENOMSG;
-					break;
-				}
-				consume(ch, FRAME_HEADER_SIZE);
-				ch->stream_left = h.size - FRAME_HEADER_SIZE;
-				/* A stream taken is a message received. */
-				ch->received++;
-				continue;
-			}
-			if (ch->big) {
-				err = ENOMSG;
-				break;
-			}
-		} else if (buffered(ch) > 0) {
-			take = buffered(ch);
-			if (take > ch->stream_left)
-				take = (size_t)ch->stream_left;
-			if (take > need - done)
-				take = need - done;
-			memcpy(dst + done, ch->ibuf + ch->ipos, take);
-			consume(ch, take);
-			ch->stream_left -= take;
-			done += take;
-			continue;
-		} else if (!ch->eof) {
-			/* Nothing buffered in the middle of a stream frame:
-			 * read straight into the caller's array. */
-			take = need - done;
-			if (take > ch->stream_left)
-				take = (size_t)ch->stream_left;
-			r = await_readable(ch, deadline);
-			if (r <= 0) {
-				err = r < 0 ? errno : ETIMEDOUT;
-				break;
-			}
-			n = sys_read(ch->rfd, dst + done, take);
-			if (n > 0) {
-				ch->stream_left -= n;
-				ch->progress++;
-				done += n;
-				continue;
-			}
-			if (n == 0) {
-				ch->eof = true;
-				continue;
-			}
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				err = errno;
-				break;
-			}
-			goto wait;
-		}
-		if (ch->eof) {
-			err = EPIPE;
-			break;
-		}
-		r = await_readable(ch, deadline);
-		if (r <= 0) {
-			err = r < 0 ? errno : ETIMEDOUT;
-			break;
-		}
-		n = channel_fill(ch);
-		if (n >= 0)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			err = errno;
-			break;
-		}
-wait:
-		r = sys_wait_fd(ch->rfd, POLLIN, deadline);
-		if (r < 0) {
-			err = errno;
-			break;
-		}
-		if (r == 0) {
-			err = ETIMEDOUT;
-			break;
-		}
 	}
-	/* Whole items are reported. The bytes of an item cut short by a
-	 * timeout go back in front of the buffer for the next get; those of
-	 * one cut short by end of stream are dropped with it. */
+	consume(ch, FRAME_HEADER_SIZE);
+	ch->stream_left = h.size - FRAME_HEADER_SIZE;
+	ch->received++;
+	return 1;
+}
+
+/* Copies into dst up to want item bytes of the open stream frame from
+ * those buffered (there are some); *done counts them. */
+static void take_items(struct channel *ch, unsigned char *dst, size_t want,
+		       size_t *done)
+{
+	size_t take = buffered(ch);
+
+	if (take > ch->stream_left)
+		take = (size_t)ch->stream_left;
+	if (take > want)
+		take = want;
+	memcpy(dst, ch->ibuf + ch->ipos, take);
+	consume(ch, take);
+	ch->stream_left -= take;
+	*done += take;
+}
+
+/* Waits until the read descriptor has data, or the deadline. 0 when it
+ * has, else the errno that ends the get (ETIMEDOUT at the deadline). */
+static int wait_items(struct channel *ch, int64_t deadline)
+{
+	int r = sys_wait_fd(ch->rfd, POLLIN, deadline);
+
+	if (r < 0)
+		return errno;
+	return r == 0 ? ETIMEDOUT : 0;
+}
+
+/* await_readable, as the errno that ends the get (ETIMEDOUT at the
+ * deadline), or 0 when the read may go ahead. */
+static int get_readable(struct channel *ch, int64_t deadline)
+{
+	int r = await_readable(ch, deadline);
+
+	if (r < 0)
+		return errno;
+	return r == 0 ? ETIMEDOUT : 0;
+}
+
+/* In the middle of a stream frame with nothing buffered: reads up to want
+ * item bytes of it straight into the caller's array at dst (*done counts
+ * them), waiting when there are none yet. 0 when the get goes on (end of
+ * stream included: the next step sees it), else the errno that ends it. */
+static int read_items(struct channel *ch, unsigned char *dst, size_t want,
+		      size_t *done, int64_t deadline)
+{
+	ssize_t n;
+	int err;
+
+	if (want > ch->stream_left)
+		want = (size_t)ch->stream_left;
+	err = get_readable(ch, deadline);
+	if (err)
+		return err;
+	n = sys_read(ch->rfd, dst, want);
+	if (n > 0) {
+		ch->stream_left -= n;
+		ch->progress++;
+		*done += n;
+		return 0;
+	}
+	if (n == 0) {
+		ch->eof = true;
+		return 0;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		return errno;
+	return wait_items(ch, deadline);
+}
+
+/* Reads more bytes into ibuf for a get, waiting when there are none yet.
+ * 0 when the get goes on, EPIPE at end of stream (the other side closed
+ * with not enough items), else the errno that ends it. */
+static int fill_items(struct channel *ch, int64_t deadline)
+{
+	int err;
+
+	if (ch->eof)
+		return EPIPE;
+	err = get_readable(ch, deadline);
+	if (err)
+		return err;
+	if (channel_fill(ch) >= 0)
+		return 0;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		return errno;
+	return wait_items(ch, deadline);
+}
+
+/* One step of a get that wants need bytes into dst, *done of them taken:
+ * opens the next stream frame, takes buffered item bytes, or reads more.
+ * 0 when the get goes on, else the errno that ends it. */
+static int get_step(struct channel *ch, unsigned char *dst, size_t need,
+		    size_t *done, int64_t deadline)
+{
+	int r;
+
+	if (ch->stream_left == 0) {
+		r = open_stream(ch);
+		if (r < 0)
+			return errno;
+		return r ? 0 : fill_items(ch, deadline);
+	}
+	if (buffered(ch) > 0) {
+		take_items(ch, dst + *done, need - *done, done);
+		return 0;
+	}
+	if (!ch->eof)
+		return read_items(ch, dst + *done, need - *done, done,
+				  deadline);
+	return EPIPE;
+}
+
+/* The end of a get that took done bytes into dst and stopped with err (0
+ * for none). Whole items are reported. The bytes of an item cut short by a
+ * timeout go back in front of the buffer for the next get; those of one
+ * cut short by end of stream are dropped with it. */
+static int end_get(struct channel *ch, const unsigned char *dst, size_t done,
+		   size_t size, size_t *got, int err)
+{
 	if (err == ETIMEDOUT && done % size)
 		unread(ch, dst + done - done % size, done % size);
 	if (got)
@@ -1524,3 +1588,23 @@ wait:
 	return 0;
 }
 
+int channel_get(struct channel *ch, void *items, size_t m, size_t size,
+		size_t *got, int timeout_ms)
+{
+	int64_t deadline = clock_deadline(timeout_ms);
+	size_t need, done = 0;
+	int err = 0;
+
+	if (got)
+		*got = 0;
+	if (!ch || size == 0 || (m && !items) || (m && size > SIZE_MAX / m)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (unusable(ch, true))
+		return -1;
+	need = m * size;
+	while (done < need && !err)
+		err = get_step(ch, items, need, &done, deadline);
+	return end_get(ch, items, done, size, got, err);
+}
