@@ -23,6 +23,16 @@
  * The fault has a place in the stream: frames preloaded afterwards go in
  * front of it (broken_ahead counts their bytes) and are received first.
  *
+ * Bounded sending (channel_set_bound) is flow control on the wire: the
+ * sender counts its messages (DATA and ERROR frames), the receiver sends
+ * back a CREDIT frame with the total it has taken as it hands each one to
+ * its caller, and a send waits, reading its own input, while bound of them
+ * are in flight. The BOUND frame that sets or lifts a bound travels in
+ * front of the messages it governs. Both kinds are consumed wherever they
+ * reach the head and never returned; a sender also reads credits from
+ * anywhere in its buffer (they are totals, so reading one twice is
+ * harmless).
+ *
  * The process at the other end (forking, reaping, the registry) is
  * proc.c's; the persistent protocol is persist.c's, reached only through
  * the channel's ops table.
@@ -73,6 +83,16 @@ static unsigned fork_gen;
 static int write_frames(struct channel *ch, const struct iovec *frame,
 			int n, int timeout_ms);
 static int flush_out(struct channel *ch, int timeout_ms);
+static bool is_message(uint32_t kind);
+static uint64_t in_flight(const struct channel *ch);
+static int await_credit(struct channel *ch, int64_t deadline);
+static void send_credit(struct channel *ch);
+static bool owes_credit(const struct channel *ch,
+			const struct frame_header *h);
+static void give_credit(struct channel *ch);
+static bool is_flow(uint32_t kind);
+static size_t flow_bytes(const struct channel *ch, uint64_t *credit);
+static bool take_flow(struct channel *ch, const struct frame_header *h);
 
 /* ------------------------------------------------------------------------ */
 /* Life of a channel                                                        */
@@ -210,6 +230,18 @@ static int grow(unsigned char **buf, size_t *cap, size_t used, size_t need,
 /* Sending                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* Reads what the other side sent, for the receiving side, while this side
+ * waits to send. Errors belong to the receiving side and show on the next
+ * receive. */
+static void fill_aside(struct channel *ch)
+{
+	if (channel_fill(ch) < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    !ch->broken) {
+		ch->broken = true;
+		ch->broken_errno = errno;
+	}
+}
+
 /* Waits until wfd can take more, reading meanwhile whatever the other
  * side sends into the receive buffer: two processes sending each other
  * large messages at once would otherwise each wait for the other to read.
@@ -241,13 +273,7 @@ static int wait_writable(struct channel *ch, int64_t deadline)
 			return r;
 		if (reading && ((p[n - 1].revents & (POLLIN | POLLHUP)) ||
 				(n == 1 && (p[0].revents & POLLIN)))) {
-			/* Errors here belong to the receiving side and
-			 * show on the next receive. */
-			if (channel_fill(ch) < 0 && errno != EAGAIN &&
-			    errno != EWOULDBLOCK && !ch->broken) {
-				ch->broken = true;
-				ch->broken_errno = errno;
-			}
+			fill_aside(ch);
 			reading = !ch->eof && !ch->broken;
 			if (!reading && n == 2)
 				n = 1;
@@ -322,11 +348,33 @@ static void check_sigpipe(struct channel *ch)
 	ch->sigpipe_guard = true;
 }
 
+/* Holds a frame of kind (the two buffers a and b as its payload) back in
+ * obuf, to leave with whatever follows in one write. -1 on ENOMEM, nothing
+ * held. */
+static int hold_frame(struct channel *ch, uint32_t kind, const void *a,
+		      size_t alen, const void *b, size_t blen)
+{
+	size_t size = FRAME_HEADER_SIZE + alen + blen;
+
+	if (ch->ocap - ch->olen < size &&
+	    grow(&ch->obuf, &ch->ocap, ch->olen, size, 4096) < 0)
+		return -1;
+	frame_encode(ch->obuf + ch->olen, kind, (uint64_t)alen + blen);
+	if (alen)
+		memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE, a, alen);
+	if (blen)
+		memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE + alen, b, blen);
+	ch->olen += size;
+	return 0;
+}
+
 int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		       size_t alen, const void *b, size_t blen, int timeout_ms)
 {
 	unsigned char hdr[FRAME_HEADER_SIZE];
 	struct iovec iov[3];
+	int64_t deadline;
+	int rc;
 
 	if (!ch || (alen && !a) || (blen && !b)) {
 		errno = EINVAL;
@@ -345,6 +393,13 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		errno = EMSGSIZE;
 		return -1;
 	}
+	if (ch->bound && is_message(kind) && in_flight(ch) >= ch->bound) {
+		/* One deadline for the wait for credit and the write. */
+		deadline = clock_deadline(timeout_ms);
+		if (await_credit(ch, deadline) < 0)
+			return -1;
+		timeout_ms = clock_left(deadline);
+	}
 	if (!ch->sigpipe_known)
 		check_sigpipe(ch);
 #ifdef F_SETPIPE_SZ
@@ -356,30 +411,21 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		fcntl(ch->wfd, F_SETPIPE_SZ, PIPE_BIG);
 	}
 #endif
-	frame_encode(hdr, kind, (uint64_t)alen + blen);
 	if (ch->cork && FRAME_HEADER_SIZE + alen + blen <= OBUF_FRAME_MAX) {
-		/* Held back, to leave with whatever follows in one write. */
-		size_t size = FRAME_HEADER_SIZE + alen + blen;
-
-		if (ch->ocap - ch->olen < size &&
-		    grow(&ch->obuf, &ch->ocap, ch->olen, size, 4096) < 0)
-			return -1;
-		memcpy(ch->obuf + ch->olen, hdr, FRAME_HEADER_SIZE);
-		if (alen)
-			memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE, a, alen);
-		if (blen)
-			memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE + alen,
-			       b, blen);
-		ch->olen += size;
-		return 0;
+		rc = hold_frame(ch, kind, a, alen, b, blen);
+	} else {
+		frame_encode(hdr, kind, (uint64_t)alen + blen);
+		iov[0].iov_base = hdr;
+		iov[0].iov_len = sizeof(hdr);
+		iov[1].iov_base = (void *)a;
+		iov[1].iov_len = alen;
+		iov[2].iov_base = (void *)b;
+		iov[2].iov_len = blen;
+		rc = write_frames(ch, iov, 3, timeout_ms);
 	}
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = (void *)a;
-	iov[1].iov_len = alen;
-	iov[2].iov_base = (void *)b;
-	iov[2].iov_len = blen;
-	return write_frames(ch, iov, 3, timeout_ms);
+	if (rc == 0 && is_message(kind))
+		ch->sent++;
+	return rc;
 }
 
 /* Writes the frames held back by cork. */
@@ -584,6 +630,15 @@ static void consume(struct channel *ch, size_t n)
 		ch->ipos = ch->ilen = 0;
 }
 
+bool channel_whole_at(const struct channel *ch, size_t pos,
+		      struct frame_header *h)
+{
+	/* No offset is added to a buffer never allocated. */
+	return ch->ibuf && pos <= ch->ilen &&
+	       frame_decode(ch->ibuf + pos, ch->ilen - pos, SIZE_MAX, h) == 1 &&
+	       h->size <= ch->ilen - pos;
+}
+
 /* Whether a whole frame is at the head of ibuf (bytes in front of a fault
  * included). */
 static bool whole_at_head(const struct channel *ch)
@@ -592,8 +647,7 @@ static bool whole_at_head(const struct channel *ch)
 
 	if (ch->broken && ch->broken_ahead == 0)
 		return false;
-	return frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX,
-			    &h) == 1 && h.size <= buffered(ch);
+	return channel_whole_at(ch, ch->ipos, &h);
 }
 
 /* Looks at the frame at the head of ibuf. Returns 1 with *h when the whole
@@ -738,6 +792,10 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 		}
 		if (ch->olen && flush_out(ch, clock_left(deadline)) < 0)
 			return -1;
+		/* The other side may be waiting for this credit before it
+		 * sends what this wait is for. */
+		if (ch->credit_owed)
+			send_credit(ch);
 		if (ch->blocking && deadline < 0) {
 			/* A blocking descriptor and no timeout: the read
 			 * itself waits, and no poll is needed. */
@@ -764,6 +822,7 @@ static int take_frame(struct channel *ch, const struct frame_header *h,
 		      void **data, size_t *len)
 {
 	size_t payload = (size_t)(h->size - FRAME_HEADER_SIZE);
+	bool credit = owes_credit(ch, h);
 	unsigned char *p;
 
 	if (ch->big) {
@@ -780,6 +839,8 @@ static int take_frame(struct channel *ch, const struct frame_header *h,
 	p[payload] = '\0';
 	*data = p;
 	*len = payload;
+	if (credit)
+		give_credit(ch);
 	return 0;
 }
 
@@ -805,10 +866,12 @@ static bool at_task_end(const struct channel *ch, const struct frame_header *h)
 
 /* Consumes the whole frame at the head (described by h) when it is one of
  * the library's own control frames that nobody waits for: a persistent ACK,
- * or a DONE on a channel without owner. Returns true when it did; users
- * never see them. */
+ * a bounded channel's BOUND or CREDIT, or a DONE on a channel without
+ * owner. Returns true when it did; users never see them. */
 static bool take_control(struct channel *ch, const struct frame_header *h)
 {
+	if (is_flow(h->kind))
+		return take_flow(ch, h);
 	if (h->kind == FRAME_ACK && ch->ops && ch->ops->take_ack) {
 		ch->ops->take_ack(ch, h);
 		return true;
@@ -852,6 +915,7 @@ int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 		       size_t *len, int timeout_ms)
 {
 	struct frame_header h;
+	int64_t deadline;
 	int r;
 
 	if (!ch || !kind || !data || !len) {
@@ -862,7 +926,10 @@ int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 		errno = ENOMSG;
 		return -1;
 	}
-	r = await_frame(ch, &h, clock_deadline(timeout_ms));
+	deadline = clock_deadline(timeout_ms);
+	do
+		r = await_frame(ch, &h, deadline);
+	while (r == 1 && is_flow(h.kind) && take_flow(ch, &h));
 	if (r <= 0)
 		return r;
 	if (h.kind == FRAME_STREAM) {
@@ -1117,7 +1184,9 @@ int channel_active(const struct channel *ch)
 {
 	if (!ch)
 		return 0;
-	return !ch->eof || buffered(ch) > 0 || ch->big != NULL ||
+	/* Flow control buffered is no message. */
+	return !ch->eof || buffered(ch) > flow_bytes(ch, NULL) ||
+	       ch->big != NULL ||
 	       ch->stream_left > 0 || ch->local != NULL;
 }
 
@@ -1127,7 +1196,7 @@ ssize_t channel_size(const struct channel *ch)
 
 	if (unusable(ch, true))
 		return -1;
-	n = buffered(ch) + (ch->big ? ch->big_have : 0);
+	n = buffered(ch) - flow_bytes(ch, NULL) + (ch->big ? ch->big_have : 0);
 #ifdef FIONREAD
 	{
 		int k = 0;
@@ -1199,6 +1268,177 @@ struct channel *channel_new_failure(size_t task, int cause, int code,
 		return NULL;
 	}
 	return ch;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bounded sending                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* The frames a bound counts: the user's messages. Item streams, the reuse
+ * protocol and the flow control itself are not counted. */
+static bool is_message(uint32_t kind)
+{
+	return kind == FRAME_DATA || kind == FRAME_ERROR;
+}
+
+static bool is_flow(uint32_t kind)
+{
+	return kind == FRAME_BOUND || kind == FRAME_CREDIT;
+}
+
+/* This side's messages sent and not yet credited. */
+static uint64_t in_flight(const struct channel *ch)
+{
+	return ch->sent > ch->credited ? ch->sent - ch->credited : 0;
+}
+
+/* Reads the uint64 at word i of the payload of a flow frame at offset pos
+ * of ibuf. */
+static uint64_t flow_word(const struct channel *ch, size_t pos, size_t i)
+{
+	uint64_t v;
+
+	memcpy(&v, ch->ibuf + pos + FRAME_HEADER_SIZE + i * sizeof(v),
+	       sizeof(v));
+	return v;
+}
+
+/* Whether h describes a well-formed flow frame: a CREDIT of one word, a
+ * BOUND of two. */
+static bool flow_ok(const struct frame_header *h)
+{
+	uint64_t words = h->kind == FRAME_CREDIT ? 1 : 2;
+
+	return is_flow(h->kind) &&
+	       h->size == FRAME_HEADER_SIZE + words * sizeof(uint64_t);
+}
+
+/* The bytes of the whole BOUND and CREDIT frames buffered in ibuf (after
+ * the rest of an open stream frame), which no reader sees; with credit, the
+ * highest total among the CREDIT frames too (left alone when none). */
+static size_t flow_bytes(const struct channel *ch, uint64_t *credit)
+{
+	struct frame_header h;
+	size_t pos, n = 0;
+
+	if (ch->stream_left > buffered(ch))
+		return 0;
+	for (pos = ch->ipos + (size_t)ch->stream_left;
+	     channel_whole_at(ch, pos, &h); pos += (size_t)h.size) {
+		if (!flow_ok(&h))
+			continue;
+		n += (size_t)h.size;
+		if (credit && h.kind == FRAME_CREDIT &&
+		    flow_word(ch, pos, 0) > *credit)
+			*credit = flow_word(ch, pos, 0);
+	}
+	return n;
+}
+
+/* Takes the whole flow frame at the head (h): a CREDIT counts, a BOUND
+ * starts or stops the crediting of the other side's messages. False, with
+ * the frame left there, when it is malformed or the channel is persistent
+ * (whose peers never bound it): the callers' protocol error. */
+static bool take_flow(struct channel *ch, const struct frame_header *h)
+{
+	if (ch->ops || ch->big || !flow_ok(h))
+		return false;
+	if (h->kind == FRAME_CREDIT) {
+		if (flow_word(ch, ch->ipos, 0) > ch->credited)
+			ch->credited = flow_word(ch, ch->ipos, 0);
+	} else {
+		/* Every message sent before it has been taken here. */
+		ch->taken = flow_word(ch, ch->ipos, 0);
+		ch->crediting = flow_word(ch, ch->ipos, 1) != 0;
+		ch->credit_owed = false;
+	}
+	channel_drop_frame(ch, h);
+	return true;
+}
+
+/* Whether taking the whole frame at the head (h) is to be credited: one of
+ * the other side's messages while its sends are bounded, from the wire (a
+ * preloaded frame was credited when it was first taken). */
+static bool owes_credit(const struct channel *ch, const struct frame_header *h)
+{
+	return ch->crediting && is_message(h->kind) &&
+	       (ch->big || ch->trusted < h->size);
+}
+
+/* Sends the total taken as a CREDIT without waiting. When the pipe is full
+ * it stays owed, for the next taking or receive wait: the totals make one
+ * late credit say what the missed ones would have. A sender that has gone
+ * is no error of the receive's. */
+static void send_credit(struct channel *ch)
+{
+	uint64_t n = ch->taken;
+	int saved = errno;
+
+	ch->credit_owed = channel_send_frame(ch, FRAME_CREDIT, &n, sizeof(n),
+					     NULL, 0, 0) < 0 &&
+			  errno == ETIMEDOUT;
+	errno = saved;
+}
+
+/* One of the other side's messages has been handed to the caller. */
+static void give_credit(struct channel *ch)
+{
+	ch->taken++;
+	send_credit(ch);
+}
+
+/* Waits until fewer than bound of this side's messages are in flight,
+ * reading the input meanwhile: the other side's frames stay buffered for
+ * the receives, and the credits among them count at once. Frames held in
+ * obuf go first, or their credit could never come. 0, or -1 with
+ * ETIMEDOUT, EPIPE (no credit can come any more: the other side's stream
+ * ended or failed), or the error of a wait. */
+static int await_credit(struct channel *ch, int64_t deadline)
+{
+	uint64_t credit;
+
+	for (;;) {
+		credit = ch->credited;
+		(void)flow_bytes(ch, &credit);
+		ch->credited = credit;
+		if (in_flight(ch) < ch->bound)
+			return 0;
+		if (ch->rfd < 0 || ch->eof || ch->broken) {
+			errno = EPIPE;
+			return -1;
+		}
+		if (ch->olen && flush_out(ch, clock_left(deadline)) < 0)
+			return -1;
+		if (sys_await(ch->rfd, POLLIN, deadline) < 0)
+			return -1;
+		fill_aside(ch);
+	}
+}
+
+int channel_set_bound(struct channel *ch, size_t n)
+{
+	uint64_t word[2];
+
+	if (unusable(ch, true))
+		return -1;
+	if (ch->ops) {
+		/* Persistent channels acknowledge every message already. */
+		errno = ENOTSUP;
+		return -1;
+	}
+	if ((n == 0) != (ch->bound == 0)) {
+		/* Set or lifted: the other side learns it in order, before
+		 * the next message, with which the BOUND leaves. */
+		word[0] = ch->sent;
+		word[1] = n;
+		if (hold_frame(ch, FRAME_BOUND, word, sizeof(word), NULL, 0) < 0)
+			return -1;
+		/* What was sent before counts against no bound. */
+		if (n && ch->credited < ch->sent)
+			ch->credited = ch->sent;
+	}
+	ch->bound = n;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1291,6 +1531,7 @@ static int flush_append(struct channel *ch, const struct frame_header *h,
 			unsigned char **out, size_t *used, size_t *cap)
 {
 	size_t payload = (size_t)(h->size - FRAME_HEADER_SIZE);
+	bool credit = owes_credit(ch, h);
 
 	/* A frame is never empty (its header is in it), so the first one
 	 * always allocates; the analysers are told so. */
@@ -1305,6 +1546,8 @@ static int flush_append(struct channel *ch, const struct frame_header *h,
 	       payload);
 	channel_drop_frame(ch, h);
 	*used += (size_t)h->size;
+	if (credit)
+		give_credit(ch);	/* handed over, as by channel_recv */
 	return 0;
 }
 
@@ -1363,7 +1606,8 @@ int channel_preload(struct channel *ch, const void *frames, size_t len)
 			errno = EPROTO;
 		if (r <= 0)
 			return -1;
-		if (h.size > len - off) {
+		/* Credits are the other side's word, never replayed. */
+		if (h.size > len - off || is_flow(h.kind)) {
 			errno = EPROTO;
 			return -1;
 		}
@@ -1436,17 +1680,25 @@ static int await_readable(struct channel *ch, int64_t deadline)
 static int open_stream(struct channel *ch)
 {
 	struct frame_header h;
+	int r;
 
-	if (head_frame(ch, &h) < 0)
-		return -1;
-	if (ch->big) {
-		/* A message (or a FAILURE) of its own allocation. */
-		errno = ENOMSG;
-		return -1;
-	}
-	if (buffered(ch) < FRAME_HEADER_SIZE ||
-	    frame_decode(ch->ibuf + ch->ipos, buffered(ch), ch->max, &h) != 1)
-		return 0;
+	do {
+		r = head_frame(ch, &h);
+		if (r < 0)
+			return -1;
+		if (ch->big) {
+			/* A message (or a FAILURE) of its own allocation. */
+			errno = ENOMSG;
+			return -1;
+		}
+		if (buffered(ch) < FRAME_HEADER_SIZE ||
+		    frame_decode(ch->ibuf + ch->ipos, buffered(ch), ch->max,
+				 &h) != 1)
+			return 0;
+		/* Flow control between items is the channel's own. */
+		if (is_flow(h.kind) && r == 0)
+			return 0;
+	} while (is_flow(h.kind) && take_flow(ch, &h));
 	if (h.kind != FRAME_STREAM) {
 		errno = ENOMSG;
 		return -1;
