@@ -23,6 +23,16 @@
  * The fault has a place in the stream: frames preloaded afterwards go in
  * front of it (broken_ahead counts their bytes) and are received first.
  *
+ * Bounded sending (channel_set_bound) is flow control on the wire: the
+ * sender counts its messages (DATA and ERROR frames), the receiver sends
+ * back a CREDIT frame with the total it has taken as it hands each one to
+ * its caller, and a send waits, reading its own input, while bound of them
+ * are in flight. The BOUND frame that sets or lifts a bound travels in
+ * front of the messages it governs. Both kinds are consumed wherever they
+ * reach the head and never returned; a sender also reads credits from
+ * anywhere in its buffer (they are totals, so reading one twice is
+ * harmless).
+ *
  * The process at the other end (forking, reaping, the registry) is
  * proc.c's; the persistent protocol is persist.c's, reached only through
  * the channel's ops table.
@@ -73,6 +83,16 @@ static unsigned fork_gen;
 static int write_frames(struct channel *ch, const struct iovec *frame,
 			int n, int timeout_ms);
 static int flush_out(struct channel *ch, int timeout_ms);
+static bool is_message(uint32_t kind);
+static uint64_t in_flight(const struct channel *ch);
+static int await_credit(struct channel *ch, int64_t deadline);
+static void send_credit(struct channel *ch);
+static bool owes_credit(const struct channel *ch,
+			const struct frame_header *h);
+static void give_credit(struct channel *ch);
+static bool is_flow(uint32_t kind);
+static size_t flow_bytes(const struct channel *ch, uint64_t *credit);
+static bool take_flow(struct channel *ch, const struct frame_header *h);
 
 /* ------------------------------------------------------------------------ */
 /* Life of a channel                                                        */
@@ -210,6 +230,18 @@ static int grow(unsigned char **buf, size_t *cap, size_t used, size_t need,
 /* Sending                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* Reads what the other side sent, for the receiving side, while this side
+ * waits to send. Errors belong to the receiving side and show on the next
+ * receive. */
+static void fill_aside(struct channel *ch)
+{
+	if (channel_fill(ch) < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    !ch->broken) {
+		ch->broken = true;
+		ch->broken_errno = errno;
+	}
+}
+
 /* Waits until wfd can take more, reading meanwhile whatever the other
  * side sends into the receive buffer: two processes sending each other
  * large messages at once would otherwise each wait for the other to read.
@@ -241,13 +273,7 @@ static int wait_writable(struct channel *ch, int64_t deadline)
 			return r;
 		if (reading && ((p[n - 1].revents & (POLLIN | POLLHUP)) ||
 				(n == 1 && (p[0].revents & POLLIN)))) {
-			/* Errors here belong to the receiving side and
-			 * show on the next receive. */
-			if (channel_fill(ch) < 0 && errno != EAGAIN &&
-			    errno != EWOULDBLOCK && !ch->broken) {
-				ch->broken = true;
-				ch->broken_errno = errno;
-			}
+			fill_aside(ch);
 			reading = !ch->eof && !ch->broken;
 			if (!reading && n == 2)
 				n = 1;
@@ -322,11 +348,33 @@ static void check_sigpipe(struct channel *ch)
 	ch->sigpipe_guard = true;
 }
 
+/* Holds a frame of kind (the two buffers a and b as its payload) back in
+ * obuf, to leave with whatever follows in one write. -1 on ENOMEM, nothing
+ * held. */
+static int hold_frame(struct channel *ch, uint32_t kind, const void *a,
+		      size_t alen, const void *b, size_t blen)
+{
+	size_t size = FRAME_HEADER_SIZE + alen + blen;
+
+	if (ch->ocap - ch->olen < size &&
+	    grow(&ch->obuf, &ch->ocap, ch->olen, size, 4096) < 0)
+		return -1;
+	frame_encode(ch->obuf + ch->olen, kind, (uint64_t)alen + blen);
+	if (alen)
+		memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE, a, alen);
+	if (blen)
+		memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE + alen, b, blen);
+	ch->olen += size;
+	return 0;
+}
+
 int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		       size_t alen, const void *b, size_t blen, int timeout_ms)
 {
 	unsigned char hdr[FRAME_HEADER_SIZE];
 	struct iovec iov[3];
+	int64_t deadline;
+	int rc;
 
 	if (!ch || (alen && !a) || (blen && !b)) {
 		errno = EINVAL;
@@ -345,6 +393,13 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		errno = EMSGSIZE;
 		return -1;
 	}
+	if (ch->bound && is_message(kind) && in_flight(ch) >= ch->bound) {
+		/* One deadline for the wait for credit and the write. */
+		deadline = clock_deadline(timeout_ms);
+		if (await_credit(ch, deadline) < 0)
+			return -1;
+		timeout_ms = clock_left(deadline);
+	}
 	if (!ch->sigpipe_known)
 		check_sigpipe(ch);
 #ifdef F_SETPIPE_SZ
@@ -356,30 +411,21 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 		fcntl(ch->wfd, F_SETPIPE_SZ, PIPE_BIG);
 	}
 #endif
-	frame_encode(hdr, kind, (uint64_t)alen + blen);
 	if (ch->cork && FRAME_HEADER_SIZE + alen + blen <= OBUF_FRAME_MAX) {
-		/* Held back, to leave with whatever follows in one write. */
-		size_t size = FRAME_HEADER_SIZE + alen + blen;
-
-		if (ch->ocap - ch->olen < size &&
-		    grow(&ch->obuf, &ch->ocap, ch->olen, size, 4096) < 0)
-			return -1;
-		memcpy(ch->obuf + ch->olen, hdr, FRAME_HEADER_SIZE);
-		if (alen)
-			memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE, a, alen);
-		if (blen)
-			memcpy(ch->obuf + ch->olen + FRAME_HEADER_SIZE + alen,
-			       b, blen);
-		ch->olen += size;
-		return 0;
+		rc = hold_frame(ch, kind, a, alen, b, blen);
+	} else {
+		frame_encode(hdr, kind, (uint64_t)alen + blen);
+		iov[0].iov_base = hdr;
+		iov[0].iov_len = sizeof(hdr);
+		iov[1].iov_base = (void *)a;
+		iov[1].iov_len = alen;
+		iov[2].iov_base = (void *)b;
+		iov[2].iov_len = blen;
+		rc = write_frames(ch, iov, 3, timeout_ms);
 	}
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = (void *)a;
-	iov[1].iov_len = alen;
-	iov[2].iov_base = (void *)b;
-	iov[2].iov_len = blen;
-	return write_frames(ch, iov, 3, timeout_ms);
+	if (rc == 0 && is_message(kind))
+		ch->sent++;
+	return rc;
 }
 
 /* Writes the frames held back by cork. */
@@ -584,6 +630,15 @@ static void consume(struct channel *ch, size_t n)
 		ch->ipos = ch->ilen = 0;
 }
 
+bool channel_whole_at(const struct channel *ch, size_t pos,
+		      struct frame_header *h)
+{
+	/* No offset is added to a buffer never allocated. */
+	return ch->ibuf && pos <= ch->ilen &&
+	       frame_decode(ch->ibuf + pos, ch->ilen - pos, SIZE_MAX, h) == 1 &&
+	       h->size <= ch->ilen - pos;
+}
+
 /* Whether a whole frame is at the head of ibuf (bytes in front of a fault
  * included). */
 static bool whole_at_head(const struct channel *ch)
@@ -592,8 +647,7 @@ static bool whole_at_head(const struct channel *ch)
 
 	if (ch->broken && ch->broken_ahead == 0)
 		return false;
-	return frame_decode(ch->ibuf + ch->ipos, buffered(ch), SIZE_MAX,
-			    &h) == 1 && h.size <= buffered(ch);
+	return channel_whole_at(ch, ch->ipos, &h);
 }
 
 /* Looks at the frame at the head of ibuf. Returns 1 with *h when the whole
@@ -738,6 +792,10 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 		}
 		if (ch->olen && flush_out(ch, clock_left(deadline)) < 0)
 			return -1;
+		/* The other side may be waiting for this credit before it
+		 * sends what this wait is for. */
+		if (ch->credit_owed)
+			send_credit(ch);
 		if (ch->blocking && deadline < 0) {
 			/* A blocking descriptor and no timeout: the read
 			 * itself waits, and no poll is needed. */
@@ -764,6 +822,7 @@ static int take_frame(struct channel *ch, const struct frame_header *h,
 		      void **data, size_t *len)
 {
 	size_t payload = (size_t)(h->size - FRAME_HEADER_SIZE);
+	bool credit = owes_credit(ch, h);
 	unsigned char *p;
 
 	if (ch->big) {
@@ -780,6 +839,8 @@ static int take_frame(struct channel *ch, const struct frame_header *h,
 	p[payload] = '\0';
 	*data = p;
 	*len = payload;
+	if (credit)
+		give_credit(ch);
 	return 0;
 }
 
@@ -805,10 +866,12 @@ static bool at_task_end(const struct channel *ch, const struct frame_header *h)
 
 /* Consumes the whole frame at the head (described by h) when it is one of
  * the library's own control frames that nobody waits for: a persistent ACK,
- * or a DONE on a channel without owner. Returns true when it did; users
- * never see them. */
+ * a bounded channel's BOUND or CREDIT, or a DONE on a channel without
+ * owner. Returns true when it did; users never see them. */
 static bool take_control(struct channel *ch, const struct frame_header *h)
 {
+	if (is_flow(h->kind))
+		return take_flow(ch, h);
 	if (h->kind == FRAME_ACK && ch->ops && ch->ops->take_ack) {
 		ch->ops->take_ack(ch, h);
 		return true;
@@ -852,6 +915,7 @@ int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 		       size_t *len, int timeout_ms)
 {
 	struct frame_header h;
+	int64_t deadline;
 	int r;
 
 	if (!ch || !kind || !data || !len) {
@@ -862,7 +926,10 @@ int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 		errno = ENOMSG;
 		return -1;
 	}
-	r = await_frame(ch, &h, clock_deadline(timeout_ms));
+	deadline = clock_deadline(timeout_ms);
+	do
+		r = await_frame(ch, &h, deadline);
+	while (r == 1 && is_flow(h.kind) && take_flow(ch, &h));
 	if (r <= 0)
 		return r;
 	if (h.kind == FRAME_STREAM) {
@@ -1117,7 +1184,9 @@ int channel_active(const struct channel *ch)
 {
 	if (!ch)
 		return 0;
-	return !ch->eof || buffered(ch) > 0 || ch->big != NULL ||
+	/* Flow control buffered is no message. */
+	return !ch->eof || buffered(ch) > flow_bytes(ch, NULL) ||
+	       ch->big != NULL ||
 	       ch->stream_left > 0 || ch->local != NULL;
 }
 
@@ -1127,7 +1196,7 @@ ssize_t channel_size(const struct channel *ch)
 
 	if (unusable(ch, true))
 		return -1;
-	n = buffered(ch) + (ch->big ? ch->big_have : 0);
+	n = buffered(ch) - flow_bytes(ch, NULL) + (ch->big ? ch->big_have : 0);
 #ifdef FIONREAD
 	{
 		int k = 0;
@@ -1202,19 +1271,185 @@ struct channel *channel_new_failure(size_t task, int cause, int code,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Bounded sending                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* The frames a bound counts: the user's messages. Item streams, the reuse
+ * protocol and the flow control itself are not counted. */
+static bool is_message(uint32_t kind)
+{
+	return kind == FRAME_DATA || kind == FRAME_ERROR;
+}
+
+static bool is_flow(uint32_t kind)
+{
+	return kind == FRAME_BOUND || kind == FRAME_CREDIT;
+}
+
+/* This side's messages sent and not yet credited. */
+static uint64_t in_flight(const struct channel *ch)
+{
+	return ch->sent > ch->credited ? ch->sent - ch->credited : 0;
+}
+
+/* Reads the uint64 at word i of the payload of a flow frame at offset pos
+ * of ibuf. */
+static uint64_t flow_word(const struct channel *ch, size_t pos, size_t i)
+{
+	uint64_t v;
+
+	memcpy(&v, ch->ibuf + pos + FRAME_HEADER_SIZE + i * sizeof(v),
+	       sizeof(v));
+	return v;
+}
+
+/* Whether h describes a well-formed flow frame: a CREDIT of one word, a
+ * BOUND of two. */
+static bool flow_ok(const struct frame_header *h)
+{
+	uint64_t words = h->kind == FRAME_CREDIT ? 1 : 2;
+
+	return is_flow(h->kind) &&
+	       h->size == FRAME_HEADER_SIZE + words * sizeof(uint64_t);
+}
+
+/* The bytes of the whole BOUND and CREDIT frames buffered in ibuf (after
+ * the rest of an open stream frame), which no reader sees; with credit, the
+ * highest total among the CREDIT frames too (left alone when none). */
+static size_t flow_bytes(const struct channel *ch, uint64_t *credit)
+{
+	struct frame_header h;
+	size_t pos, n = 0;
+
+	if (ch->stream_left > buffered(ch))
+		return 0;
+	for (pos = ch->ipos + (size_t)ch->stream_left;
+	     channel_whole_at(ch, pos, &h); pos += (size_t)h.size) {
+		if (!flow_ok(&h))
+			continue;
+		n += (size_t)h.size;
+		if (credit && h.kind == FRAME_CREDIT &&
+		    flow_word(ch, pos, 0) > *credit)
+			*credit = flow_word(ch, pos, 0);
+	}
+	return n;
+}
+
+/* Takes the whole flow frame at the head (h): a CREDIT counts, a BOUND
+ * starts or stops the crediting of the other side's messages. False, with
+ * the frame left there, when it is malformed or the channel is persistent
+ * (whose peers never bound it): the callers' protocol error. */
+static bool take_flow(struct channel *ch, const struct frame_header *h)
+{
+	if (ch->ops || ch->big || !flow_ok(h))
+		return false;
+	if (h->kind == FRAME_CREDIT) {
+		if (flow_word(ch, ch->ipos, 0) > ch->credited)
+			ch->credited = flow_word(ch, ch->ipos, 0);
+	} else {
+		/* Every message sent before it has been taken here. */
+		ch->taken = flow_word(ch, ch->ipos, 0);
+		ch->crediting = flow_word(ch, ch->ipos, 1) != 0;
+		ch->credit_owed = false;
+	}
+	channel_drop_frame(ch, h);
+	return true;
+}
+
+/* Whether taking the whole frame at the head (h) is to be credited: one of
+ * the other side's messages while its sends are bounded, from the wire (a
+ * preloaded frame was credited when it was first taken). */
+static bool owes_credit(const struct channel *ch, const struct frame_header *h)
+{
+	return ch->crediting && is_message(h->kind) &&
+	       (ch->big || ch->trusted < h->size);
+}
+
+/* Sends the total taken as a CREDIT without waiting. When the pipe is full
+ * it stays owed, for the next taking or receive wait: the totals make one
+ * late credit say what the missed ones would have. A sender that has gone
+ * is no error of the receive's. */
+static void send_credit(struct channel *ch)
+{
+	uint64_t n = ch->taken;
+	int saved = errno;
+
+	ch->credit_owed = channel_send_frame(ch, FRAME_CREDIT, &n, sizeof(n),
+					     NULL, 0, 0) < 0 &&
+			  errno == ETIMEDOUT;
+	errno = saved;
+}
+
+/* One of the other side's messages has been handed to the caller. */
+static void give_credit(struct channel *ch)
+{
+	ch->taken++;
+	send_credit(ch);
+}
+
+/* Waits until fewer than bound of this side's messages are in flight,
+ * reading the input meanwhile: the other side's frames stay buffered for
+ * the receives, and the credits among them count at once. Frames held in
+ * obuf go first, or their credit could never come. 0, or -1 with
+ * ETIMEDOUT, EPIPE (no credit can come any more: the other side's stream
+ * ended or failed), or the error of a wait. */
+static int await_credit(struct channel *ch, int64_t deadline)
+{
+	uint64_t credit;
+
+	for (;;) {
+		credit = ch->credited;
+		(void)flow_bytes(ch, &credit);
+		ch->credited = credit;
+		if (in_flight(ch) < ch->bound)
+			return 0;
+		if (ch->rfd < 0 || ch->eof || ch->broken) {
+			errno = EPIPE;
+			return -1;
+		}
+		if (ch->olen && flush_out(ch, clock_left(deadline)) < 0)
+			return -1;
+		if (sys_await(ch->rfd, POLLIN, deadline) < 0)
+			return -1;
+		fill_aside(ch);
+	}
+}
+
+int channel_set_bound(struct channel *ch, size_t n)
+{
+	uint64_t word[2];
+
+	if (unusable(ch, true))
+		return -1;
+	if (ch->ops) {
+		/* Persistent channels acknowledge every message already. */
+		errno = ENOTSUP;
+		return -1;
+	}
+	if ((n == 0) != (ch->bound == 0)) {
+		/* Set or lifted: the other side learns it in order, before
+		 * the next message, with which the BOUND leaves. */
+		word[0] = ch->sent;
+		word[1] = n;
+		if (hold_frame(ch, FRAME_BOUND, word, sizeof(word), NULL, 0) < 0)
+			return -1;
+		/* What was sent before counts against no bound. */
+		if (n && ch->credited < ch->sent)
+			ch->credited = ch->sent;
+	}
+	ch->bound = n;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Flush and preload                                                        */
 /* ------------------------------------------------------------------------ */
 
-ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
-		      int timeout_ms)
+/* The start of a flush: checks the arguments, clears the caller's result
+ * and drops the copy an earlier peek lent. -1 with EINVAL, or ENOMSG when
+ * a get is in the middle of an item stream. */
+static int flush_begin(struct channel *ch, void **frames, size_t *len)
 {
-	int64_t deadline = clock_deadline(timeout_ms);
-	unsigned char *out = NULL, *p;
-	size_t used = 0, cap = 0, payload;
-	ssize_t count = 0;
-	struct frame_header h;
-	int r, saved;
-
 	if (!ch || !frames || !len) {
 		errno = EINVAL;
 		return -1;
@@ -1227,86 +1462,123 @@ ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
 	}
 	free(ch->peek_data);
 	ch->peek_data = NULL;
-	/* An error after whole frames were taken ends the flush, which
-	 * returns them, as read(2) returns what it got: what was taken
-	 * cannot go back into the kernel, and a run of channel_recv would
-	 * have returned them too. The error comes on the next call. */
+	return 0;
+}
+
+/* A flush's wait for a frame failed with errno. A timeout ends the flush
+ * with what it has. An error after whole frames were taken ends it too,
+ * which returns them, as read(2) returns what it got: what was taken
+ * cannot go back into the kernel, and a run of channel_recv would have
+ * returned them too; the error comes on the next call. A bad frame has
+ * already made the channel broken behind what was taken, and a failed
+ * allocation is met again; a failed read is kept as broken, as
+ * wait_writable keeps one, or the next call would not see it. Returns 0
+ * when the flush ends, -1 when it fails (taken is false). */
+static int flush_wait_failed(struct channel *ch, bool taken)
+{
+	if (errno == ETIMEDOUT)
+		return 0;
+	if (!taken)
+		return -1;
+	if (!ch->broken && errno != ENOMEM)
+		set_broken(ch, errno);
+	return 0;
+}
+
+/* Waits for the next frame a flush hands over (DATA, ERROR or FAILURE,
+ * described in *h), consuming the library's control frames on the way as
+ * channel_recv does. Returns 1 with one at the head; 0 when the flush ends
+ * in front of what is there (end of stream, a timeout, the end of a task's
+ * messages, items for a get, or a fault behind frames already taken);
+ * -1 when it fails with nothing taken (taken is false). */
+static int flush_next(struct channel *ch, struct frame_header *h,
+		      int64_t deadline, bool taken)
+{
+	int r;
+
 	for (;;) {
-		r = await_frame(ch, &h, deadline);
+		r = await_frame(ch, h, deadline);
 		if (r == 0)
-			break;
-		if (r < 0) {
-			if (errno == ETIMEDOUT)
-				break;
-			if (count == 0)
-				goto fail;
-			/* A bad frame has made the channel broken behind what
-			 * was taken, and a failed allocation is met again; a
-			 * failed read is kept as broken, as wait_writable
-			 * keeps one, or the next call would not see it. */
-			if (!ch->broken && errno != ENOMEM)
-				set_broken(ch, errno);
-			break;
-		}
-		/* Control frames are the library's, as in channel_recv:
-		 * consumed here, never handed over. */
-		if (take_control(ch, &h))
+			return 0;
+		if (r < 0)
+			return flush_wait_failed(ch, taken);
+		if (take_control(ch, h))
 			continue;
-		if (at_task_end(ch, &h))
-			break;
-		if (h.kind > FRAME_FAILURE && h.kind != FRAME_STREAM) {
+		if (at_task_end(ch, h))
+			return 0;
+		if (h->kind == FRAME_STREAM) {
+			/* Items pending: the next call meets them again,
+			 * and a get can take them. */
+			if (taken)
+				return 0;
+			errno = ENOMSG;
+			return -1;
+		}
+		if (h->kind > FRAME_FAILURE) {
 			/* TASK or STOP coming this way: a protocol error. */
 			set_broken(ch, EPROTO);
-			if (count)
-				break;
-			goto fail;
+			return taken ? 0 : -1;
 		}
-		if (h.kind == FRAME_STREAM) {
-			/* Items pending: the next call meets them again, and
-			 * a get can take them. */
-			if (count)
-				break;
-			errno = ENOMSG;
-			goto fail;
-		}
-		/* A frame is never empty (its header is in it), so the first
-		 * one always allocates; the analysers are told so. */
-		if (!out || cap - used < h.size) {
-			size_t ncap = cap ? cap : 4096;
+		return 1;
+	}
+}
 
-			while (ncap - used < h.size)
-				ncap *= 2;
-			p = realloc(out, ncap);
-			if (!p) {
-				if (count)
-					break;
-				goto fail;
-			}
-			out = p;
-			cap = ncap;
+/* Appends the whole frame at the head (described by h) to the flush's
+ * output (*out, of *cap bytes, *used of them taken), then drops it from
+ * the channel: copied from where it was received, and only then dropped,
+ * so a failed allocation (-1, ENOMEM) leaves the frame in the channel. */
+static int flush_append(struct channel *ch, const struct frame_header *h,
+			unsigned char **out, size_t *used, size_t *cap)
+{
+	size_t payload = (size_t)(h->size - FRAME_HEADER_SIZE);
+	bool credit = owes_credit(ch, h);
+
+	/* A frame is never empty (its header is in it), so the first one
+	 * always allocates; the analysers are told so. */
+	if ((!*out || *cap - *used < h->size) &&
+	    grow(out, cap, *used, (size_t)h->size, 4096) < 0)
+		return -1;
+	/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
+	frame_encode(*out + *used, h->kind, payload);
+	/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
+	memcpy(*out + *used + FRAME_HEADER_SIZE,
+	       ch->big ? ch->big : ch->ibuf + ch->ipos + FRAME_HEADER_SIZE,
+	       payload);
+	channel_drop_frame(ch, h);
+	*used += (size_t)h->size;
+	if (credit)
+		give_credit(ch);	/* handed over, as by channel_recv */
+	return 0;
+}
+
+ssize_t channel_flush(struct channel *ch, void **frames, size_t *len,
+		      int timeout_ms)
+{
+	int64_t deadline = clock_deadline(timeout_ms);
+	unsigned char *out = NULL;
+	size_t used = 0, cap = 0;
+	ssize_t count = 0;
+	struct frame_header h;
+	int r, saved;
+
+	if (flush_begin(ch, frames, len) < 0)
+		return -1;
+	while ((r = flush_next(ch, &h, deadline, count > 0)) == 1) {
+		if (flush_append(ch, &h, &out, &used, &cap) < 0) {
+			r = count ? 0 : -1;	/* as for a failed wait */
+			break;
 		}
-		/* Copied from where it was received, and only then dropped,
-		 * so a failed allocation leaves the frame in the channel. */
-		payload = (size_t)(h.size - FRAME_HEADER_SIZE);
-		/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
-		frame_encode(out + used, h.kind, payload);
-		/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
-		memcpy(out + used + FRAME_HEADER_SIZE,
-		       ch->big ? ch->big : ch->ibuf + ch->ipos +
-		       FRAME_HEADER_SIZE, payload);
-		channel_drop_frame(ch, &h);
-		used += h.size;
 		count++;
+	}
+	if (r < 0) {
+		saved = errno;
+		free(out);
+		errno = saved;
+		return -1;
 	}
 	*frames = out;
 	*len = used;
 	return count;
-
-fail:
-	saved = errno;
-	free(out);
-	errno = saved;
-	return -1;
 }
 
 int channel_preload(struct channel *ch, const void *frames, size_t len)
@@ -1334,7 +1606,8 @@ int channel_preload(struct channel *ch, const void *frames, size_t len)
 			errno = EPROTO;
 		if (r <= 0)
 			return -1;
-		if (h.size > len - off) {
+		/* Credits are the other side's word, never replayed. */
+		if (h.size > len - off || is_flow(h.kind)) {
 			errno = EPROTO;
 			return -1;
 		}
@@ -1399,120 +1672,163 @@ static int await_readable(struct channel *ch, int64_t deadline)
 	return sys_wait_fd(ch->rfd, POLLIN, deadline);
 }
 
-int channel_get(struct channel *ch, void *items, size_t m, size_t size,
-		size_t *got, int timeout_ms)
+/* The next frame of a get must be a stream frame; only its header needs
+ * to be here. Opens it: consumes the header and sets stream_left (a stream
+ * taken is a message received). Returns 1 when opened, 0 when its header
+ * is not all buffered yet, -1 with ENOMSG for a message at the head, or
+ * the error of the head. */
+static int open_stream(struct channel *ch)
 {
-	int64_t deadline = clock_deadline(timeout_ms);
-	unsigned char *dst = items;
-	size_t need, done = 0, take;
 	struct frame_header h;
-	ssize_t n;
-	int r, err = 0;
+	int r;
 
-	if (got)
-		*got = 0;
-	if (!ch || size == 0 || (m && !items) || (m && size > SIZE_MAX / m)) {
-		errno = EINVAL;
+	do {
+		r = head_frame(ch, &h);
+		if (r < 0)
+			return -1;
+		if (ch->big) {
+			/* A message (or a FAILURE) of its own allocation. */
+			errno = ENOMSG;
+			return -1;
+		}
+		if (buffered(ch) < FRAME_HEADER_SIZE ||
+		    frame_decode(ch->ibuf + ch->ipos, buffered(ch), ch->max,
+				 &h) != 1)
+			return 0;
+		/* Flow control between items is the channel's own. */
+		if (is_flow(h.kind) && r == 0)
+			return 0;
+	} while (is_flow(h.kind) && take_flow(ch, &h));
+	if (h.kind != FRAME_STREAM) {
+		errno = ENOMSG;
 		return -1;
 	}
-	if (unusable(ch, true))
-		return -1;
-	need = m * size;
-	while (done < need) {
-		if (ch->stream_left == 0) {
-			/* The next frame must be a stream frame; only its
-			 * header needs to be here. */
-			r = head_frame(ch, &h);
-			if (r < 0) {
-				err = errno;
-				break;
-			}
-			if (buffered(ch) >= FRAME_HEADER_SIZE && !ch->big &&
-			    frame_decode(ch->ibuf + ch->ipos, buffered(ch),
-					 ch->max, &h) == 1) {
-				if (h.kind != FRAME_STREAM) {
-					err = ENOMSG;
-					break;
-				}
-				consume(ch, FRAME_HEADER_SIZE);
-				ch->stream_left = h.size - FRAME_HEADER_SIZE;
-				/* A stream taken is a message received. */
-				ch->received++;
-				continue;
-			}
-			if (ch->big) {
-				err = ENOMSG;
-				break;
-			}
-		} else if (buffered(ch) > 0) {
-			take = buffered(ch);
-			if (take > ch->stream_left)
-				take = (size_t)ch->stream_left;
-			if (take > need - done)
-				take = need - done;
-			memcpy(dst + done, ch->ibuf + ch->ipos, take);
-			consume(ch, take);
-			ch->stream_left -= take;
-			done += take;
-			continue;
-		} else if (!ch->eof) {
-			/* Nothing buffered in the middle of a stream frame:
-			 * read straight into the caller's array. */
-			take = need - done;
-			if (take > ch->stream_left)
-				take = (size_t)ch->stream_left;
-			r = await_readable(ch, deadline);
-			if (r <= 0) {
-				err = r < 0 ? errno : ETIMEDOUT;
-				break;
-			}
-			n = sys_read(ch->rfd, dst + done, take);
-			if (n > 0) {
-				ch->stream_left -= n;
-				ch->progress++;
-				done += n;
-				continue;
-			}
-			if (n == 0) {
-				ch->eof = true;
-				continue;
-			}
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				err = errno;
-				break;
-			}
-			goto wait;
-		}
-		if (ch->eof) {
-			err = EPIPE;
-			break;
-		}
-		r = await_readable(ch, deadline);
-		if (r <= 0) {
-			err = r < 0 ? errno : ETIMEDOUT;
-			break;
-		}
-		n = channel_fill(ch);
-		if (n >= 0)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			err = errno;
-			break;
-		}
-wait:
-		r = sys_wait_fd(ch->rfd, POLLIN, deadline);
-		if (r < 0) {
-			err = errno;
-			break;
-		}
-		if (r == 0) {
-			err = ETIMEDOUT;
-			break;
-		}
+	consume(ch, FRAME_HEADER_SIZE);
+	ch->stream_left = h.size - FRAME_HEADER_SIZE;
+	ch->received++;
+	return 1;
+}
+
+/* Copies into dst up to want item bytes of the open stream frame from
+ * those buffered (there are some); *done counts them. */
+static void take_items(struct channel *ch, unsigned char *dst, size_t want,
+		       size_t *done)
+{
+	size_t take = buffered(ch);
+
+	if (take > ch->stream_left)
+		take = (size_t)ch->stream_left;
+	if (take > want)
+		take = want;
+	memcpy(dst, ch->ibuf + ch->ipos, take);
+	consume(ch, take);
+	ch->stream_left -= take;
+	*done += take;
+}
+
+/* Waits until the read descriptor has data, or the deadline. 0 when it
+ * has, else the errno that ends the get (ETIMEDOUT at the deadline). */
+static int wait_items(struct channel *ch, int64_t deadline)
+{
+	int r = sys_wait_fd(ch->rfd, POLLIN, deadline);
+
+	if (r < 0)
+		return errno;
+	return r == 0 ? ETIMEDOUT : 0;
+}
+
+/* await_readable, as the errno that ends the get (ETIMEDOUT at the
+ * deadline), or 0 when the read may go ahead. */
+static int get_readable(struct channel *ch, int64_t deadline)
+{
+	int r = await_readable(ch, deadline);
+
+	if (r < 0)
+		return errno;
+	return r == 0 ? ETIMEDOUT : 0;
+}
+
+/* In the middle of a stream frame with nothing buffered: reads up to want
+ * item bytes of it straight into the caller's array at dst (*done counts
+ * them), waiting when there are none yet. 0 when the get goes on (end of
+ * stream included: the next step sees it), else the errno that ends it. */
+static int read_items(struct channel *ch, unsigned char *dst, size_t want,
+		      size_t *done, int64_t deadline)
+{
+	ssize_t n;
+	int err;
+
+	if (want > ch->stream_left)
+		want = (size_t)ch->stream_left;
+	err = get_readable(ch, deadline);
+	if (err)
+		return err;
+	n = sys_read(ch->rfd, dst, want);
+	if (n > 0) {
+		ch->stream_left -= n;
+		ch->progress++;
+		*done += n;
+		return 0;
 	}
-	/* Whole items are reported. The bytes of an item cut short by a
-	 * timeout go back in front of the buffer for the next get; those of
-	 * one cut short by end of stream are dropped with it. */
+	if (n == 0) {
+		ch->eof = true;
+		return 0;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		return errno;
+	return wait_items(ch, deadline);
+}
+
+/* Reads more bytes into ibuf for a get, waiting when there are none yet.
+ * 0 when the get goes on, EPIPE at end of stream (the other side closed
+ * with not enough items), else the errno that ends it. */
+static int fill_items(struct channel *ch, int64_t deadline)
+{
+	int err;
+
+	if (ch->eof)
+		return EPIPE;
+	err = get_readable(ch, deadline);
+	if (err)
+		return err;
+	if (channel_fill(ch) >= 0)
+		return 0;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		return errno;
+	return wait_items(ch, deadline);
+}
+
+/* One step of a get that wants need bytes into dst, *done of them taken:
+ * opens the next stream frame, takes buffered item bytes, or reads more.
+ * 0 when the get goes on, else the errno that ends it. */
+static int get_step(struct channel *ch, unsigned char *dst, size_t need,
+		    size_t *done, int64_t deadline)
+{
+	int r;
+
+	if (ch->stream_left == 0) {
+		r = open_stream(ch);
+		if (r < 0)
+			return errno;
+		return r ? 0 : fill_items(ch, deadline);
+	}
+	if (buffered(ch) > 0) {
+		take_items(ch, dst + *done, need - *done, done);
+		return 0;
+	}
+	if (!ch->eof)
+		return read_items(ch, dst + *done, need - *done, done,
+				  deadline);
+	return EPIPE;
+}
+
+/* The end of a get that took done bytes into dst and stopped with err (0
+ * for none). Whole items are reported. The bytes of an item cut short by a
+ * timeout go back in front of the buffer for the next get; those of one
+ * cut short by end of stream are dropped with it. */
+static int end_get(struct channel *ch, const unsigned char *dst, size_t done,
+		   size_t size, size_t *got, int err)
+{
 	if (err == ETIMEDOUT && done % size)
 		unread(ch, dst + done - done % size, done % size);
 	if (got)
@@ -1524,3 +1840,23 @@ wait:
 	return 0;
 }
 
+int channel_get(struct channel *ch, void *items, size_t m, size_t size,
+		size_t *got, int timeout_ms)
+{
+	int64_t deadline = clock_deadline(timeout_ms);
+	size_t need, done = 0;
+	int err = 0;
+
+	if (got)
+		*got = 0;
+	if (!ch || size == 0 || (m && !items) || (m && size > SIZE_MAX / m)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (unusable(ch, true))
+		return -1;
+	need = m * size;
+	while (done < need && !err)
+		err = get_step(ch, items, need, &done, deadline);
+	return end_get(ch, items, done, size, got, err);
+}

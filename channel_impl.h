@@ -109,6 +109,24 @@ struct channel {
 				   caller can tell whether a callback took
 				   anything */
 
+	/* Bounded sending (channel_set_bound; channel.c, "Bounded
+	 * sending"). The counts run for the channel's whole life, on both
+	 * sides, whatever the bound. */
+	size_t bound;		/* most of this side's messages in flight
+				   (sent, not yet taken by the other side),
+				   or 0 for no bound */
+	uint64_t sent;		/* DATA and ERROR frames this side has sent */
+	uint64_t credited;	/* of those, the most the other side said
+				   it has taken (CREDIT), or all those sent
+				   before the bound was set */
+	bool crediting;		/* the other side's sends are bounded (its
+				   BOUND said so): each of its messages taken
+				   here is credited back */
+	bool credit_owed;	/* the last CREDIT found no room: the next
+				   taking or wait sends the total */
+	uint64_t taken;		/* the other side's messages taken here (as
+				   credited), from its BOUND's count on */
+
 	/* What the owner (an exchange) asks the channel to carry. */
 	void *owner;		/* the owner's record for the channel, never
 				   looked into here; NULL when in no exchange */
@@ -142,6 +160,12 @@ HIDDEN void channel_free(struct channel *ch);
  * child's end) is the one live channel and every copy inherited of the
  * parent's is inert (channel_inherited). */
 HIDDEN void channel_new_generation(struct channel *ch);
+
+/* Whether a whole frame is buffered in ibuf at offset pos (ipos or past
+ * it, at a frame boundary); *h describes it. Malformed bytes end the walk
+ * as a frame cut short does. */
+HIDDEN bool channel_whole_at(const struct channel *ch, size_t pos,
+			     struct frame_header *h);
 
 /* Drops the whole frame at the head, described by h. */
 HIDDEN void channel_drop_frame(struct channel *ch,

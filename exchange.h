@@ -221,6 +221,31 @@ int channel_send(struct channel *ch, const void *buf, size_t len,
  * ordinary data. Same returns as channel_send. */
 int channel_send_error(struct channel *ch, const char *text, int timeout_ms);
 
+/* Bounds this side's sending on ch (maize's bounded DataChannel): once n of
+ * its messages (channel_send and channel_send_error) are in flight, sent
+ * and not yet taken by the other side, a send waits for the other side to
+ * take one, within its timeout_ms, whatever room the pipe has: -1 waits
+ * for ever, 0 only takes what has arrived; then it fails with ETIMEDOUT,
+ * and nothing was sent (later sends work), or with EPIPE once no taking
+ * can come any more (the other side has exited, or closed or broke its
+ * sending direction). n 0 lifts the bound (the default); a bound applies
+ * to the messages sent after it is set.
+ *
+ * Only the sending side calls it: the bound travels on the wire, in
+ * front of the next message, and the other side's library then credits
+ * each message as it hands it over (channel_recv, channel_flush, an
+ * exchange's delivery to store_data, a Map or a Queue; channel_peek and
+ * channel_ready take nothing), with a small frame back over the reverse
+ * direction, never seen by any reader. A waiting send reads its own
+ * input meanwhile: messages that arrive stay buffered for the receives.
+ * Messages put back with channel_preload were counted when first taken.
+ * Item streams (channel_put) are not counted. In a child of an exchange,
+ * fn calls it on its own end; in a reuse worker it holds for the worker's
+ * life. A bounded parent end makes exchange_broadcast wait on it too.
+ * Returns 0, or -1 with EINVAL, EBADF (an inherited channel), ENOTSUP (a
+ * persistent channel: its messages are acknowledged already), ENOMEM. */
+int channel_set_bound(struct channel *ch, size_t n);
+
 /* Receives the next message within timeout_ms. Returns 1 and fills *msg (the
  * caller frees msg->data), 0 at end of stream (the other side has closed and
  * everything it sent has been received; on a reuse worker's channel in an

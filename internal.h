@@ -18,6 +18,12 @@
  * returned to users: the exchange takes them (channel_take_done).
  * ACK belongs to persistent processes and is never returned to users
  * either: its payload is one uint64 message count (see channel.c's end).
+ * BOUND and CREDIT are the flow control of bounded channels (channel.c,
+ * "Bounded sending"), consumed by the channel layer wherever they reach
+ * the head and never returned to anyone: BOUND (uint64 messages sent
+ * before it, uint64 bound, 0 for none) tells the receiver whether to
+ * credit what it takes; CREDIT (uint64) is the total of the sender's
+ * messages the receiver has taken, so the latest one says all.
  */
 #ifndef EXCHANGE_INTERNAL_H
 #define EXCHANGE_INTERNAL_H
@@ -45,7 +51,9 @@ enum frame_kind {
 	FRAME_STOP = 7,		/* reuse: the worker should leave */
 	FRAME_ACK = 8,		/* persistent: uint64 message count (see the
 				   end of channel.c) */
-	FRAME_KIND_MAX = 8,
+	FRAME_BOUND = 9,	/* bounded: the sender's bound set or lifted */
+	FRAME_CREDIT = 10,	/* bounded: the sender's messages taken */
+	FRAME_KIND_MAX = 10,
 };
 
 struct frame_header {

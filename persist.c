@@ -159,8 +159,7 @@ static size_t persist_absorb(struct channel *ch)
 	 * before it still count, even when a read error came after them. */
 	if (ch->stream_left || !ch->ibuf)
 		return 0;
-	while (frame_decode(ch->ibuf + pos, ch->ilen - pos, SIZE_MAX, &h) ==
-	       1 && h.size <= ch->ilen - pos) {
+	while (channel_whole_at(ch, pos, &h)) {
 		if (h.kind != FRAME_ACK) {
 			pos += h.size;
 			continue;

@@ -102,8 +102,14 @@ static void model_build(struct model *md, const uint8_t *s, size_t len,
 			return;
 		}
 		payload = (size_t)(h.size - FRAME_HEADER_SIZE);
-		if (h.kind == FRAME_DONE) {
-			/* Control frames go to on_control (none here). */
+		if (h.kind == FRAME_DONE ||
+		    (h.kind == FRAME_CREDIT &&
+		     payload == sizeof(uint64_t)) ||
+		    (h.kind == FRAME_BOUND &&
+		     payload == 2 * sizeof(uint64_t))) {
+			/* Control frames go to on_control (none here); a
+			 * bounded channel's flow control, well formed, is
+			 * taken by the channel itself. */
 			off += h.size;
 			continue;
 		}
