@@ -68,6 +68,30 @@ static int gone(const char *path, int ms)
 	return 0;
 }
 
+/* 1 once nobody listens at path (a connection is refused), 0 if somebody
+ * still does after ms. A process killed while connected closes its
+ * connection and its listening socket one after the other as it dies, in
+ * the order of their descriptors: its peer can see the end of the
+ * connection first. */
+static int unlistened(const char *path, int ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int waited, fd, r;
+
+	cr_assert_lt(strlen(path), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	for (waited = 0; waited <= ms; waited += 10) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		cr_assert_geq(fd, 0);
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		close(fd);
+		if (r < 0 && errno == ECONNREFUSED)
+			return 1;
+		sleep_ms(10);
+	}
+	return 0;
+}
+
 /* Receives everything from a persistent process so that it ends: used on
  * the way out of a test, whatever happened before. */
 static void drain(const char *path)
@@ -770,6 +794,7 @@ Test(persistent, killed_process_file_is_replaced, .timeout = 30)
 	/* Its end of the connection closes as it dies. */
 	cr_assert_leq(channel_recv(ch, &m, 5000), 0);
 	channel_close(ch);
+	cr_assert(unlistened(path, 5000), "the killed process still listens");
 	cr_assert_eq(lstat(path, &st), 0, "the killed process cleaned up?");
 
 	cr_assert_gt(channel_start_persistent(path, produce, range,
