@@ -546,6 +546,28 @@ ssize_t exchange_start_persistent(struct exchange *ex, const char *address,
 	return task;
 }
 
+pid_t exchange_create_persistent(struct exchange *ex, const char *address,
+				 struct channel **child, int timeout_ms)
+{
+	struct channel *ch;
+	pid_t pid;
+
+	if (!ex || !child) {
+		errno = EINVAL;
+		return -1;
+	}
+	*child = NULL;
+	if (exchange_wait(ex) < 0)
+		return -1;
+	pid = channel_create_persistent(address, child);
+	if (pid <= 0)
+		return pid;
+	ch = channel_connect(address, timeout_ms);
+	if (!ch || exchange_add(ex, ch) < 0)
+		return -1;
+	return pid;
+}
+
 struct exchange *exchange_new_with(const struct exchange_options *opts,
 				   struct channel **chs, size_t n)
 {

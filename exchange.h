@@ -880,6 +880,17 @@ pid_t channel_start_persistent(const char *address, channel_fn *fn,
  * ENOMEM. */
 struct channel *channel_connect(const char *address, int timeout_ms);
 
+/* The fork-style channel_start_persistent (pprocess create_persistent):
+ * starts a background process listening at address as
+ * channel_start_persistent does, but instead of running a function the
+ * process returns from this call with 0 and its channel in *child, and goes
+ * on with the caller's code; it must end with channel_exit(*child, status),
+ * which delivers what it sent (to whoever connects) and ends it. Like any
+ * persistent process it is detached (nothing to reap), and its standard
+ * streams are /dev/null. The caller gets the process's pid, or -1 with the
+ * errors of channel_start_persistent (EINVAL for a NULL child). */
+pid_t channel_create_persistent(const char *address, struct channel **child);
+
 /* Connects to the persistent process at address as channel_connect does and
  * adds the channel to ex (pprocess Exchange.connect), which owns it from
  * then on. A connection is counted under the limit: while ex is busy the
@@ -916,6 +927,19 @@ struct exchange_managed *exchange_manage_persistent(struct exchange *ex,
 						    const char *address,
 						    channel_fn *fn, void *ctx,
 						    int timeout_ms);
+
+/* pprocess's Persistent.create: waits while ex is busy (as exchange_create
+ * does), makes a background process with channel_create_persistent, and
+ * in the caller connects to it as exchange_connect does (up to timeout_ms)
+ * so that what it sends reaches store_data (or the Map or Queue). Returns
+ * 0 in the new process, with its channel in *child (it ends with
+ * channel_exit(*child, status), and must not use ex, which is the
+ * caller's), the process's pid in the caller, or -1 with errno (EINVAL
+ * for a NULL ex or child; those of exchange_wait, channel_create_persistent
+ * and exchange_connect; when only the connection failed, the process runs
+ * on and keeps its results for a later connection). */
+pid_t exchange_create_persistent(struct exchange *ex, const char *address,
+				 struct channel **child, int timeout_ms);
 
 /* The BackgroundCallable idea: starts fn in the background at address and
  * returns at once, managed by no exchange; fn's channel sends its results

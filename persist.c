@@ -536,9 +536,10 @@ static void persist_tell(int fd, int err)
 	while (n < 0 && errno == EINTR);
 }
 
-/* The background process: listen, detach, run fn, deliver, end. */
-static void persist_main(int report_fd, const char *address, channel_fn *fn,
-			 const void *arg, size_t len, void *ctx)
+/* In the background process: listen, leave the caller's streams, tell the
+ * starter. Returns the process's channel; on failure the starter is told
+ * why and the process ends. */
+static struct channel *persist_open(int report_fd, const char *address)
 {
 	struct channel *ch;
 	struct persist *p;
@@ -586,24 +587,25 @@ static void persist_main(int report_fd, const char *address, channel_fn *fn,
 	}
 	persist_tell(report_fd, 0);
 	close(report_fd);
-	fn(ch, arg, len, ctx);
-	persist_finish(ch, 0);
+	return ch;
 }
 
-pid_t channel_start_persistent(const char *address, channel_fn *fn,
-			       const void *arg, size_t len, void *ctx)
+/* Starts the background process listening at address. With fn it runs
+ * fn(ch, arg, len, ctx), delivers and ends; without, it returns 0 with its
+ * channel in *child (channel_create_persistent). Returns its pid to the
+ * caller, or -1 with errno. */
+static pid_t persist_spawn(const char *address, channel_fn *fn,
+			   const void *arg, size_t len, void *ctx,
+			   struct channel **child)
 {
 	struct sockaddr_un sa;
 	struct persist_report rep;
+	struct channel *ch;
 	size_t got = 0;
 	int rfds[2], st, saved, err = 0;
 	pid_t mid, r;
 	ssize_t n;
 
-	if (!fn) {
-		errno = EINVAL;
-		return -1;
-	}
 	/* The cheap checks before anything is forked. */
 	if (make_unix_addr(&sa, address) < 0)
 		return -1;
@@ -634,7 +636,13 @@ pid_t channel_start_persistent(const char *address, channel_fn *fn,
 		}
 		if (r > 0)
 			_exit(0);
-		persist_main(rfds[1], address, fn, arg, len, ctx);
+		ch = persist_open(rfds[1], address);
+		if (!fn) {
+			*child = ch;
+			return 0;
+		}
+		fn(ch, arg, len, ctx);
+		persist_finish(ch, 0);
 	}
 	sys_close(&rfds[1]);
 	/* Wait for "listening" or the reason it failed; end of stream
@@ -672,6 +680,26 @@ pid_t channel_start_persistent(const char *address, channel_fn *fn,
 		return -1;
 	}
 	return rep.pid;
+}
+
+pid_t channel_start_persistent(const char *address, channel_fn *fn,
+			       const void *arg, size_t len, void *ctx)
+{
+	if (!fn) {
+		errno = EINVAL;
+		return -1;
+	}
+	return persist_spawn(address, fn, arg, len, ctx, NULL);
+}
+
+pid_t channel_create_persistent(const char *address, struct channel **child)
+{
+	if (!child) {
+		errno = EINVAL;
+		return -1;
+	}
+	*child = NULL;
+	return persist_spawn(address, NULL, NULL, 0, NULL, child);
 }
 
 struct channel *channel_connect(const char *address, int timeout_ms)

@@ -1474,3 +1474,92 @@ Test(persistent, connect_waits_under_the_limit, .timeout = 60)
 		cr_assert(gone(path[i], 5000));
 	cr_assert_eq(rmdir(dir), 0);
 }
+
+/* channel_create_persistent (pprocess create_persistent): the new process
+ * goes on with the caller's code, and what it sends before channel_exit
+ * waits for whoever connects. */
+Test(persistent, create_persistent_goes_on_in_the_callers_code,
+     .timeout = 30)
+{
+	char dir[64], path[128];
+	struct channel *child, *ch;
+	int v, fds;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/created.socket", dir);
+	fds = count_fds();
+	pid = channel_create_persistent(path, &child);
+	if (pid == 0) {
+		for (v = 40; v < 43; v++)
+			channel_send(child, &v, sizeof(v), -1);
+		channel_exit(child, 0);
+	}
+	cr_assert_gt(pid, 0, "%s", strerror(errno));
+	cr_assert_null(child);
+	ch = channel_connect(path, 5000);
+	cr_assert_not_null(ch);
+	for (v = 40; v < 43; v++) {
+		int got;
+
+		cr_assert_eq(recv_int(ch, &got), 1);
+		cr_assert_eq(got, v);
+	}
+	cr_assert_eq(recv_int(ch, &v), 0);
+	channel_close(ch);
+	cr_assert(gone(path, 5000));
+	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(channel_create_persistent(path, NULL), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
+/* exchange_create_persistent (pprocess Persistent.create): the new
+ * process's messages reach the exchange's queue under its task number, and
+ * it counts under the limit: the second create waits for the first. */
+Test(persistent, exchange_create_persistent_under_the_limit, .timeout = 60)
+{
+	struct exchange_options o = { .limit = 1 };
+	char dir[64], path[2][128];
+	struct channel *child;
+	struct exchange *q;
+	struct channel_msg m;
+	int i, v, got = 0, fds;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir));
+	fds = count_fds();
+	q = exchange_new_queue(&o);
+	cr_assert_not_null(q);
+	for (i = 0; i < 2; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/made-%d.socket", dir, i);
+		pid = exchange_create_persistent(q, path[i], &child, 5000);
+		if (pid == 0) {
+			for (v = 10 * i; v < 10 * i + 3; v++)
+				channel_send(child, &v, sizeof(v), -1);
+			channel_exit(child, 0);
+		}
+		cr_assert_gt(pid, 0, "create %d: %s", i, strerror(errno));
+		cr_assert_leq(exchange_active(q, NULL, 0), 1);
+		cr_assert_geq(exchange_queue_len(q), (size_t)(3 * i),
+			      "the first had ended before the second");
+	}
+	while (exchange_queue_next(q, &m, 10000) == 1) {
+		cr_assert_eq(m.kind, CHANNEL_DATA);
+		memcpy(&v, m.data, sizeof(v));
+		cr_assert_eq(m.task, (size_t)(v / 10));
+		cr_assert_lt(v % 10, 3);
+		got++;
+		channel_msg_free(&m);
+	}
+	cr_assert_eq(got, 6);
+	cr_assert_eq(exchange_create_persistent(NULL, path[0], &child, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(exchange_create_persistent(q, path[0], NULL, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	exchange_free(q);
+	for (i = 0; i < 2; i++)
+		cr_assert(gone(path[i], 5000), "%s left", path[i]);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert_eq(rmdir(dir), 0);
+}
