@@ -72,6 +72,11 @@
 /* Ready channels handled per exchange_store call. */
 #define STORE_BATCH 64
 
+/* Work records of up to RETIRE_ARG_MAX argument bytes that have started are
+ * freed RETIRE_BATCH at a time (work_retire), not one by one. */
+#define RETIRE_ARG_MAX 256
+#define RETIRE_BATCH 32
+
 /* Work waiting for a free place under the limit. */
 struct work {
 	struct work *next;	/* the next in start order */
@@ -198,6 +203,9 @@ struct exchange {
 	size_t handed_head;	/* the oldest entry not taken */
 	size_t nhanded;		/* entries used in handed */
 	size_t handed_cap;	/* entries allocated */
+	struct work *retired[RETIRE_BATCH]; /* small work records done with,
+					       freed when it is full */
+	size_t nretired;	/* entries used in retired */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -292,6 +300,31 @@ static void work_free(struct work *w)
 	free(w);
 }
 
+/* Frees the retired work records. */
+static void retired_free(struct exchange *ex)
+{
+	while (ex->nretired)
+		work_free(ex->retired[--ex->nretired]);
+}
+
+/* Done with a work record whose task was just forked. Freeing it now
+ * would write its page, and malloc's, after the fork: each such page is a
+ * copy-on-write fault, and the queued records of a long queue lie on
+ * pages written by nothing else. A small record is kept instead and freed
+ * with RETIRE_BATCH - 1 others, so those pages are written once per batch
+ * rather than once per task; a large one, alone on its pages, goes at
+ * once. */
+static void work_retire(struct exchange *ex, struct work *w)
+{
+	if (!w || w->len > RETIRE_ARG_MAX) {
+		work_free(w);
+		return;
+	}
+	if (ex->nretired == RETIRE_BATCH)
+		retired_free(ex);
+	ex->retired[ex->nretired++] = w;
+}
+
 /* Waits for the process of a slot whose channel is closed, until deadline
  * (-1: for ever). Returns whether it has been reaped (or there is none). */
 static bool reaped_by(struct channel *ch, int64_t deadline)
@@ -365,6 +398,7 @@ void exchange_free(struct exchange *ex)
 			a->free_fn(a->data);
 		free(a);
 	}
+	retired_free(ex);
 	free(ex->handed);
 	free(ex->slots);
 	free(ex->pfds);
@@ -714,7 +748,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		w->attempts++;
 		s->cur = w;
 	} else {
-		work_free(w);
+		work_retire(ex, w);
 	}
 	start_clock(ex, s);
 	return 0;
@@ -794,7 +828,10 @@ static void queue_push(struct exchange *ex, struct work *w, bool front)
 	ex->nqueued++;
 }
 
-/* Takes w, which follows prev (NULL for the head), out of the queue. */
+/* Takes w, which follows prev (NULL for the head), out of the queue.
+ * Taking the head writes nothing of w (its next is meaningless once out
+ * of the queue): its page is then written by no one after a fork (see
+ * work_retire). */
 static struct work *queue_unlink(struct exchange *ex, struct work *prev,
 				 struct work *w)
 {
@@ -804,7 +841,6 @@ static struct work *queue_unlink(struct exchange *ex, struct work *prev,
 		ex->qhead = w->next;
 	if (ex->qtail == w)
 		ex->qtail = prev;
-	w->next = NULL;
 	ex->nqueued--;
 	return w;
 }
