@@ -77,6 +77,9 @@
 #define RETIRE_ARG_MAX 256
 #define RETIRE_BATCH 32
 
+/* Freed slots kept for the next ones (slot_add), at most. */
+#define SPARE_SLOTS 8
+
 /* Work waiting for a free place under the limit. */
 struct work {
 	struct work *next;	/* the next in start order */
@@ -206,6 +209,8 @@ struct exchange {
 	struct work *retired[RETIRE_BATCH]; /* small work records done with,
 					       freed when it is full */
 	size_t nretired;	/* entries used in retired */
+	struct slot *spare[SPARE_SLOTS]; /* freed slots, for slot_add */
+	size_t nspare;		/* entries used in spare */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -399,6 +404,8 @@ void exchange_free(struct exchange *ex)
 		free(a);
 	}
 	retired_free(ex);
+	while (ex->nspare)
+		free(ex->spare[--ex->nspare]);
 	free(ex->handed);
 	free(ex->slots);
 	free(ex->pfds);
@@ -432,9 +439,17 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 		ex->pfds = np;
 		ex->cap = ncap;
 	}
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
+	/* A slot freed earlier is taken first: malloc's pages stay as they
+	 * were, which after a fork saves their copy-on-write faults (see
+	 * work_retire). */
+	if (ex->nspare) {
+		s = ex->spare[--ex->nspare];
+		memset(s, 0, sizeof(*s));
+	} else {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+	}
 	s->ch = ch;
 	s->index = ex->nslots;
 	ex->slots[s->index] = s;
@@ -494,7 +509,10 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
 	channel_set_owner(ch, NULL);
 	work_free(s->cur);
-	free(s);
+	if (ex->nspare < SPARE_SLOTS)
+		ex->spare[ex->nspare++] = s;
+	else
+		free(s);
 	if (close_it)
 		channel_close(ch);
 }
