@@ -495,7 +495,9 @@ static int write_frames(struct channel *ch, const struct iovec *frame,
 			guarded = !sigismember(&old, SIGPIPE);
 	}
 	rc = channel_write_all(ch, iov, n + 1, clock_deadline(timeout_ms), &done);
-	saved = errno;
+	/* errno only on failure: reading it is a call into the C library,
+	 * whose page a child that just forked has to fault in. */
+	saved = rc < 0 ? errno : 0;
 	if (guarded) {
 		if (rc < 0 && saved == EPIPE) {
 			/* Consume the SIGPIPE this write raised before the
