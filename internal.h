@@ -110,6 +110,9 @@ HIDDEN void sys_close(int *fd);
  * and made again meanwhile. */
 HIDDEN void sys_lock(void);
 HIDDEN void sys_unlock(void);
+/* In a child just forked by a thread holding the lock: releases the
+ * child's copy of it. */
+HIDDEN void sys_unlock_child(void);
 HIDDEN void sys_close_shared(int *fd);
 /* Makes fd non-blocking and close-on-exec. */
 HIDDEN int sys_set_flags(int fd);

@@ -354,7 +354,7 @@ pid_t channel_fork(struct channel **out, int flags)
 		ch->pid = 0;
 		/* The lock was taken by the thread that forked, of which the
 		 * child's one thread is the copy. */
-		sys_unlock();
+		sys_unlock_child();
 		channel_close_others(ch, parent_ends);
 		*out = ch;
 		return 0;
