@@ -614,11 +614,13 @@ static int add_not_started(struct exchange *ex, size_t task, int err)
 
 static void protocol_failure(struct exchange *ex, struct slot *s);
 
-static int group_flag(const struct exchange *ex)
+/* The channel_fork flags of every process the exchange forks. */
+static int fork_flags(const struct exchange *ex)
 {
 	/* Only a time limit makes the exchange signal its children, and a
 	 * group costs each child a system call. */
-	return ex->opts.time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0;
+	return (ex->opts.time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0) |
+	       (ex->opts.no_stdio_flush ? CHANNEL_NO_FLUSH : 0);
 }
 
 /* An idle worker takes new work of its function, and gives its place up
@@ -738,7 +740,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 	pid = manage_fork(&ch, fn, pfn, ctx, arg, len, worker,
 			  (ex->opts.continuous ? CHANNEL_LINK_PIPES
 					       : CHANNEL_LINK_SOCKET) |
-			  group_flag(ex), ex->opts.init, ex->opts.init_ctx);
+			  fork_flags(ex), ex->opts.init, ex->opts.init_ctx);
 	if (pid < 0) {
 		int err = errno;
 
@@ -1966,7 +1968,7 @@ pid_t exchange_create(struct exchange *ex, struct channel **child)
 	*child = NULL;
 	if (exchange_wait(ex) < 0)
 		return -1;
-	pid = channel_fork(&ch, group_flag(ex)); /* pipes */
+	pid = channel_fork(&ch, fork_flags(ex)); /* pipes */
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {

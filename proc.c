@@ -50,6 +50,10 @@ static struct channel *registry;
 static struct channel *idle[IDLE_CHANNELS];
 static int nidle;
 
+/* In a child forked with CHANNEL_NO_FLUSH: channel_exit leaves stdio
+ * unflushed (see channel_fork). */
+static bool exit_unflushed;
+
 /* ------------------------------------------------------------------------ */
 /* The registry                                                             */
 /* ------------------------------------------------------------------------ */
@@ -311,8 +315,15 @@ pid_t channel_fork(struct channel **out, int flags)
 	ch->is_socket = link == CHANNEL_LINK_SOCKET;
 
 	/* Empty the stdio buffers now, or the child would write its copy of
-	 * them a second time. */
-	fflush(NULL);
+	 * them a second time when it flushes at its end. POSIX has no way to
+	 * ask whether a stream holds output, so the flush is unconditional
+	 * (and costs a page fault in each process: it writes stdio's lock)
+	 * unless the caller said, with CHANNEL_NO_FLUSH, that the child will
+	 * not use stdio: then neither side flushes, and the child's copies
+	 * are dropped by _exit. Flushing only stdout and stderr would not
+	 * do: a stream the caller opened would still be written twice. */
+	if (!(flags & CHANNEL_NO_FLUSH))
+		fflush(NULL);
 	parent = getpid();
 	pid = sys_fork();
 	if (pid < 0) {
@@ -335,6 +346,7 @@ pid_t channel_fork(struct channel **out, int flags)
 		 * parent a call. */
 		if (flags & CHANNEL_OWN_GROUP)
 			setpgid(0, 0);
+		exit_unflushed = (flags & CHANNEL_NO_FLUSH) != 0;
 		/* A new generation: the copies of the parent's other channels
 		 * become inert here (see channel_inherited). */
 		channel_new_generation(ch);
@@ -438,7 +450,8 @@ void channel_exit(struct channel *ch, int status)
 		ch->ops->finish(ch, status);	/* delivers, then ends */
 	if (ch)
 		channel_uncork(ch, -1);
-	fflush(NULL);
+	if (!exit_unflushed)
+		fflush(NULL);
 	/* _exit closes the channel's descriptors with all the others: closing
 	 * them one by one first would only cost system calls. */
 	_exit(status);
