@@ -237,7 +237,7 @@ Test(exchange, no_stdio_flush_leaves_the_callers_buffer_to_it, .timeout = 20)
 	char buf[64] = { 0 };
 	struct exchange *ex;
 	struct stat sb;
-	size_t i, expect = 0;
+	size_t i, expect = 0, got;
 
 	cr_assert_not_null(f);
 	cr_assert_eq(setvbuf(f, NULL, _IOFBF, BUFSIZ), 0);
@@ -251,16 +251,22 @@ Test(exchange, no_stdio_flush_leaves_the_callers_buffer_to_it, .timeout = 20)
 	}
 	cr_assert_eq(exchange_finish(ex), 0);
 	exchange_free(ex);
-	cr_assert_eq(t.messages, 6);
-	cr_assert_eq(t.sum, expect);
 	cr_assert_eq(fstat(fileno(f), &sb), 0);
-	cr_assert_eq(sb.st_size, 0, "no one flushed the caller's stream");
 	fflush(f);
 	rewind(f);
-	cr_assert_eq(fread(buf, 1, sizeof(buf) - 1, f), 16);
-	cr_assert_str_eq(buf, "before the forks");
+	got = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
+	cr_assert_eq(t.messages, 6);
+	cr_assert_eq(t.sum, expect);
 	cr_assert(no_children());
+	/* Under valgrind every process runs the C library's clean-up as it
+	 * ends, _exit included (--run-libc-freeres), and that flushes every
+	 * stream: there the children write their copies. */
+	if (slow_run())
+		return;
+	cr_assert_eq(sb.st_size, 0, "no one flushed the caller's stream");
+	cr_assert_eq(got, 16);
+	cr_assert_str_eq(buf, "before the forks");
 }
 
 /* The parent's view of limits: never more channels than the limit; the
