@@ -77,9 +77,6 @@
 #define RETIRE_ARG_MAX 256
 #define RETIRE_BATCH 32
 
-/* Freed slots kept for the next ones (slot_add), at most. */
-#define SPARE_SLOTS 8
-
 /* Work waiting for a free place under the limit. */
 struct work {
 	struct work *next;	/* the next in start order */
@@ -160,6 +157,8 @@ struct slot {
 				   what it left (something it started may go
 				   on writing) */
 	struct channel_limit lim; /* the running task's time limit */
+	struct slot *next_spare; /* freed: the next on the exchange's list of
+				    freed slots */
 };
 
 /* Something a layer above keeps with an exchange (collect.c: a Map's or a
@@ -209,8 +208,8 @@ struct exchange {
 	struct work *retired[RETIRE_BATCH]; /* small work records done with,
 					       freed when it is full */
 	size_t nretired;	/* entries used in retired */
-	struct slot *spare[SPARE_SLOTS]; /* freed slots, for slot_add */
-	size_t nspare;		/* entries used in spare */
+	struct slot *spare;	/* freed slots, for slot_add: no more than
+				   the most slots it has held at once */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -404,8 +403,12 @@ void exchange_free(struct exchange *ex)
 		free(a);
 	}
 	retired_free(ex);
-	while (ex->nspare)
-		free(ex->spare[--ex->nspare]);
+	while (ex->spare) {
+		struct slot *s = ex->spare;
+
+		ex->spare = s->next_spare;
+		free(s);
+	}
 	free(ex->handed);
 	free(ex->slots);
 	free(ex->pfds);
@@ -442,8 +445,9 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 	/* A slot freed earlier is taken first: malloc's pages stay as they
 	 * were, which after a fork saves their copy-on-write faults (see
 	 * work_retire). */
-	if (ex->nspare) {
-		s = ex->spare[--ex->nspare];
+	if (ex->spare) {
+		s = ex->spare;
+		ex->spare = s->next_spare;
 		memset(s, 0, sizeof(*s));
 	} else {
 		s = calloc(1, sizeof(*s));
@@ -509,10 +513,8 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
 	channel_set_owner(ch, NULL);
 	work_free(s->cur);
-	if (ex->nspare < SPARE_SLOTS)
-		ex->spare[ex->nspare++] = s;
-	else
-		free(s);
+	s->next_spare = ex->spare;
+	ex->spare = s;
 	if (close_it)
 		channel_close(ch);
 }
