@@ -46,7 +46,7 @@ static struct channel *registry;
  * reused channel is already on the list, and its page is the one its
  * last task wrote. IDLE_CHANNELS, because an exchange ends several tasks
  * in one pass before it starts the next ones. */
-#define IDLE_CHANNELS 8
+#define IDLE_CHANNELS 64
 static struct channel *idle[IDLE_CHANNELS];
 static int nidle;
 
