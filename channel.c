@@ -72,6 +72,10 @@
 #define IBUF_INITIAL 1000
 #define IBUF_MAX (256 * 1024)
 
+/* A channel kept for reuse (channel_recycle) keeps a receive buffer up to
+ * this size. */
+#define RECYCLE_IBUF_MAX 4096
+
 /* The fork generation: 0 in the first process, one more in each child
  * forked by channel_fork. Every channel records the generation that made
  * it; the copies a child inherits of its parent's other channels carry an
@@ -98,30 +102,62 @@ static bool take_flow(struct channel *ch, const struct frame_header *h);
 /* Life of a channel                                                        */
 /* ------------------------------------------------------------------------ */
 
-struct channel *channel_new(int rfd, int wfd, pid_t pid)
+/* A channel as it starts: on the given descriptors, in this process's
+ * generation, nothing buffered. */
+static void channel_init(struct channel *ch, int rfd, int wfd, pid_t pid)
 {
-	struct channel *ch = calloc(1, sizeof(*ch));
-
-	if (!ch)
-		return NULL;
 	ch->rfd = rfd;
 	ch->wfd = wfd;
 	ch->pid = pid;
 	ch->max = CHANNEL_MAX_DEFAULT;
 	ch->task = CHANNEL_NO_TASK;
 	ch->gen = fork_gen;
+}
+
+struct channel *channel_new(int rfd, int wfd, pid_t pid)
+{
+	struct channel *ch = calloc(1, sizeof(*ch));
+
+	if (!ch)
+		return NULL;
+	channel_init(ch, rfd, wfd, pid);
 	return ch;
 }
 
-
-void channel_free(struct channel *ch)
+/* Frees what the channel owns but its receive buffer. */
+static void free_buffers(struct channel *ch)
 {
 	free(ch->local);
-	free(ch->ibuf);
 	free(ch->big);
 	free(ch->obuf);
 	free(ch->peek_data);
+}
+
+void channel_free(struct channel *ch)
+{
+	free_buffers(ch);
+	free(ch->ibuf);
 	free(ch);
+}
+
+void channel_recycle(struct channel *ch)
+{
+	unsigned char *ibuf = ch->ibuf;
+	size_t icap = ch->icap;
+	struct channel *prev = ch->prev, *next = ch->next;
+
+	free_buffers(ch);
+	if (icap > RECYCLE_IBUF_MAX) {
+		free(ibuf);
+		ibuf = NULL;
+		icap = 0;
+	}
+	memset(ch, 0, sizeof(*ch));
+	ch->ibuf = ibuf;
+	ch->icap = icap;
+	ch->prev = prev;
+	ch->next = next;
+	channel_init(ch, -1, -1, -1);
 }
 
 void channel_new_generation(struct channel *ch)
@@ -505,7 +541,9 @@ static int write_frames(struct channel *ch, const struct iovec *frame,
 			guarded = !sigismember(&old, SIGPIPE);
 	}
 	rc = channel_write_all(ch, iov, n + 1, clock_deadline(timeout_ms), &done);
-	saved = errno;
+	/* errno only on failure: reading it is a call into the C library,
+	 * whose page a child that just forked has to fault in. */
+	saved = rc < 0 ? errno : 0;
 	if (guarded) {
 		if (rc < 0 && saved == EPIPE) {
 			/* Consume the SIGPIPE this write raised before the
@@ -1264,7 +1302,7 @@ struct channel *channel_new_failure(size_t task, int cause, int code,
 	ch->eof = true;
 	ch->task = task;
 	if (channel_push_failure(ch, cause, code, text) < 0) {
-		free(ch);
+		channel_free(ch);
 		return NULL;
 	}
 	return ch;

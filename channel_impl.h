@@ -156,6 +156,12 @@ HIDDEN struct channel *channel_new(int rfd, int wfd, pid_t pid);
  * caller's business (channel_release). */
 HIDDEN void channel_free(struct channel *ch);
 
+/* Makes ch as channel_new(-1, -1, -1) made it, for reuse: frees what it
+ * owns but a small receive buffer, which it keeps empty, and keeps its
+ * registry links (proc.c keeps released channels on the registry, without
+ * descriptors or process, for the next ones). */
+HIDDEN void channel_recycle(struct channel *ch);
+
 /* In a child just forked: starts a new fork generation, in which ch (the
  * child's end) is the one live channel and every copy inherited of the
  * parent's is inert (channel_inherited). */

@@ -72,6 +72,11 @@
 /* Ready channels handled per exchange_store call. */
 #define STORE_BATCH 64
 
+/* Work records of up to RETIRE_ARG_MAX argument bytes that have started are
+ * freed RETIRE_BATCH at a time (work_retire), not one by one. */
+#define RETIRE_ARG_MAX 256
+#define RETIRE_BATCH 32
+
 /* Work waiting for a free place under the limit. */
 struct work {
 	struct work *next;	/* the next in start order */
@@ -152,6 +157,8 @@ struct slot {
 				   what it left (something it started may go
 				   on writing) */
 	struct channel_limit lim; /* the running task's time limit */
+	struct slot *next_spare; /* freed: the next on the exchange's list of
+				    freed slots */
 };
 
 /* Something a layer above keeps with an exchange (collect.c: a Map's or a
@@ -198,6 +205,11 @@ struct exchange {
 	size_t handed_head;	/* the oldest entry not taken */
 	size_t nhanded;		/* entries used in handed */
 	size_t handed_cap;	/* entries allocated */
+	struct work *retired[RETIRE_BATCH]; /* small work records done with,
+					       freed when it is full */
+	size_t nretired;	/* entries used in retired */
+	struct slot *spare;	/* freed slots, for slot_add: no more than
+				   the most slots it has held at once */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -292,6 +304,31 @@ static void work_free(struct work *w)
 	free(w);
 }
 
+/* Frees the retired work records. */
+static void retired_free(struct exchange *ex)
+{
+	while (ex->nretired)
+		work_free(ex->retired[--ex->nretired]);
+}
+
+/* Done with a work record whose task was just forked. Freeing it now
+ * would write its page, and malloc's, after the fork: each such page is a
+ * copy-on-write fault, and the queued records of a long queue lie on
+ * pages written by nothing else. A small record is kept instead and freed
+ * with RETIRE_BATCH - 1 others, so those pages are written once per batch
+ * rather than once per task; a large one, alone on its pages, goes at
+ * once. */
+static void work_retire(struct exchange *ex, struct work *w)
+{
+	if (!w || w->len > RETIRE_ARG_MAX) {
+		work_free(w);
+		return;
+	}
+	if (ex->nretired == RETIRE_BATCH)
+		retired_free(ex);
+	ex->retired[ex->nretired++] = w;
+}
+
 /* Waits for the process of a slot whose channel is closed, until deadline
  * (-1: for ever). Returns whether it has been reaped (or there is none). */
 static bool reaped_by(struct channel *ch, int64_t deadline)
@@ -365,6 +402,13 @@ void exchange_free(struct exchange *ex)
 			a->free_fn(a->data);
 		free(a);
 	}
+	retired_free(ex);
+	while (ex->spare) {
+		struct slot *s = ex->spare;
+
+		ex->spare = s->next_spare;
+		free(s);
+	}
 	free(ex->handed);
 	free(ex->slots);
 	free(ex->pfds);
@@ -398,9 +442,18 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 		ex->pfds = np;
 		ex->cap = ncap;
 	}
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
+	/* A slot freed earlier is taken first: malloc's pages stay as they
+	 * were, which after a fork saves their copy-on-write faults (see
+	 * work_retire). */
+	if (ex->spare) {
+		s = ex->spare;
+		ex->spare = s->next_spare;
+		memset(s, 0, sizeof(*s));
+	} else {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+	}
 	s->ch = ch;
 	s->index = ex->nslots;
 	ex->slots[s->index] = s;
@@ -460,7 +513,8 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
 	channel_set_owner(ch, NULL);
 	work_free(s->cur);
-	free(s);
+	s->next_spare = ex->spare;
+	ex->spare = s;
 	if (close_it)
 		channel_close(ch);
 }
@@ -562,11 +616,13 @@ static int add_not_started(struct exchange *ex, size_t task, int err)
 
 static void protocol_failure(struct exchange *ex, struct slot *s);
 
-static int group_flag(const struct exchange *ex)
+/* The channel_fork flags of every process the exchange forks. */
+static int fork_flags(const struct exchange *ex)
 {
 	/* Only a time limit makes the exchange signal its children, and a
 	 * group costs each child a system call. */
-	return ex->opts.time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0;
+	return (ex->opts.time_limit_ms > 0 ? CHANNEL_OWN_GROUP : 0) |
+	       (ex->opts.no_stdio_flush ? CHANNEL_NO_FLUSH : 0);
 }
 
 /* An idle worker takes new work of its function, and gives its place up
@@ -686,7 +742,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 	pid = manage_fork(&ch, fn, pfn, ctx, arg, len, worker,
 			  (ex->opts.continuous ? CHANNEL_LINK_PIPES
 					       : CHANNEL_LINK_SOCKET) |
-			  group_flag(ex), ex->opts.init, ex->opts.init_ctx);
+			  fork_flags(ex), ex->opts.init, ex->opts.init_ctx);
 	if (pid < 0) {
 		int err = errno;
 
@@ -714,7 +770,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		w->attempts++;
 		s->cur = w;
 	} else {
-		work_free(w);
+		work_retire(ex, w);
 	}
 	start_clock(ex, s);
 	return 0;
@@ -794,7 +850,10 @@ static void queue_push(struct exchange *ex, struct work *w, bool front)
 	ex->nqueued++;
 }
 
-/* Takes w, which follows prev (NULL for the head), out of the queue. */
+/* Takes w, which follows prev (NULL for the head), out of the queue.
+ * Taking the head writes nothing of w (its next is meaningless once out
+ * of the queue): its page is then written by no one after a fork (see
+ * work_retire). */
 static struct work *queue_unlink(struct exchange *ex, struct work *prev,
 				 struct work *w)
 {
@@ -804,7 +863,6 @@ static struct work *queue_unlink(struct exchange *ex, struct work *prev,
 		ex->qhead = w->next;
 	if (ex->qtail == w)
 		ex->qtail = prev;
-	w->next = NULL;
 	ex->nqueued--;
 	return w;
 }
@@ -1912,7 +1970,7 @@ pid_t exchange_create(struct exchange *ex, struct channel **child)
 	*child = NULL;
 	if (exchange_wait(ex) < 0)
 		return -1;
-	pid = channel_fork(&ch, group_flag(ex)); /* pipes */
+	pid = channel_fork(&ch, fork_flags(ex)); /* pipes */
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {

@@ -39,7 +39,8 @@
  * Processes: a child made by the library closes, right after fork, every
  * descriptor of every other channel the library has open (so end-of-file
  * arrives when it should) but keeps the caller's other descriptors. Stdio is
- * flushed before every fork, and children end with _exit(), so the parent's
+ * flushed before every fork (unless exchange_options.no_stdio_flush says
+ * the children use none), and children end with _exit(), so the parent's
  * atexit handlers and stdio buffers are never run or written twice.
  *
  * A parent's death: every child the library forks (channel_create,
@@ -201,8 +202,9 @@ struct channel *channel_start_plain(exchange_plain_fn *fn, const void *arg,
 pid_t channel_pid(const struct channel *ch);
 
 /* In a child: closes the channel (the parent then sees end-of-stream once it
- * has read everything sent), flushes stdio and ends the process with
- * _exit(status). Never returns. */
+ * has read everything sent), flushes stdio (not in a child of an exchange
+ * made with no_stdio_flush) and ends the process with _exit(status). Never
+ * returns. */
 EXCHANGE_NORETURN void channel_exit(struct channel *ch, int status);
 
 /* Sends one message of len bytes (0 is allowed) within timeout_ms. Returns 0,
@@ -472,6 +474,18 @@ struct exchange_options {
 				   while nobody waited are skipped), and
 				   return 0 there with nothing ready; 0: no
 				   ticks */
+	bool no_stdio_flush;	/* the caller's promise that the exchange's
+				   children write nothing through stdio:
+				   stdio is then flushed neither before each
+				   fork nor by the children at their end
+				   (about four page faults fewer per task).
+				   Output the caller has buffered is still
+				   written once, by the caller: a child
+				   drops its copy at _exit. A child that
+				   does print through stdio must fflush it
+				   itself, or the output is lost, and may
+				   then write a second copy of what the
+				   caller had buffered at the fork */
 };
 
 /* Creates an exchange. opts may be NULL for the defaults; it is copied.

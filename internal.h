@@ -118,6 +118,9 @@ HIDDEN void sys_close(int *fd);
  * and made again meanwhile. */
 HIDDEN void sys_lock(void);
 HIDDEN void sys_unlock(void);
+/* In a child just forked by a thread holding the lock: releases the
+ * child's copy of it. */
+HIDDEN void sys_unlock_child(void);
 HIDDEN void sys_close_shared(int *fd);
 /* Makes fd non-blocking and close-on-exec. */
 HIDDEN int sys_set_flags(int fd);
@@ -142,11 +145,14 @@ struct channel;
  * per side fewer, and no SIGPIPE to guard against); with CHANNEL_OWN_GROUP
  * added, the child leads a process group of its own, which channel_kill
  * then signals as a whole (one system call more in the child: only for
- * children that a time limit may stop). */
+ * children that a time limit may stop); with CHANNEL_NO_FLUSH added,
+ * stdio is flushed neither before the fork nor by channel_exit in the
+ * child (exchange_options.no_stdio_flush). */
 enum channel_link {
 	CHANNEL_LINK_PIPES = 0,
 	CHANNEL_LINK_SOCKET = 1,
 	CHANNEL_OWN_GROUP = 2,
+	CHANNEL_NO_FLUSH = 4,
 };
 
 /* Creates a parent/child channel pair and forks. flags: enum channel_link.
@@ -308,7 +314,8 @@ HIDDEN int channel_reap_nohang(struct channel *ch);
  * then answers the task with a DONE frame and keeps taking TASK frames
  * until STOP or end of stream (reuse mode); a worker is always linked by
  * pipes. link (enum channel_link, CHANNEL_OWN_GROUP included) is for a
- * one-task process; a worker takes its CHANNEL_OWN_GROUP only. init, when
+ * one-task process; a worker takes its CHANNEL_OWN_GROUP and
+ * CHANNEL_NO_FLUSH only. init, when
  * given, runs in the child first with init_ctx; when it fails, the child
  * sends the error as its task's outcome and leaves. Returns as
  * channel_fork; the child never returns. */

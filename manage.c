@@ -62,7 +62,7 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 	int r;
 
 	if (worker)
-		link &= CHANNEL_OWN_GROUP;
+		link &= CHANNEL_OWN_GROUP | CHANNEL_NO_FLUSH;
 	pid = channel_fork(&ch, link);
 	if (pid != 0) {
 		*out = ch;

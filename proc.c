@@ -35,6 +35,25 @@
  * another thread is changing, nor a descriptor of a link half made. */
 static struct channel *registry;
 
+/* Channels released lately, kept on the registry (without descriptors or
+ * a process, as channel_recycle leaves them: every walk of the registry
+ * passes over them) for the next channels made, under the same lock.
+ * Fork per task releases a channel and makes one per task; taking each
+ * from malloc and putting it on the list writes malloc's pages (its
+ * arena, its per-thread cache, errno, the chunks' headers) and the
+ * neighbour on the list after every fork, and each page written after a
+ * fork is a copy-on-write fault, most of what a short task costs. A
+ * reused channel is already on the list, and its page is the one its
+ * last task wrote. IDLE_CHANNELS, because an exchange ends several tasks
+ * in one pass before it starts the next ones. */
+#define IDLE_CHANNELS 64
+static struct channel *idle[IDLE_CHANNELS];
+static int nidle;
+
+/* In a child forked with CHANNEL_NO_FLUSH: channel_exit leaves stdio
+ * unflushed (see channel_fork). */
+static bool exit_unflushed;
+
 /* ------------------------------------------------------------------------ */
 /* The registry                                                             */
 /* ------------------------------------------------------------------------ */
@@ -48,29 +67,68 @@ static void register_locked(struct channel *ch)
 	registry = ch;
 }
 
+/* A released channel for new descriptors, already registered, or NULL;
+ * the caller holds the lock. */
+static struct channel *take_idle_locked(int rfd, int wfd, pid_t pid)
+{
+	struct channel *ch;
+
+	if (!nidle)
+		return NULL;
+	ch = idle[--nidle];
+	ch->rfd = rfd;
+	ch->wfd = wfd;
+	ch->pid = pid;
+	return ch;
+}
+
+/* A new channel, registered; the caller holds the lock. */
+static struct channel *alloc_locked(int rfd, int wfd, pid_t pid)
+{
+	struct channel *ch = take_idle_locked(rfd, wfd, pid);
+
+	if (ch)
+		return ch;
+	ch = channel_new(rfd, wfd, pid);
+	if (ch)
+		register_locked(ch);
+	return ch;
+}
+
 struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
 {
-	struct channel *ch = channel_new(rfd, wfd, pid);
+	struct channel *ch;
 
-	if (!ch)
-		return NULL;
 	sys_lock();
-	register_locked(ch);
+	ch = alloc_locked(rfd, wfd, pid);
 	sys_unlock();
 	return ch;
 }
 
-static void channel_unregister(struct channel *ch)
+/* Takes ch off the registry (if it is on it), or keeps it there for reuse
+ * (see idle). Returns whether it was kept. */
+static bool channel_unregister(struct channel *ch)
 {
+	bool kept = false;
+
 	sys_lock();
-	if (ch->prev)
-		ch->prev->next = ch->next;
-	else if (registry == ch)
-		registry = ch->next;
-	if (ch->next)
-		ch->next->prev = ch->prev;
-	ch->prev = ch->next = NULL;
+	if (!ch->prev && registry != ch) {
+		/* On no registry (a FAILURE of its own, say). */
+	} else if (nidle < IDLE_CHANNELS) {
+		channel_recycle(ch);
+		idle[nidle++] = ch;
+		kept = true;
+	} else {
+		if (ch->prev)
+			ch->prev->next = ch->next;
+		else
+			registry = ch->next;
+		if (ch->next)
+			ch->next->prev = ch->prev;
+		ch->prev = ch->next = NULL;
+	}
 	sys_unlock();
+	return kept;
 }
 
 pid_t channel_fork_process(void)
@@ -93,8 +151,8 @@ static void channel_release(struct channel *ch)
 {
 	/* An inherited copy is on no registry of this process: its links
 	 * point into the parent's list, of which only copies exist here. */
-	if (!channel_inherited(ch))
-		channel_unregister(ch);
+	if (!channel_inherited(ch) && channel_unregister(ch))
+		return;
 	channel_free(ch);
 }
 
@@ -192,6 +250,8 @@ void channel_close_others(struct channel *keep, const int extra[2])
 done:
 	registry = keep;
 	keep->prev = keep->next = NULL;
+	/* The idle channels are the parent's, on the list just forgotten. */
+	nidle = 0;
 }
 
 /* In a child just forked: asks the system to SIGKILL it when its parent
@@ -247,17 +307,23 @@ pid_t channel_fork(struct channel **out, int flags)
 	/* The parent's end is allocated before fork, so that a failure leaves
 	 * no child behind. */
 	if (link == CHANNEL_LINK_SOCKET)
-		ch = channel_new(down[0], down[0], -1);
+		ch = alloc_locked(down[0], down[0], -1);
 	else
-		ch = channel_new(up[0], down[1], -1);
+		ch = alloc_locked(up[0], down[1], -1);
 	if (!ch)
 		goto fail_fds;
-	register_locked(ch);
 	ch->is_socket = link == CHANNEL_LINK_SOCKET;
 
 	/* Empty the stdio buffers now, or the child would write its copy of
-	 * them a second time. */
-	fflush(NULL);
+	 * them a second time when it flushes at its end. POSIX has no way to
+	 * ask whether a stream holds output, so the flush is unconditional
+	 * (and costs a page fault in each process: it writes stdio's lock)
+	 * unless the caller said, with CHANNEL_NO_FLUSH, that the child will
+	 * not use stdio: then neither side flushes, and the child's copies
+	 * are dropped by _exit. Flushing only stdout and stderr would not
+	 * do: a stream the caller opened would still be written twice. */
+	if (!(flags & CHANNEL_NO_FLUSH))
+		fflush(NULL);
 	parent = getpid();
 	pid = sys_fork();
 	if (pid < 0) {
@@ -280,6 +346,7 @@ pid_t channel_fork(struct channel **out, int flags)
 		 * parent a call. */
 		if (flags & CHANNEL_OWN_GROUP)
 			setpgid(0, 0);
+		exit_unflushed = (flags & CHANNEL_NO_FLUSH) != 0;
 		/* A new generation: the copies of the parent's other channels
 		 * become inert here (see channel_inherited). */
 		channel_new_generation(ch);
@@ -299,7 +366,7 @@ pid_t channel_fork(struct channel **out, int flags)
 		ch->pid = 0;
 		/* The lock was taken by the thread that forked, of which the
 		 * child's one thread is the copy. */
-		sys_unlock();
+		sys_unlock_child();
 		channel_close_others(ch, parent_ends);
 		*out = ch;
 		return 0;
@@ -383,7 +450,8 @@ void channel_exit(struct channel *ch, int status)
 		ch->ops->finish(ch, status);	/* delivers, then ends */
 	if (ch)
 		channel_uncork(ch, -1);
-	fflush(NULL);
+	if (!exit_unflushed)
+		fflush(NULL);
 	/* _exit closes the channel's descriptors with all the others: closing
 	 * them one by one first would only cost system calls. */
 	_exit(status);

@@ -79,6 +79,19 @@ void sys_unlock(void)
 	pthread_mutex_unlock(&fd_lock);
 }
 
+void sys_unlock_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	/* The child has one thread, the copy of the one that took the lock,
+	 * and no other can be waiting: the lock made afresh is the lock
+	 * released. A copy of bytes, where pthread_mutex_unlock would be a
+	 * call into a page of the C library that the child has to fault in
+	 * (a new child maps nothing of the library's code until it runs
+	 * it). */
+	memcpy(&fd_lock, &fresh, sizeof(fd_lock));
+}
+
 void sys_close_shared(int *fd)
 {
 	sys_lock();

@@ -87,6 +87,8 @@ static const struct group groups[] = {
 		  NULL, 0, 0, NULL, 0 },
 		{ "fork_lib_l2", "tasks/s", SELF "lib_fork 5000 2",
 		  "fork_ref_l2", GOAL_RATIO_AT_LEAST, 0.9, NULL, 0 },
+		{ "fork_lib_nf_l2", "tasks/s", SELF "lib_fork 5000 2 noflush",
+		  "fork_ref_l2", 0, 0, NULL, 0 },
 		{ "fork_ref_l64", "tasks/s", SELF "ref_fork 5000 64",
 		  NULL, 0, 0, NULL, 0 },
 		{ "fork_lib_l64", "tasks/s", SELF "lib_fork 5000 64",

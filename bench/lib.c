@@ -116,6 +116,10 @@ static void grow_heap(long mib)
 	heap_kept = p;
 }
 
+/* Whether lib_fork's exchange is made with no_stdio_flush (its third
+ * argument, noflush). */
+static bool no_stdio_flush;
+
 /* Fork per task (reuse false) or reuse mode (reuse true): n tasks through
  * exchange_start with the given limit, results collected by store_data.
  * The parent first grows its heap by heap_mib MiB; with early, reuse
@@ -130,6 +134,7 @@ static void run_tasks_heap(long n, int limit, bool reuse, long heap_mib,
 		.reuse = reuse,
 		.store_data = store_sum,
 		.udata = &t,
+		.no_stdio_flush = no_stdio_flush,
 	};
 	struct exchange *ex;
 	uint64_t want = 0;
@@ -190,6 +195,8 @@ static void lib_fork(int argc, char **argv)
 	long n = argc > 0 ? bench_count(argv[0]) : 5000;
 	long limit = argc > 1 ? bench_count(argv[1]) : 2;
 
+	/* noflush: the children print nothing (task_square does not). */
+	no_stdio_flush = argc > 2 && strcmp(argv[2], "noflush") == 0;
 	run_tasks(n, (int)limit, false);
 }
 

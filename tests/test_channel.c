@@ -1642,3 +1642,46 @@ Test(channel, items_that_look_like_a_header_stay_items, .timeout = 60)
 	}
 	cr_assert_eq(channel_close(ch), 0);
 }
+
+/* A closed channel's memory serves the next channel made (proc.c keeps it
+ * on the registry), and it serves it as new: not broken, the default
+ * maximum, no task, nothing buffered from before. */
+Test(channel, a_recycled_channel_starts_clean, .timeout = 20)
+{
+	char big[100] = "a hundred bytes";
+	int fds = count_fds();
+	struct channel *a, *b;
+	struct channel_msg m;
+	uintptr_t was;
+
+	a = channel_create();
+	cr_assert_not_null(a);
+	if (channel_pid(a) == 0) {
+		channel_send(a, big, sizeof(big), -1);
+		channel_send(a, "left", 4, -1);
+		channel_exit(a, 0);
+	}
+	cr_assert_eq(channel_set_max(a, 10), 0);
+	cr_assert_eq(channel_recv(a, &m, 5000), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	channel_set_task(a, 7);
+	was = (uintptr_t)a;
+	cr_assert_eq(channel_close(a), 0);
+
+	b = channel_create();
+	cr_assert_not_null(b);
+	if (channel_pid(b) == 0) {
+		channel_send(b, big, sizeof(big), -1);
+		channel_exit(b, 0);
+	}
+	cr_assert_eq((uintptr_t)b, was, "the closed channel's memory was reused");
+	cr_assert_eq(channel_recv(b, &m, 5000), 1);
+	cr_assert_eq(m.len, sizeof(big));
+	cr_assert_str_eq(m.data, big);
+	cr_assert_eq(m.task, CHANNEL_NO_TASK);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_recv(b, &m, 5000), 0, "nothing of a's is left");
+	cr_assert_eq(channel_close(b), 0);
+	cr_assert_eq(count_fds(), fds);
+	cr_assert(no_children());
+}

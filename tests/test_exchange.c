@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -222,6 +223,50 @@ Test(exchange, store_calls_store_data_with_task_numbers, .timeout = 20)
 	cr_assert_eq(t.failures, 0);
 	exchange_free(ex);
 	cr_assert(no_children());
+}
+
+/* With no_stdio_flush nothing flushes stdio around the forks: what the
+ * caller had buffered is still in its buffer after the tasks have run,
+ * and is written once, by the caller (the children drop their copies). */
+Test(exchange, no_stdio_flush_leaves_the_callers_buffer_to_it, .timeout = 20)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .limit = 2, .store_data = tally_store,
+				      .udata = &t, .no_stdio_flush = true };
+	FILE *f = tmpfile();
+	char buf[64] = { 0 };
+	struct exchange *ex;
+	struct stat sb;
+	size_t i, expect = 0, got;
+
+	cr_assert_not_null(f);
+	cr_assert_eq(setvbuf(f, NULL, _IOFBF, BUFSIZ), 0);
+	fputs("before the forks", f);	/* still in f's buffer */
+	ex = exchange_new(&o);
+	cr_assert_not_null(ex);
+	for (i = 0; i < 6; i++) {
+		cr_assert_eq(exchange_start(ex, square_fn, &i, sizeof(i), NULL),
+			     (ssize_t)i);
+		expect += i * i;
+	}
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert_eq(fstat(fileno(f), &sb), 0);
+	fflush(f);
+	rewind(f);
+	got = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	cr_assert_eq(t.messages, 6);
+	cr_assert_eq(t.sum, expect);
+	cr_assert(no_children());
+	/* Under valgrind every process runs the C library's clean-up as it
+	 * ends, _exit included (--run-libc-freeres), and that flushes every
+	 * stream: there the children write their copies. */
+	if (slow_run())
+		return;
+	cr_assert_eq(sb.st_size, 0, "no one flushed the caller's stream");
+	cr_assert_eq(got, 16);
+	cr_assert_str_eq(buf, "before the forks");
 }
 
 /* The parent's view of limits: never more channels than the limit; the
