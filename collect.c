@@ -552,12 +552,7 @@ pid_t exchange_create_persistent(struct exchange *ex, const char *address,
 	struct channel *ch;
 	pid_t pid;
 
-	if (!ex || !child) {
-		errno = EINVAL;
-		return -1;
-	}
-	*child = NULL;
-	if (exchange_wait(ex) < 0)
+	if (exchange_create_begin(ex, child) < 0)
 		return -1;
 	pid = channel_create_persistent(address, child);
 	if (pid <= 0)

@@ -1958,17 +1958,22 @@ ssize_t exchange_submit_channel(struct exchange *ex, exchange_channel_fn *start,
 	return submit(ex, NULL, NULL, start, arg, len, ctx);
 }
 
-pid_t exchange_create(struct exchange *ex, struct channel **child)
+int exchange_create_begin(struct exchange *ex, struct channel **child)
 {
-	struct channel *ch;
-	pid_t pid;
-
 	if (!ex || !child) {
 		errno = EINVAL;
 		return -1;
 	}
 	*child = NULL;
-	if (exchange_wait(ex) < 0)
+	return exchange_wait(ex);
+}
+
+pid_t exchange_create(struct exchange *ex, struct channel **child)
+{
+	struct channel *ch;
+	pid_t pid;
+
+	if (exchange_create_begin(ex, child) < 0)
 		return -1;
 	pid = channel_fork(&ch, fork_flags(ex)); /* pipes */
 	if (pid < 0)

@@ -341,6 +341,11 @@ HIDDEN size_t exchange_tasks(const struct exchange *ex);
  * (exchange_add), or NULL with errno, which becomes the task's
  * NOT_STARTED outcome. arg is copied, and aligned as malloc aligns. Returns
  * the task number. */
+/* exchange_create_begin: what exchange_create and its persistent form do
+ * before the child is made: EINVAL for a NULL ex or child, *child set to
+ * NULL, then a wait while ex is busy (exchange_wait). 0 or -1. */
+HIDDEN int exchange_create_begin(struct exchange *ex, struct channel **child);
+
 typedef struct channel *exchange_channel_fn(const void *arg, size_t len,
 					    void *ctx);
 HIDDEN ssize_t exchange_submit_channel(struct exchange *ex,
