@@ -1011,12 +1011,12 @@ static int start_queued(struct exchange *ex)
 			continue;
 		}
 		if (w->start) {
-			if (launch_channel(ex, w->start, w->ctx, w->arg,
-					   w->len, w->task) < 0) {
-				work_free(w);
-				return -1;
-			}
+			int rc = launch_channel(ex, w->start, w->ctx, w->arg,
+						w->len, w->task);
+
 			work_free(w);
+			if (rc < 0)
+				return -1;
 		} else if (launch(ex, w->fn, w->pfn, w->ctx, w->arg, w->len,
 				  w->task, w) < 0) {
 			return -1;
