@@ -37,7 +37,7 @@ APP_LDFLAGS = $(SAN) $(LDFLAGS)
 CRITERION_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
 CRITERION_LIBS = $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
 
-SRCS = sys.c frame.c channel.c proc.c persist.c manage.c exchange.c collect.c pmap.c
+SRCS = sys.c arena.c frame.c channel.c proc.c persist.c manage.c exchange.c collect.c pmap.c
 OBJS = $(SRCS:%.c=$(BUILD)/obj/%.o)
 HDRS = exchange.h internal.h channel_impl.h
 

@@ -72,10 +72,9 @@
 /* Ready channels handled per exchange_store call. */
 #define STORE_BATCH 64
 
-/* Work records of up to RETIRE_ARG_MAX argument bytes that have started are
- * freed RETIRE_BATCH at a time (work_retire), not one by one. */
-#define RETIRE_ARG_MAX 256
-#define RETIRE_BATCH 32
+/* A queued task's argument up to this size goes to its child in a copy on
+ * the stack (launch), larger ones in a copy from malloc. */
+#define ARG_ON_STACK 256
 
 /* Work waiting for a free place under the limit. */
 struct work {
@@ -205,9 +204,8 @@ struct exchange {
 	size_t handed_head;	/* the oldest entry not taken */
 	size_t nhanded;		/* entries used in handed */
 	size_t handed_cap;	/* entries allocated */
-	struct work *retired[RETIRE_BATCH]; /* small work records done with,
-					       freed when it is full */
-	size_t nretired;	/* entries used in retired */
+	struct arena works;	/* the work records: queued, and kept for a
+				   retry (children do not inherit them) */
 	struct slot *spare;	/* freed slots, for slot_add: no more than
 				   the most slots it has held at once */
 };
@@ -299,34 +297,12 @@ size_t exchange_tasks(const struct exchange *ex)
 	return ex->next_task;
 }
 
-static void work_free(struct work *w)
+/* Work records live in ex->works, out of the children's sight: writing
+ * them after a fork costs no copy-on-write fault, and a fork does not copy
+ * a long queue's page table entries (arena.c). */
+static void work_free(struct exchange *ex, struct work *w)
 {
-	free(w);
-}
-
-/* Frees the retired work records. */
-static void retired_free(struct exchange *ex)
-{
-	while (ex->nretired)
-		work_free(ex->retired[--ex->nretired]);
-}
-
-/* Done with a work record whose task was just forked. Freeing it now
- * would write its page, and malloc's, after the fork: each such page is a
- * copy-on-write fault, and the queued records of a long queue lie on
- * pages written by nothing else. A small record is kept instead and freed
- * with RETIRE_BATCH - 1 others, so those pages are written once per batch
- * rather than once per task; a large one, alone on its pages, goes at
- * once. */
-static void work_retire(struct exchange *ex, struct work *w)
-{
-	if (!w || w->len > RETIRE_ARG_MAX) {
-		work_free(w);
-		return;
-	}
-	if (ex->nretired == RETIRE_BATCH)
-		retired_free(ex);
-	ex->retired[ex->nretired++] = w;
+	arena_free(&ex->works, w);
 }
 
 /* Waits for the process of a slot whose channel is closed, until deadline
@@ -369,7 +345,6 @@ static void end_processes(struct exchange *ex, size_t first, size_t n)
 
 void exchange_free(struct exchange *ex)
 {
-	struct work *w, *next;
 	size_t i;
 
 	if (!ex)
@@ -387,12 +362,7 @@ void exchange_free(struct exchange *ex)
 
 		channel_set_owner(ch, NULL);
 		channel_close(ch);
-		work_free(ex->slots[i]->cur);
 		free(ex->slots[i]);
-	}
-	for (w = ex->qhead; w; w = next) {
-		next = w->next;
-		work_free(w);
 	}
 	while (ex->attached) {
 		struct attachment *a = ex->attached;
@@ -402,7 +372,8 @@ void exchange_free(struct exchange *ex)
 			a->free_fn(a->data);
 		free(a);
 	}
-	retired_free(ex);
+	/* The queued records and those kept for a retry. */
+	arena_release(&ex->works, inherited(ex));
 	while (ex->spare) {
 		struct slot *s = ex->spare;
 
@@ -443,8 +414,7 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 		ex->cap = ncap;
 	}
 	/* A slot freed earlier is taken first: malloc's pages stay as they
-	 * were, which after a fork saves their copy-on-write faults (see
-	 * work_retire). */
+	 * were, which after a fork saves their copy-on-write faults. */
 	if (ex->spare) {
 		s = ex->spare;
 		ex->spare = s->next_spare;
@@ -512,7 +482,8 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	/* Every idle or awaiting slot is among those left. */
 	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
 	channel_set_owner(ch, NULL);
-	work_free(s->cur);
+	work_free(ex, s->cur);
+	s->cur = NULL;
 	s->next_spare = ex->spare;
 	ex->spare = s;
 	if (close_it)
@@ -683,11 +654,11 @@ static void set_phase(struct exchange *ex, struct slot *s,
 
 /* A worker between tasks has none: no task number, no time limit, no work
  * kept for a retry. */
-static void clear_task(struct slot *s)
+static void clear_task(struct exchange *ex, struct slot *s)
 {
 	channel_set_task(s->ch, CHANNEL_NO_TASK);
 	channel_limit_stop(&s->lim);
-	work_free(s->cur);
+	work_free(ex, s->cur);
 	s->cur = NULL;
 }
 
@@ -695,7 +666,7 @@ static void clear_task(struct slot *s)
 static void stop_worker(struct exchange *ex, struct slot *s)
 {
 	set_phase(ex, s, PHASE_LEAVING);
-	clear_task(s);
+	clear_task(ex, s);
 	channel_send_frame(s->ch, FRAME_STOP, NULL, 0, NULL, 0, -1);
 }
 
@@ -725,28 +696,64 @@ static bool stop_an_idle_worker(struct exchange *ex)
 	return false;
 }
 
+/* A copy of a work record's argument that a child inherits: the record
+ * itself is in memory children do not have (ex->works). */
+struct arg_copy {
+	max_align_t small[ARG_ON_STACK / sizeof(max_align_t)];
+	void *big;		/* a larger one, from malloc, or NULL */
+};
+
+/* Points *arg at the argument as the child will see it: arg itself
+ * unless it lies in the record w, else a copy in c. 0, or -1 on ENOMEM.
+ * Free c->big once the fork is done. */
+static int arg_for_child(struct arg_copy *c, const struct work *w,
+			 const void **arg, size_t len)
+{
+	void *p = c->small;
+
+	c->big = NULL;
+	if (!w || !len)
+		return 0;
+	if (len > sizeof(c->small)) {
+		c->big = malloc(len);
+		if (!c->big)
+			return -1;
+		p = c->big;
+	}
+	memcpy(p, *arg, len);
+	*arg = p;
+	return 0;
+}
+
 /* Forks a process for the task (a worker in reuse mode) and registers it.
- * w, if given, is the work record (kept for a retry, else freed). A fork
- * failure becomes the task's NOT_STARTED outcome. -1 only on ENOMEM. */
+ * w, if given, is the work record that arg lies in (kept for a retry, else
+ * freed). A fork failure becomes the task's NOT_STARTED outcome. -1 only
+ * on ENOMEM. */
 static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		  void *ctx, const void *arg, size_t len, size_t task,
 		  struct work *w)
 {
 	bool worker = ex->opts.reuse;
+	struct arg_copy copy;
 	struct channel *ch;
 	struct slot *s;
 	pid_t pid;
 
+	if (arg_for_child(&copy, w, &arg, len) < 0) {
+		work_free(ex, w);
+		return -1;
+	}
 	/* A task that answers once costs fewest system calls over one
 	 * socket pair; a stream of messages moves faster through pipes. */
 	pid = manage_fork(&ch, fn, pfn, ctx, arg, len, worker,
 			  (ex->opts.continuous ? CHANNEL_LINK_PIPES
 					       : CHANNEL_LINK_SOCKET) |
 			  fork_flags(ex), ex->opts.init, ex->opts.init_ctx);
+	free(copy.big);
 	if (pid < 0) {
 		int err = errno;
 
-		work_free(w);
+		work_free(ex, w);
 		return add_not_started(ex, task, err);
 	}
 	channel_set_task(ch, task);
@@ -754,7 +761,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 	if (!s) {
 		/* The child runs to its end; its outcome is lost with the
 		 * memory to record it. */
-		work_free(w);
+		work_free(ex, w);
 		channel_close(ch);
 		errno = ENOMEM;
 		return -1;
@@ -770,7 +777,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		w->attempts++;
 		s->cur = w;
 	} else {
-		work_retire(ex, w);
+		work_free(ex, w);
 	}
 	start_clock(ex, s);
 	return 0;
@@ -797,20 +804,26 @@ static int adopt(struct exchange *ex, struct channel *ch, size_t task)
 
 /* Makes the channel of work submitted through exchange_submit_channel and
  * registers it; a channel that could not be made is the task's NOT_STARTED
- * outcome. -1 only on ENOMEM. */
+ * outcome. w, if given, is the work record that arg lies in: start may
+ * fork, so it is given a copy too. -1 only on ENOMEM. */
 static int launch_channel(struct exchange *ex, exchange_channel_fn *start,
-			  void *ctx, const void *arg, size_t len, size_t task)
+			  void *ctx, const void *arg, size_t len, size_t task,
+			  const struct work *w)
 {
+	struct arg_copy copy;
 	struct channel *ch;
 
+	if (arg_for_child(&copy, w, &arg, len) < 0)
+		return -1;
 	errno = 0;
 	ch = start(arg, len, ctx);
+	free(copy.big);
 	if (!ch)
 		return add_not_started(ex, task, errno ? errno : EIO);
 	return adopt(ex, ch, task);
 }
 
-static struct work *work_new(channel_fn *fn, exchange_plain_fn *pfn,
+static struct work *work_new(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 			     exchange_channel_fn *start, void *ctx,
 			     const void *arg, size_t len, size_t task)
 {
@@ -820,7 +833,7 @@ static struct work *work_new(channel_fn *fn, exchange_plain_fn *pfn,
 		errno = ENOMEM;
 		return NULL;
 	}
-	w = malloc(sizeof(*w) + len);
+	w = arena_alloc(&ex->works, sizeof(*w) + len);
 	if (!w)
 		return NULL;
 	*w = (struct work){ .fn = fn, .pfn = pfn, .start = start, .ctx = ctx,
@@ -850,10 +863,7 @@ static void queue_push(struct exchange *ex, struct work *w, bool front)
 	ex->nqueued++;
 }
 
-/* Takes w, which follows prev (NULL for the head), out of the queue.
- * Taking the head writes nothing of w (its next is meaningless once out
- * of the queue): its page is then written by no one after a fork (see
- * work_retire). */
+/* Takes w, which follows prev (NULL for the head), out of the queue. */
 static struct work *queue_unlink(struct exchange *ex, struct work *prev,
 				 struct work *w)
 {
@@ -912,10 +922,10 @@ static void worker_next(struct exchange *ex, struct slot *s)
 			start_clock(ex, s);
 			if (ex->opts.policy == EXCHANGE_RETRY) {
 				w->attempts++;
-				work_free(s->cur);
+				work_free(ex, s->cur);
 				s->cur = w;
 			} else {
-				work_free(w);
+				work_free(ex, w);
 			}
 			return;
 		}
@@ -924,7 +934,7 @@ static void worker_next(struct exchange *ex, struct slot *s)
 		queue_push(ex, w, true);
 	} else if (!ex->stopped && !ex->qhead) {
 		set_phase(ex, s, PHASE_IDLE);
-		clear_task(s);
+		clear_task(ex, s);
 		return;
 	}
 	stop_worker(ex, s);
@@ -1005,16 +1015,16 @@ static int start_queued(struct exchange *ex)
 		if (ex->stopped) {
 			int rc = add_not_started(ex, w->task, ECANCELED);
 
-			work_free(w);
+			work_free(ex, w);
 			if (rc < 0)
 				return -1;
 			continue;
 		}
 		if (w->start) {
 			int rc = launch_channel(ex, w->start, w->ctx, w->arg,
-						w->len, w->task);
+						w->len, w->task, w);
 
-			work_free(w);
+			work_free(ex, w);
 			if (rc < 0)
 				return -1;
 		} else if (launch(ex, w->fn, w->pfn, w->ctx, w->arg, w->len,
@@ -1054,7 +1064,7 @@ static ssize_t submit(struct exchange *ex, channel_fn *fn,
 		/* An idle worker of the same function takes it at once;
 		 * else one of another function leaves, and the work waits
 		 * for its place. */
-		w = work_new(fn, pfn, start, ctx, arg, len, task);
+		w = work_new(ex, fn, pfn, start, ctx, arg, len, task);
 		if (!w)
 			return -1;
 		queue_push(ex, w, false);
@@ -1067,20 +1077,20 @@ static ssize_t submit(struct exchange *ex, channel_fn *fn,
 	if (exchange_busy(ex) || ex->qhead) {
 		/* Queued work starts in start order, so nothing overtakes
 		 * what is already waiting. */
-		w = work_new(fn, pfn, start, ctx, arg, len, task);
+		w = work_new(ex, fn, pfn, start, ctx, arg, len, task);
 		if (!w)
 			return -1;
 		queue_push(ex, w, false);
 		return (ssize_t)task;
 	}
 	if (start) {
-		if (launch_channel(ex, start, ctx, arg, len, task) < 0)
+		if (launch_channel(ex, start, ctx, arg, len, task, NULL) < 0)
 			return -1;
 		return (ssize_t)task;
 	}
 	if (ex->opts.policy == EXCHANGE_RETRY && ex->opts.retries > 0) {
 		/* A retry needs the argument as it was at the start. */
-		w = work_new(fn, pfn, NULL, ctx, arg, len, task);
+		w = work_new(ex, fn, pfn, NULL, ctx, arg, len, task);
 		if (!w)
 			return -1;
 	}
@@ -1190,7 +1200,7 @@ int exchange_cancel(struct exchange *ex, size_t task)
 	for (w = ex->qhead; w; prev = w, w = w->next) {
 		if (w->task != task)
 			continue;
-		work_free(queue_unlink(ex, prev, w));
+		work_free(ex, queue_unlink(ex, prev, w));
 		return add_not_started(ex, task, ECANCELED);
 	}
 	for (i = 0; i < ex->nslots; i++) {

@@ -135,6 +135,27 @@ HIDDEN void sys_close_run(int first, int last);
  * numbers: one close_range per run. */
 HIDDEN void sys_close_sorted(int *fds, int n);
 
+/* arena.c: memory for records only the parent reads, which its children
+ * do not inherit where the system allows (MADV_DONTFORK), so that a fork
+ * neither copies nor write-protects it. A zeroed struct arena is empty. */
+struct arena_block;
+struct arena {
+	struct arena_block *blocks;	/* every block */
+	struct arena_block *cur;	/* the one small records come from */
+	bool inherited;			/* some block is inherited by children
+					   (the system could not keep it out) */
+	pid_t pid;			/* the process that has the blocks */
+};
+
+/* size bytes aligned as malloc aligns them, NULL with ENOMEM. */
+HIDDEN void *arena_alloc(struct arena *a, size_t size);
+/* Frees what arena_alloc returned (NULL is ignored). */
+HIDDEN void arena_free(struct arena *a, void *p);
+/* Frees everything in a. In a child that holds a copy of a (in_child, or
+ * any process but the one that made its blocks), forgets instead what the
+ * child does not have. */
+HIDDEN void arena_release(struct arena *a, bool in_child);
+
 /* The channel itself is private to the channel layer (channel.c, proc.c
  * and persist.c, through channel_impl.h): the layers above reach it through
  * the calls below and those of exchange.h. */

@@ -197,7 +197,7 @@ portability-*,-bugprone-easily-swappable-parameters,\
 # on the objects' undefined and defined names; so no call cycle can form.
 # struct channel is defined in channel_impl.h, which only the channel
 # layer's files include: no other file can write a channel's fields.
-LAYERS = sys frame channel proc persist manage exchange collect pmap
+LAYERS = sys arena frame channel proc persist manage exchange collect pmap
 CHANNEL_LAYER = channel.c proc.c persist.c
 
 lint-layers: $(OBJS) | $(BUILD)/check

@@ -1,0 +1,187 @@
+/*
+ * arena.c - memory for records that only the parent reads, kept out of its
+ * children.
+ *
+ * A fork copies the page table entry of every page the parent has written
+ * and write-protects the page in both processes; a child's exit undoes it
+ * all again. An exchange with a long queue keeps its queued work in pages
+ * no child ever reads (5,000 queued tasks are about 140 pages), and each
+ * fork paid for every one of them. So those records live in blocks mapped
+ * on their own and marked MADV_DONTFORK where the system has it: a fork
+ * leaves them out of the child, copies no entry for them, and the parent
+ * writes them afterwards without a copy-on-write fault. Whatever a child
+ * needs of such a record goes with the fork as a copy (exchange.c, the
+ * task's argument).
+ *
+ * Blocks are bump-allocated: records come and go in about the order they
+ * were made, so a block is unmapped once all it handed out has been freed.
+ * Without MADV_DONTFORK (or anonymous mappings) the blocks come from malloc
+ * and children inherit them, as they inherit the rest of the heap.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifdef __linux__
+/* Not declared under _POSIX_C_SOURCE: anonymous mappings (POSIX only from
+ * 2024) and madvise's MADV_DONTFORK (Linux 2.6.16). */
+int madvise(void *addr, size_t len, int advice);
+#ifndef MAP_ANONYMOUS
+#define MAP_ANONYMOUS 0x20
+#endif
+#ifndef MADV_DONTFORK
+#define MADV_DONTFORK 10
+#endif
+#endif
+
+#if defined(MAP_ANONYMOUS) && defined(MADV_DONTFORK)
+#define HAVE_UNFORKED 1
+#endif
+
+/* The usual block: room for several hundred small records. */
+#define BLOCK_SIZE (64 * 1024)
+
+/* A record larger than this has a block of its own. */
+#define BLOCK_SHARE_MAX (BLOCK_SIZE / 4)
+
+/* What every allocation is rounded to, as malloc aligns. */
+#define ALIGN alignof(max_align_t)
+
+struct arena_block {
+	struct arena_block *prev;	/* the arena's list, newest first */
+	struct arena_block *next;
+	size_t size;		/* bytes of the block, header included */
+	size_t used;		/* bytes handed out, header included */
+	size_t live;		/* allocations not yet freed */
+	bool mapped;		/* a mapping of its own (else from malloc) */
+};
+
+/* In front of every allocation: its block. */
+struct arena_prefix {
+	struct arena_block *block;
+};
+
+static size_t round_up(size_t n, size_t to)
+{
+	return (n + to - 1) / to * to;
+}
+
+#define HEADER round_up(sizeof(struct arena_block), ALIGN)
+#define PREFIX round_up(sizeof(struct arena_prefix), ALIGN)
+
+/* A block of at least size bytes, out of children if it can be. */
+static struct arena_block *block_new(struct arena *a, size_t size)
+{
+	struct arena_block *b = NULL;
+
+#ifdef HAVE_UNFORKED
+	long page = sysconf(_SC_PAGESIZE);
+	void *p;
+
+	size = round_up(size, page > 0 ? (size_t)page : 4096);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED) {
+		if (madvise(p, size, MADV_DONTFORK) < 0)
+			a->inherited = true;
+		b = p;
+		b->mapped = true;
+		if (!a->blocks)
+			a->pid = getpid();
+	}
+#endif
+	if (!b) {
+		b = malloc(size);
+		if (!b)
+			return NULL;
+		b->mapped = false;
+		a->inherited = true;
+	}
+	b->size = size;
+	b->used = HEADER;
+	b->live = 0;
+	b->prev = NULL;
+	b->next = a->blocks;
+	if (a->blocks)
+		a->blocks->prev = b;
+	a->blocks = b;
+	return b;
+}
+
+static void block_free(struct arena *a, struct arena_block *b)
+{
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		a->blocks = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	if (b->mapped)
+		munmap(b, b->size);
+	else
+		free(b);
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+	struct arena_block *b = a->cur;
+	struct arena_prefix *p;
+	size_t need;
+
+	if (size > SIZE_MAX - HEADER - PREFIX - BLOCK_SIZE) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	need = PREFIX + round_up(size, ALIGN);
+	if (need > BLOCK_SHARE_MAX) {
+		/* Alone in its block, which goes when it does. */
+		b = block_new(a, HEADER + need);
+		if (!b)
+			return NULL;
+	} else if (!b || b->size - b->used < need) {
+		b = block_new(a, BLOCK_SIZE);
+		if (!b)
+			return NULL;
+		a->cur = b;
+	}
+	p = (struct arena_prefix *)((unsigned char *)b + b->used);
+	p->block = b;
+	b->used += need;
+	b->live++;
+	return (unsigned char *)p + PREFIX;
+}
+
+void arena_free(struct arena *a, void *ptr)
+{
+	struct arena_block *b;
+
+	if (!ptr)
+		return;
+	b = ((struct arena_prefix *)((unsigned char *)ptr - PREFIX))->block;
+	if (--b->live > 0)
+		return;
+	if (b == a->cur)
+		b->used = HEADER;	/* the one in use: kept, emptied */
+	else
+		block_free(a, b);
+}
+
+void arena_release(struct arena *a, bool in_child)
+{
+	/* A child of the caller's own fork holds a copy too. */
+	if (a->blocks && !a->inherited && (in_child || getpid() != a->pid)) {
+		/* Not in this process: nothing to free, nothing to read. */
+		a->blocks = NULL;
+		a->cur = NULL;
+		return;
+	}
+	while (a->blocks)
+		block_free(a, a->blocks);
+	a->cur = NULL;
+}
