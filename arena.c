@@ -75,28 +75,38 @@ static size_t round_up(size_t n, size_t to)
 #define HEADER round_up(sizeof(struct arena_block), ALIGN)
 #define PREFIX round_up(sizeof(struct arena_prefix), ALIGN)
 
-/* A block of at least size bytes, out of children if it can be. */
-static struct arena_block *block_new(struct arena *a, size_t size)
+/* size bytes mapped on their own and kept out of children (size rounded
+ * up to whole pages), or NULL where that cannot be had. */
+static struct arena_block *map_unforked(struct arena *a, size_t *size)
 {
-	struct arena_block *b = NULL;
-
 #ifdef HAVE_UNFORKED
 	long page = sysconf(_SC_PAGESIZE);
 	void *p;
 
-	size = round_up(size, page > 0 ? (size_t)page : 4096);
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	*size = round_up(*size, page > 0 ? (size_t)page : 4096);
+	p = mmap(NULL, *size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p != MAP_FAILED) {
-		if (madvise(p, size, MADV_DONTFORK) < 0)
-			a->inherited = true;
-		b = p;
-		b->mapped = true;
-		if (!a->blocks)
-			a->pid = getpid();
-	}
+	if (p == MAP_FAILED)
+		return NULL;
+	if (madvise(p, *size, MADV_DONTFORK) < 0)
+		a->inherited = true;
+	if (!a->blocks)
+		a->pid = getpid();
+	return p;
+#else
+	(void)a, (void)size;
+	return NULL;
 #endif
-	if (!b) {
+}
+
+/* A block of at least size bytes, out of children if it can be. */
+static struct arena_block *block_new(struct arena *a, size_t size)
+{
+	struct arena_block *b = map_unforked(a, &size);
+
+	if (b) {
+		b->mapped = true;
+	} else {
 		b = malloc(size);
 		if (!b)
 			return NULL;
@@ -114,6 +124,14 @@ static struct arena_block *block_new(struct arena *a, size_t size)
 	return b;
 }
 
+static void block_unmap(struct arena_block *b)
+{
+	if (b->mapped)
+		munmap(b, b->size);
+	else
+		free(b);
+}
+
 static void block_free(struct arena *a, struct arena_block *b)
 {
 	if (b->prev)
@@ -122,10 +140,7 @@ static void block_free(struct arena *a, struct arena_block *b)
 		a->blocks = b->next;
 	if (b->next)
 		b->next->prev = b->prev;
-	if (b->mapped)
-		munmap(b, b->size);
-	else
-		free(b);
+	block_unmap(b);
 }
 
 void *arena_alloc(struct arena *a, size_t size)
@@ -181,7 +196,11 @@ void arena_release(struct arena *a, bool in_child)
 		a->cur = NULL;
 		return;
 	}
-	while (a->blocks)
-		block_free(a, a->blocks);
+	while (a->blocks) {
+		struct arena_block *b = a->blocks;
+
+		a->blocks = b->next;
+		block_unmap(b);
+	}
 	a->cur = NULL;
 }

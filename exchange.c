@@ -709,7 +709,7 @@ struct arg_copy {
 static int arg_for_child(struct arg_copy *c, const struct work *w,
 			 const void **arg, size_t len)
 {
-	void *p = c->small;
+	void *p;
 
 	c->big = NULL;
 	if (!w || !len)
@@ -719,6 +719,8 @@ static int arg_for_child(struct arg_copy *c, const struct work *w,
 		if (!c->big)
 			return -1;
 		p = c->big;
+	} else {
+		p = c->small;
 	}
 	memcpy(p, *arg, len);
 	*arg = p;
