@@ -73,8 +73,10 @@
 #define STORE_BATCH 64
 
 /* A queued task's argument up to this size goes to its child in a copy on
- * the stack (launch), larger ones in a copy from malloc. */
-#define ARG_ON_STACK 256
+ * the stack (launch), larger ones in a copy from malloc. Small, so that the
+ * fork's stack reaches no deeper than it must: each page of stack the
+ * parent writes after a fork is a copy-on-write fault. */
+#define ARG_ON_STACK 64
 
 /* Work waiting for a free place under the limit. */
 struct work {
@@ -1874,8 +1876,11 @@ static int deliver(struct exchange *ex, struct channel *ch)
 		progress = channel_progress(ch);
 		rc = 0;
 		/* A callback that fails without saying why gets EIO, not
-		 * whatever errno an earlier call left. */
-		errno = 0;
+		 * whatever errno an earlier call left. Written only when it
+		 * is not 0 already: its page (the thread's) is one more
+		 * copy-on-write fault after each fork. */
+		if (errno)
+			errno = 0;
 		if (ex->opts.store_data)
 			rc = ex->opts.store_data(ex, ch, ex->opts.udata);
 		calls++;
@@ -1905,16 +1910,16 @@ static int deliver(struct exchange *ex, struct channel *ch)
 	}
 }
 
-int exchange_store(struct exchange *ex, int timeout_ms)
+/* Waits for ready channels and delivers what they hold: exchange_store
+ * without the starts. Apart, so that its list of ready channels is not
+ * on the stack below the forks of start_queued: each page of stack the
+ * parent writes after a fork is a copy-on-write fault. */
+static NOINLINE int store_ready(struct exchange *ex, int timeout_ms)
 {
 	struct channel *ready[STORE_BATCH];
 	unsigned long removals;
 	int n, i, calls = 0, r;
 
-	if (unusable(ex))
-		return -1;
-	if (start_queued(ex) < 0)
-		return -1;
 	n = gather(ex, tick_timeout(ex, timeout_ms), ready, STORE_BATCH);
 	if (n < 0)
 		return -1;
@@ -1930,7 +1935,19 @@ int exchange_store(struct exchange *ex, int timeout_ms)
 			return -1;
 		calls += r;
 	}
+	return calls;
+}
+
+int exchange_store(struct exchange *ex, int timeout_ms)
+{
+	int calls;
+
+	if (unusable(ex))
+		return -1;
 	if (start_queued(ex) < 0)
+		return -1;
+	calls = store_ready(ex, timeout_ms);
+	if (calls < 0 || start_queued(ex) < 0)
 		return -1;
 	report_progress(ex);
 	return calls;

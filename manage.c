@@ -50,6 +50,17 @@ static void run_one(struct channel *ch, channel_fn *fn, exchange_plain_fn *pfn,
 	}
 }
 
+/* In the child: the initializer failed, which is the task's error. */
+static NOINLINE void init_failed(struct channel *ch)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), "initializer failed: %s",
+		 strerror(errno ? errno : EIO));
+	channel_send_error(ch, text, -1);
+	channel_exit(ch, 1);
+}
+
 pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 		  void *ctx, const void *arg, size_t len, bool worker,
 		  int link, exchange_init_fn *init, void *init_ctx)
@@ -68,14 +79,8 @@ pid_t manage_fork(struct channel **out, channel_fn *fn, exchange_plain_fn *pfn,
 		*out = ch;
 		return pid;
 	}
-	if (init && init(init_ctx) < 0) {
-		char text[128];
-
-		snprintf(text, sizeof(text), "initializer failed: %s",
-			 strerror(errno ? errno : EIO));
-		channel_send_error(ch, text, -1);
-		channel_exit(ch, 1);
-	}
+	if (init && init(init_ctx) < 0)
+		init_failed(ch);
 	if (!worker) {
 		run_one(ch, fn, pfn, ctx, arg, len);
 		channel_exit(ch, 0);
