@@ -5,7 +5,7 @@
  * A fork copies the page table entry of every page the parent has written
  * and write-protects the page in both processes; a child's exit undoes it
  * all again. An exchange with a long queue keeps its queued work in pages
- * no child ever reads (5,000 queued tasks are about 140 pages), and each
+ * no child ever reads (5,000 queued tasks are about 120 pages), and each
  * fork paid for every one of them. So those records live in blocks mapped
  * on their own and marked MADV_DONTFORK where the system has it: a fork
  * leaves them out of the child, copies no entry for them, and the parent
