@@ -731,8 +731,8 @@ static int arg_for_child(struct arg_copy *c, const struct work *w,
 
 /* Forks a process for the task (a worker in reuse mode) and registers it.
  * w, if given, is the work record that arg lies in (kept for a retry, else
- * freed). A fork failure becomes the task's NOT_STARTED outcome. -1 only
- * on ENOMEM. */
+ * freed). A fork failure, or no memory for the child's copy of arg,
+ * becomes the task's NOT_STARTED outcome. -1 only on ENOMEM. */
 static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 		  void *ctx, const void *arg, size_t len, size_t task,
 		  struct work *w)
@@ -745,7 +745,7 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 
 	if (arg_for_child(&copy, w, &arg, len) < 0) {
 		work_free(ex, w);
-		return -1;
+		return add_not_started(ex, task, ENOMEM);
 	}
 	/* A task that answers once costs fewest system calls over one
 	 * socket pair; a stream of messages moves faster through pipes. */
@@ -807,9 +807,10 @@ static int adopt(struct exchange *ex, struct channel *ch, size_t task)
 }
 
 /* Makes the channel of work submitted through exchange_submit_channel and
- * registers it; a channel that could not be made is the task's NOT_STARTED
- * outcome. w, if given, is the work record that arg lies in: start may
- * fork, so it is given a copy too. -1 only on ENOMEM. */
+ * registers it; a channel that could not be made (or no memory for start's
+ * copy of arg) is the task's NOT_STARTED outcome. w, if given, is the work
+ * record that arg lies in: start may fork, so it is given a copy too. -1
+ * only on ENOMEM. */
 static int launch_channel(struct exchange *ex, exchange_channel_fn *start,
 			  void *ctx, const void *arg, size_t len, size_t task,
 			  const struct work *w)
@@ -818,7 +819,7 @@ static int launch_channel(struct exchange *ex, exchange_channel_fn *start,
 	struct channel *ch;
 
 	if (arg_for_child(&copy, w, &arg, len) < 0)
-		return -1;
+		return add_not_started(ex, task, ENOMEM);
 	errno = 0;
 	ch = start(arg, len, ctx);
 	free(copy.big);
@@ -827,9 +828,10 @@ static int launch_channel(struct exchange *ex, exchange_channel_fn *start,
 	return adopt(ex, ch, task);
 }
 
-static struct work *work_new(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
-			     exchange_channel_fn *start, void *ctx,
-			     const void *arg, size_t len, size_t task)
+static struct work *work_new(struct exchange *ex, channel_fn *fn,
+			     exchange_plain_fn *pfn, exchange_channel_fn *start,
+			     void *ctx, const void *arg, size_t len,
+			     size_t task)
 {
 	struct work *w;
 
