@@ -1147,8 +1147,9 @@ int exchange_remove(struct exchange *ex, struct channel *ch)
 	 * CHANNEL_REMOVED. */
 	task = channel_task(ch);
 	h = channel_head(ch);
-	owed = s->role != ROLE_USER && s->life < SLOT_FINAL && task != CHANNEL_NO_TASK &&
-	       delivered(s) == 0 && (h == 0 || h == FRAME_DONE);
+	owed = s->role != ROLE_USER && s->life < SLOT_FINAL &&
+	       task != CHANNEL_NO_TASK && delivered(s) == 0 &&
+	       (h == 0 || h == FRAME_DONE);
 	if (close_it && !inherited(ex)) {
 		channel_close_fds(ch);
 		end_processes(ex, s->index, 1);

@@ -139,7 +139,8 @@ enum channel_cause {
 /* One received message. After channel_recv the caller owns data and frees it
  * with free() or channel_msg_free(). For CHANNEL_ERROR and CHANNEL_FAILURE,
  * data is a NUL-terminated text saying what went wrong. The library always
- * puts a NUL byte after the len bytes of data, so text payloads need no copy. */
+ * puts a NUL byte after the len bytes of data, so text payloads need no
+ * copy. */
 struct channel_msg {
 	void *data;		/* the payload (malloc'd), NUL-terminated */
 	size_t len;		/* bytes of payload, not counting the NUL */
@@ -908,8 +909,9 @@ pid_t channel_create_persistent(const char *address, struct channel **child);
 /* Connects to the persistent process at address as channel_connect does and
  * adds the channel to ex (pprocess Exchange.connect), which owns it from
  * then on. A connection is counted under the limit: while ex is busy the
- * call first waits (exchange_wait), as pprocess's connect uses add_wait. Its messages carry the returned task number (as exchange_add
- * gives one to each channel). Returns the task number, or -1 with the
+ * call first waits (exchange_wait), as pprocess's connect uses add_wait.
+ * Its messages carry the returned task number (as exchange_add gives one
+ * to each channel). Returns the task number, or -1 with the
  * errno of channel_connect or exchange_add. */
 ssize_t exchange_connect(struct exchange *ex, const char *address,
 			 int timeout_ms);

@@ -203,7 +203,8 @@ HIDDEN int channel_send_frame(struct channel *ch, uint32_t kind,
 			      const void *a, size_t alen, const void *b,
 			      size_t blen, int timeout_ms);
 
-/* Receives the next frame of any kind, control frames included. 1, 0 at end of stream, -1. The caller frees *data. */
+/* Receives the next frame of any kind, control frames included. 1, 0 at
+ * end of stream, -1. The caller frees *data. */
 HIDDEN int channel_recv_frame(struct channel *ch, uint32_t *kind, void **data,
 			      size_t *len, int timeout_ms);
 
