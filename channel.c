@@ -436,8 +436,6 @@ int channel_send_frame(struct channel *ch, uint32_t kind, const void *a,
 			return -1;
 		timeout_ms = clock_left(deadline);
 	}
-	if (!ch->sigpipe_known)
-		check_sigpipe(ch);
 #ifdef F_SETPIPE_SZ
 	if (!ch->is_socket && !ch->pipe_grown &&
 	    alen + blen >= PIPE_BIG_FRAME) {
@@ -529,6 +527,11 @@ static int write_frames(struct channel *ch, const struct iovec *frame,
 		errno = ch->wfd < 0 ? EPIPE : ch->send_errno;
 		return -1;
 	}
+	/* Every write decides it, not only a send's: a frame held back
+	 * (channel_set_bound's BOUND) may leave first with a receive's
+	 * flush. */
+	if (!ch->sigpipe_known)
+		check_sigpipe(ch);
 	/* Frames held back go first, in the same write. */
 	iov[0].iov_base = ch->obuf;
 	iov[0].iov_len = held;

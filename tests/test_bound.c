@@ -213,6 +213,28 @@ Test(bound, a_peer_that_exits_gives_epipe_not_a_hang, .timeout = 20)
 	peer_end(&p);
 }
 
+/* The BOUND frame waits in the channel for the next write, which may be
+ * the flush of a receive's wait: that write follows the same SIGPIPE rule
+ * as a send's, so a peer that has gone makes it fail, never kills. */
+Test(bound, setting_a_bound_on_a_gone_peer_never_raises_sigpipe,
+     .timeout = 20)
+{
+	struct peer p;
+	struct channel_msg m;
+	int r;
+
+	peer_start(&p, leaver);
+	release(&p, 1);
+	/* The child has ended and its read end with it. */
+	cr_assert_eq(channel_wait(p.ch, 10000), 0);
+	cr_assert_eq(channel_set_bound(p.ch, BOUND), 0);
+	errno = 0;
+	r = channel_recv(p.ch, &m, 1000);
+	cr_assert(r == 0 || (r == -1 && errno == EPIPE),
+		  "channel_recv: %d (%s)", r, strerror(errno));
+	peer_end(&p);
+}
+
 /* Two-way: for each message of the test's it takes, sends three of its
  * own, so that the test's waiting sends find data arriving. */
 #define ROUNDS 200
