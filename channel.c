@@ -95,7 +95,7 @@ static bool owes_credit(const struct channel *ch,
 			const struct frame_header *h);
 static void give_credit(struct channel *ch);
 static bool is_flow(uint32_t kind);
-static size_t flow_bytes(const struct channel *ch, uint64_t *credit);
+static size_t flow_bytes(const struct channel *ch);
 static bool take_flow(struct channel *ch, const struct frame_header *h);
 
 /* ------------------------------------------------------------------------ */
@@ -1226,7 +1226,7 @@ int channel_active(const struct channel *ch)
 	if (!ch)
 		return 0;
 	/* Flow control buffered is no message. */
-	return !ch->eof || buffered(ch) > flow_bytes(ch, NULL) ||
+	return !ch->eof || buffered(ch) > flow_bytes(ch) ||
 	       ch->big != NULL ||
 	       ch->stream_left > 0 || ch->local != NULL;
 }
@@ -1237,7 +1237,7 @@ ssize_t channel_size(const struct channel *ch)
 
 	if (unusable(ch, true))
 		return -1;
-	n = buffered(ch) - flow_bytes(ch, NULL) + (ch->big ? ch->big_have : 0);
+	n = buffered(ch) - flow_bytes(ch) + (ch->big ? ch->big_have : 0);
 #ifdef FIONREAD
 	{
 		int k = 0;
@@ -1355,25 +1355,57 @@ static bool flow_ok(const struct frame_header *h)
 }
 
 /* The bytes of the whole BOUND and CREDIT frames buffered in ibuf (after
- * the rest of an open stream frame), which no reader sees; with credit, the
- * highest total among the CREDIT frames too (left alone when none). */
-static size_t flow_bytes(const struct channel *ch, uint64_t *credit)
+ * the rest of an open stream frame), which no reader sees. errno is left
+ * as it was: the callers only look. */
+static size_t flow_bytes(const struct channel *ch)
 {
 	struct frame_header h;
 	size_t pos, n = 0;
+	int saved = errno;
 
 	if (ch->stream_left > buffered(ch))
 		return 0;
 	for (pos = ch->ipos + (size_t)ch->stream_left;
-	     channel_whole_at(ch, pos, &h); pos += (size_t)h.size) {
-		if (!flow_ok(&h))
-			continue;
-		n += (size_t)h.size;
-		if (credit && h.kind == FRAME_CREDIT &&
-		    flow_word(ch, pos, 0) > *credit)
-			*credit = flow_word(ch, pos, 0);
-	}
+	     channel_whole_at(ch, pos, &h); pos += (size_t)h.size)
+		if (flow_ok(&h))
+			n += (size_t)h.size;
+	errno = saved;
 	return n;
+}
+
+/* Counts the CREDIT frames buffered in ibuf (after the rest of an open
+ * stream frame) and takes them out, wherever they are: a sender that never
+ * receives would otherwise keep every credit it was given and scan them
+ * all at each wait. Credits are totals, so their order against the other
+ * frames does not matter; nothing else moves. Not when the input has
+ * failed, whose fault lies at a fixed distance from the head. */
+static void take_credits(struct channel *ch)
+{
+	struct frame_header h;
+	size_t pos, size;
+
+	if (ch->broken || ch->stream_left > buffered(ch))
+		return;
+	pos = ch->ipos + (size_t)ch->stream_left;
+	while (channel_whole_at(ch, pos, &h)) {
+		size = (size_t)h.size;
+		if (h.kind != FRAME_CREDIT || !flow_ok(&h)) {
+			pos += size;
+			continue;
+		}
+		if (flow_word(ch, pos, 0) > ch->credited)
+			ch->credited = flow_word(ch, pos, 0);
+		if (pos == ch->ipos) {
+			ch->ipos += size;
+			pos = ch->ipos;
+		} else {
+			memmove(ch->ibuf + pos, ch->ibuf + pos + size,
+				ch->ilen - pos - size);
+			ch->ilen -= size;
+		}
+		if (ch->ipos == ch->ilen)
+			pos = ch->ipos = ch->ilen = 0;
+	}
 }
 
 /* Takes the whole flow frame at the head (h): a CREDIT counts, a BOUND
@@ -1436,12 +1468,8 @@ static void give_credit(struct channel *ch)
  * ended or failed), or the error of a wait. */
 static int await_credit(struct channel *ch, int64_t deadline)
 {
-	uint64_t credit;
-
 	for (;;) {
-		credit = ch->credited;
-		(void)flow_bytes(ch, &credit);
-		ch->credited = credit;
+		take_credits(ch);
 		if (in_flight(ch) < ch->bound)
 			return 0;
 		if (ch->rfd < 0 || ch->eof || ch->broken) {

@@ -10,6 +10,7 @@
  */
 #include "exchange.h"
 #include "internal.h"
+#include "channel_impl.h"
 #include "helpers.h"
 
 #include <criterion/criterion.h>
@@ -232,6 +233,39 @@ Test(bound, setting_a_bound_on_a_gone_peer_never_raises_sigpipe,
 	r = channel_recv(p.ch, &m, 1000);
 	cr_assert(r == 0 || (r == -1 && errno == EPIPE),
 		  "channel_recv: %d (%s)", r, strerror(errno));
+	peer_end(&p);
+}
+
+#define ONLY_SENDS (slow_run() ? 2000 : 20000)
+
+/* Sends ONLY_SENDS messages bounded at 1 and never receives: exits with 0
+ * when the credits it was given no longer sit in its input (a few that
+ * came after the last wait may), else 1. */
+static int only_sends(struct channel *ch, int go)
+{
+	uint32_t i;
+
+	(void)go;
+	if (channel_set_bound(ch, 1) < 0)
+		return 2;
+	for (i = 0; i < (uint32_t)ONLY_SENDS; i++)
+		if (send_u32(ch, i, -1) < 0)
+			return 3;
+	return ch->ilen - ch->ipos > 1024 ? 1 : 0;
+}
+
+/* A sender that never receives is given a credit for every message: each
+ * counts once and leaves its input, so its memory and its waits stay
+ * the same size however many it sends. */
+Test(bound, a_sender_that_never_receives_keeps_no_credits, .timeout = 60)
+{
+	struct peer p;
+	uint32_t n = 0;
+
+	peer_start(&p, only_sends);
+	while (recv_u32(p.ch, n))
+		n++;
+	cr_assert_eq(n, (uint32_t)ONLY_SENDS);
 	peer_end(&p);
 }
 
