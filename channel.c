@@ -84,6 +84,11 @@
  * their memory is done with them. Nothing of them is written at fork. */
 static unsigned fork_gen;
 
+/* How many of this process's channels owe the other side a credit that
+ * found no room (channel_credits_owed); set through set_owed only. A child
+ * starts at 0: the copies it inherits are inert. */
+static size_t owed_count;
+
 static int write_frames(struct channel *ch, const struct iovec *frame,
 			int n, int timeout_ms);
 static int flush_out(struct channel *ch, int timeout_ms);
@@ -133,8 +138,17 @@ static void free_buffers(struct channel *ch)
 	free(ch->peek_data);
 }
 
+/* Marks whether ch owes a credit, keeping owed_count. */
+static void set_owed(struct channel *ch, bool owed)
+{
+	if (owed != ch->credit_owed)
+		owed_count += owed ? 1 : (size_t)-1;
+	ch->credit_owed = owed;
+}
+
 void channel_free(struct channel *ch)
 {
+	set_owed(ch, false);
 	free_buffers(ch);
 	free(ch->ibuf);
 	free(ch);
@@ -146,6 +160,7 @@ void channel_recycle(struct channel *ch)
 	size_t icap = ch->icap;
 	struct channel *prev = ch->prev, *next = ch->next;
 
+	set_owed(ch, false);
 	free_buffers(ch);
 	if (icap > RECYCLE_IBUF_MAX) {
 		free(ibuf);
@@ -163,6 +178,7 @@ void channel_recycle(struct channel *ch)
 void channel_new_generation(struct channel *ch)
 {
 	fork_gen++;
+	owed_count = 0;
 	ch->gen = fork_gen;
 }
 
@@ -811,6 +827,36 @@ ssize_t channel_fill(struct channel *ch)
 	return n;
 }
 
+/* Waits until the input has something, or, while ch owes a credit that
+ * found no room, until the output has room for it: the other side may be
+ * waiting for that credit before it sends anything. 0 for input, 1 for
+ * room only (the caller sends the credit and waits again), -1 with
+ * ETIMEDOUT or the error of poll. */
+static int await_input(struct channel *ch, int64_t deadline)
+{
+	struct pollfd p[2] = {
+		{ .fd = ch->rfd, .events = POLLIN },
+		{ .fd = ch->wfd, .events = POLLOUT },
+	};
+	nfds_t n = 2;
+	int r;
+
+	if (!ch->credit_owed || ch->wfd < 0)
+		return sys_await(ch->rfd, POLLIN, deadline);
+	if (ch->wfd == ch->rfd) {
+		p[0].events |= POLLOUT;
+		n = 1;
+	}
+	do
+		r = poll(p, n, clock_left(deadline));
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		errno = ETIMEDOUT;
+	if (r <= 0)
+		return -1;
+	return p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL) ? 0 : 1;
+}
+
 /* Fills until a whole frame is at the head, end of stream, or deadline.
  * Returns 1 with *h, 0 at a clean end of stream, -1 with ETIMEDOUT,
  * ECONNRESET (end of stream mid-frame) or another errno. */
@@ -837,22 +883,25 @@ static int await_frame(struct channel *ch, struct frame_header *h,
 		 * sends what this wait is for. */
 		if (ch->credit_owed)
 			send_credit(ch);
-		if (ch->blocking && deadline < 0) {
+		if (ch->blocking && deadline < 0 && !ch->credit_owed) {
 			/* A blocking descriptor and no timeout: the read
 			 * itself waits, and no poll is needed. */
 		} else if (ch->drained || ch->blocking) {
 			/* The last read emptied the kernel's buffer: a read
 			 * now would most likely find nothing, so wait for
 			 * data first. */
-			if (sys_await(ch->rfd, POLLIN, deadline) < 0)
+			r = await_input(ch, deadline);
+			if (r < 0)
 				return -1;
+			if (r > 0)
+				continue;
 		}
 		n = channel_fill(ch);
 		if (n >= 0)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		if (sys_await(ch->rfd, POLLIN, deadline) < 0)
+		if (await_input(ch, deadline) < 0)
 			return -1;
 	}
 }
@@ -1423,7 +1472,7 @@ static bool take_flow(struct channel *ch, const struct frame_header *h)
 		/* Every message sent before it has been taken here. */
 		ch->taken = flow_word(ch, ch->ipos, 0);
 		ch->crediting = flow_word(ch, ch->ipos, 1) != 0;
-		ch->credit_owed = false;
+		set_owed(ch, false);
 	}
 	channel_drop_frame(ch, h);
 	return true;
@@ -1447,10 +1496,22 @@ static void send_credit(struct channel *ch)
 	uint64_t n = ch->taken;
 	int saved = errno;
 
-	ch->credit_owed = channel_send_frame(ch, FRAME_CREDIT, &n, sizeof(n),
-					     NULL, 0, 0) < 0 &&
-			  errno == ETIMEDOUT;
+	set_owed(ch, channel_send_frame(ch, FRAME_CREDIT, &n, sizeof(n), NULL,
+					0, 0) < 0 &&
+			     errno == ETIMEDOUT);
 	errno = saved;
+}
+
+size_t channel_credits_owed(void)
+{
+	return owed_count;
+}
+
+bool channel_pay_credit(struct channel *ch)
+{
+	if (ch->credit_owed)
+		send_credit(ch);
+	return ch->credit_owed;
 }
 
 /* One of the other side's messages has been handed to the caller. */
@@ -1468,6 +1529,8 @@ static void give_credit(struct channel *ch)
  * ended or failed), or the error of a wait. */
 static int await_credit(struct channel *ch, int64_t deadline)
 {
+	int r;
+
 	for (;;) {
 		take_credits(ch);
 		if (in_flight(ch) < ch->bound)
@@ -1478,9 +1541,14 @@ static int await_credit(struct channel *ch, int64_t deadline)
 		}
 		if (ch->olen && flush_out(ch, clock_left(deadline)) < 0)
 			return -1;
-		if (sys_await(ch->rfd, POLLIN, deadline) < 0)
+		/* Both sides may be bounded and waiting for each other. */
+		if (ch->credit_owed)
+			send_credit(ch);
+		r = await_input(ch, deadline);
+		if (r < 0)
 			return -1;
-		fill_aside(ch);
+		if (r == 0)
+			fill_aside(ch);
 	}
 }
 

@@ -55,6 +55,12 @@
 /* Waits between two attempts to reap a child that closed its channel but
  * has not finished exiting: from the first to the last, doubling. */
 #define REAP_PAUSE_FIRST_NS 20000L
+/* A credit owed to a bounded child whose input pipe is full is tried
+ * again after this many ms, doubling up to the last: the child empties its
+ * pipe as it waits for the credit, but the parent's poll does not watch
+ * its channels' write ends. */
+#define CREDIT_RETRY_FIRST_MS 1
+#define CREDIT_RETRY_LAST_MS 64
 #define REAP_PAUSE_LAST_NS 2000000L
 
 /* Refills of one channel's buffer per pass, so that one busy channel
@@ -190,6 +196,8 @@ struct exchange {
 	size_t nawait;		/* slots waiting to be reaped */
 	int64_t next_exit_check; /* when check_exits looks next */
 	long reap_pause_ns;	/* current pause between reap attempts */
+	int credit_retry_ms;	/* the wait before the next try of a credit
+				   that found no room, or 0 for the first */
 	size_t next_task;	/* the number the next task gets */
 	struct work *qhead;	/* queued work, oldest first */
 	struct work *qtail;	/* newest queued work */
@@ -1704,6 +1712,34 @@ static void retry_reaps(struct exchange *ex)
 	}
 }
 
+/* Sends the credits its channels owe that found no room before (see
+ * channel_pay_credit). Returns how long the wait may last before the next
+ * try, or -1 when none is owed any more. */
+static int pay_credits(struct exchange *ex)
+{
+	bool owed = false;
+	size_t i;
+	int wait;
+
+	if (channel_credits_owed() == 0) {
+		if (ex->credit_retry_ms)
+			ex->credit_retry_ms = 0;
+		return -1;
+	}
+	for (i = 0; i < ex->nslots; i++)
+		if (channel_pay_credit(ex->slots[i]->ch))
+			owed = true;
+	if (!owed) {
+		if (ex->credit_retry_ms)
+			ex->credit_retry_ms = 0;
+		return -1;
+	}
+	wait = ex->credit_retry_ms ? ex->credit_retry_ms
+				   : CREDIT_RETRY_FIRST_MS;
+	ex->credit_retry_ms = wait < CREDIT_RETRY_LAST_MS ? 2 * wait : wait;
+	return wait;
+}
+
 /* The common wait of exchange_ready and exchange_store: up to timeout_ms
  * for ready channels. Returns how many were stored in chs, -1 on error. */
 static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
@@ -1751,6 +1787,9 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 			t = (int)d;
 		if (ex->nawait)
 			t = 0;
+		d = pay_credits(ex);
+		if (d >= 0 && (t < 0 || d < t))
+			t = (int)d;
 		r = poll(ex->pfds, ex->nslots, t);
 		if (r < 0) {
 			if (errno != EINTR)

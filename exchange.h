@@ -239,8 +239,13 @@ int channel_send_error(struct channel *ch, const char *text, int timeout_ms);
  * each message as it hands it over (channel_recv, channel_flush, an
  * exchange's delivery to store_data, a Map or a Queue; channel_peek and
  * channel_ready take nothing), with a small frame back over the reverse
- * direction, never seen by any reader. A waiting send reads its own
- * input meanwhile: messages that arrive stay buffered for the receives.
+ * direction, never seen by any reader. A credit that finds that direction
+ * full is sent once there is room, by the next receive that waits on the
+ * channel (it watches for the room too) or by an exchange's wait (which
+ * tries again every few milliseconds); a program that waits on
+ * channel_fd itself for input alone must call a receive with timeout 0
+ * now and then for it to go. A waiting send reads its own input
+ * meanwhile: messages that arrive stay buffered for the receives.
  * Messages put back with channel_preload were counted when first taken.
  * Item streams (channel_put) are not counted. In a child of an exchange,
  * fn calls it on its own end; in a reuse worker it holds for the worker's

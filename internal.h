@@ -286,6 +286,16 @@ HIDDEN bool channel_may_fill(const struct channel *ch);
 HIDDEN unsigned long channel_progress(const struct channel *ch);
 HIDDEN bool channel_can_send(const struct channel *ch);
 
+/* Credits for a bounded sender on the other side: a taking sends one at
+ * once, without waiting, and one that finds the pipe full stays owed; a
+ * receive on the channel that waits sends it once there is room.
+ * channel_credits_owed: how many channels of this process owe one (0
+ * most of the time, so that an owner's loop can skip looking).
+ * channel_pay_credit: tries to send ch's owed credit now; true while it is
+ * still owed. */
+HIDDEN size_t channel_credits_owed(void);
+HIDDEN bool channel_pay_credit(struct channel *ch);
+
 /* What the owner of a channel (an exchange) asks it to carry.
  * channel_set_owner: the owner's record for the channel (never looked
  * into), NULL for none. While a channel has an owner, a reuse DONE frame

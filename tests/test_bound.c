@@ -269,6 +269,96 @@ Test(bound, a_sender_that_never_receives_keeps_no_credits, .timeout = 60)
 	peer_end(&p);
 }
 
+/* Bounded at 1: sends 0, waits for a step (reading nothing meanwhile),
+ * then sends 1, which waits for the credit of 0. */
+static int send_two(struct channel *ch, int go)
+{
+	if (channel_set_bound(ch, 1) < 0)
+		return 2;
+	if (send_u32(ch, 0, -1) < 0)
+		return 3;
+	if (!step(go))
+		return 4;
+	return send_u32(ch, 1, -1) < 0 ? 5 : 0;
+}
+
+/* Fills the test's direction of p's channel while the child reads
+ * nothing: the next credit finds no room and stays owed. */
+static void fill_towards(const struct peer *p)
+{
+	char block[1000] = { 0 };
+	int sent = 0;
+
+	while (channel_send(p->ch, block, sizeof(block), 0) == 0)
+		sent++;
+	cr_assert_eq(errno, ETIMEDOUT);
+	cr_assert_gt(sent, 0);
+	/* Then empty messages, the smallest frames, into the last page's
+	 * remainder: what is left is too little for a credit. */
+	while (channel_send(p->ch, NULL, 0, 0) == 0)
+		;
+	cr_assert_eq(errno, ETIMEDOUT);
+}
+
+/* A credit that found the pipe full goes once there is room: a receive
+ * that waits watches for it (the bounded child empties the pipe as it
+ * waits for the credit, and sends nothing until it comes). */
+Test(bound, a_credit_that_found_no_room_goes_once_there_is_some,
+     .timeout = 30)
+{
+	struct peer p;
+
+	peer_start(&p, send_two);
+	fill_towards(&p);
+	cr_assert(recv_u32(p.ch, 0));
+	release(&p, 1);
+	cr_assert(recv_u32(p.ch, 1), "the second message never came");
+	peer_end(&p);
+}
+
+static int count_store(struct exchange *ex, struct channel *ch, void *udata)
+{
+	struct channel_msg m;
+	int *got = udata;
+
+	(void)ex;
+	if (channel_recv(ch, &m, 0) == 1) {
+		if (m.kind == CHANNEL_DATA && m.len == sizeof(uint32_t))
+			++*got;
+		channel_msg_free(&m);
+	}
+	return 0;
+}
+
+/* The same in an exchange, whose poll watches only its channels' read
+ * ends: the owed credit is tried again while it waits. */
+Test(bound, an_exchange_pays_a_credit_that_found_no_room, .timeout = 30)
+{
+	struct peer p;
+	int got = 0, waits = 0;
+	struct exchange_options o = { .store_data = count_store,
+				      .udata = &got };
+	struct exchange *ex = exchange_new(&o);
+
+	cr_assert_not_null(ex);
+	peer_start(&p, send_two);
+	fill_towards(&p);
+	cr_assert_geq(exchange_add(ex, p.ch), 0);
+	while (got < 1 && waits++ < 100)
+		cr_assert_geq(exchange_store(ex, 100), 0);
+	cr_assert_eq(got, 1);
+	release(&p, 1);
+	waits = 0;
+	while (got < 2 && waits++ < 50)
+		cr_assert_geq(exchange_store(ex, 100), 0);
+	cr_assert_eq(got, 2, "the second message never came");
+	close(p.go);
+	cr_assert_eq(exchange_finish(ex), 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+	cr_assert_eq(count_fds(), p.fds);
+}
+
 /* Two-way: for each message of the test's it takes, sends three of its
  * own, so that the test's waiting sends find data arriving. */
 #define ROUNDS 200
