@@ -788,7 +788,9 @@ struct exchange_pmapper;
  * elsewhere leaves finished workers idle and a time limit unenforced until
  * it calls. out (and opts->outcomes) must stay valid until the map is
  * over (every element returned or waited for) or the handle is freed;
- * each out[i] is written when element i ends. The arguments are checked
+ * each out[i] is written when element i ends (a sized map first sets
+ * every entry to { NULL, 0 }: results of an earlier map in the same array
+ * must have been freed). The arguments are checked
  * as by exchange_pmap. n 0 forks nothing (the map is over at once). NULL
  * with errno: EINVAL, ENOMEM, or the errno of the fork when no worker
  * could be started. */
@@ -841,9 +843,11 @@ ssize_t exchange_pmap_wait(struct exchange_pmapper *pm, int timeout_ms);
  * come back as always. What fn reads beyond its input, opts->ctx above all,
  * a kept worker sees as it was when the worker was forked.
  *
- * 0, or -1 with errno: EBUSY (the last map is not over: wait for it),
- * EINVAL, EBADF, ENOMEM, or the errno of the fork when no worker could be
- * started; then the handle holds an empty map and can take another. */
+ * 0, or -1 with errno: EBUSY (the last map is not over: wait for it; it
+ * goes on), EBADF, or EINVAL, ENOMEM or the errno of the fork when no
+ * worker could be started; after these last three the handle holds an
+ * empty map (nothing of the last one is handed out again) and can take
+ * another. */
 int exchange_pmap_again(struct exchange_pmapper *pm, const void *in, size_t n,
 			void *out, struct exchange_outcome *outcomes);
 

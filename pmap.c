@@ -987,25 +987,34 @@ ssize_t exchange_pmap_wait(struct exchange_pmapper *pm, int timeout_ms)
 int exchange_pmap_again(struct exchange_pmapper *pm, const void *in, size_t n,
 			void *out, struct exchange_outcome *outcomes)
 {
-	if (pmap_refuse_handle(pm) < 0 ||
-	    pmap_refuse(pm, in, n, out, outcomes != NULL) < 0)
+	int saved;
+
+	if (pmap_refuse_handle(pm) < 0)
 		return -1;
 	if (!pmap_over(pm)) {
 		errno = EBUSY;
 		return -1;
 	}
+	if (pmap_refuse(pm, in, n, out, outcomes != NULL) < 0)
+		goto empty;
 	if (!pm->keep)
 		pmap_stop(pm);
-	if (pmap_set(pm, in, n, out, outcomes) < 0)
-		return -1;
-	if (pmap_begin(pm) < 0) {
-		int saved = errno;
-
-		pm->n = pm->next = pm->nredo = pm->settled = pm->given = 0;
-		errno = saved;
-		return -1;
-	}
+	if (pmap_set(pm, in, n, out, outcomes) < 0 || pmap_begin(pm) < 0)
+		goto empty;
 	return 0;
+
+empty:
+	/* The last map is over, and its input, results and outcomes may
+	 * be gone already: none of it is handed out again. */
+	saved = errno;
+	pm->in = NULL;
+	pm->out = NULL;
+	pm->outcomes = NULL;
+	pm->n = pm->next = pm->nredo = pm->settled = pm->given = 0;
+	pm->in_order = pm->any_at = 0;
+	pm->ok = 0;
+	errno = saved;
+	return -1;
 }
 
 void exchange_pmap_free(struct exchange_pmapper *pm)

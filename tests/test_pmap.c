@@ -523,6 +523,34 @@ Test(pmap_handle, again_before_the_map_is_over_is_refused, .timeout = 30)
 	blocked_end(&b);
 }
 
+/* A refused map leaves the handle with an empty one, never the last map
+ * again, whose outcomes the caller may have freed once it was over. */
+Test(pmap_handle, a_refused_again_leaves_an_empty_map, .timeout = 30)
+{
+	size_t n = 5, i = 99;
+	long *in = numbers(n, 1), *out = calloc(n, sizeof(long));
+	struct exchange_outcome *oc = calloc(n, sizeof(*oc));
+	struct exchange_pmap_options o = { .workers = 2 };
+	struct exchange_pmapper *pm;
+
+	o.outcomes = oc;
+	pm = exchange_pmap_start(square, in, n, sizeof(long), out,
+				 sizeof(long), &o);
+	cr_assert_not_null(pm);
+	cr_assert_eq(exchange_pmap_wait(pm, -1), (ssize_t)n);
+	free(oc);
+	errno = 0;
+	cr_assert_eq(exchange_pmap_again(pm, NULL, 3, out, NULL), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(exchange_pmap_next(pm, &i, NULL, 0), 0,
+		     "element %zu of the last map came back", i);
+	cr_assert_eq(exchange_pmap_wait(pm, 0), 0);
+	exchange_pmap_free(pm);
+	free(in);
+	free(out);
+	cr_assert(no_children());
+}
+
 /* ------------------------------------------------------------------------ */
 /* Arguments                                                                */
 /* ------------------------------------------------------------------------ */
