@@ -728,7 +728,10 @@ struct exchange_pmap_options {
 /* Runs the map. Workers are forked once and receive batches of indices (the
  * input is read from their copy of the parent's memory). Returns the number
  * of elements computed (n when all succeeded), or -1 with errno (EINVAL,
- * ENOMEM, or the errno of the fork if no worker could be started).
+ * ENOMEM, or the errno of the fork if no worker could be started). Should
+ * the wait itself fail (poll's ENOMEM), the workers are killed and the
+ * count so far is returned: the elements not ended keep the outcome
+ * CHANNEL_NOT_STARTED with code 0 in opts->outcomes.
  *
  * Sizes. in_size 0 gives every call the pointer in itself (which may then
  * be NULL); out_size 0 returns only each element's status (out may then be

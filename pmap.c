@@ -439,15 +439,24 @@ static int pmap_spawn(struct exchange_pmapper *pm, int k)
 	return 1;
 }
 
+/* Whether worker w was sent its time limit's signal: it is leaving, even
+ * if its result came first, and takes no more work (the work would end
+ * with it, as if it had run over the limit). */
+static bool pmap_doomed(const struct pmap_worker *w)
+{
+	return w->lim.kill_at || w->lim.timed_out;
+}
+
 /* Gives the idle worker k its next batch, with the input when the worker
- * was forked before this map. 1, or 0 when there was nothing to give or
- * the worker has gone (its end of stream says how). */
+ * was forked before this map. 1, or 0 when there was nothing to give, the
+ * worker is leaving (pmap_launch replaces it) or it has gone (its end of
+ * stream says how). */
 static int pmap_send(struct exchange_pmapper *pm, int k)
 {
 	struct pmap_worker *w = &pm->w[k];
 	bool kept = w->born != pm->map;
 
-	if (!pmap_next_batch(pm, &w->b, &w->single))
+	if (pmap_doomed(w) || !pmap_next_batch(pm, &w->b, &w->single))
 		return 0;
 	w->busy = true;
 	w->got = 0;
@@ -627,6 +636,8 @@ static int pmap_launch(struct exchange_pmapper *pm, int64_t *next)
 		struct pmap_worker *w = &pm->w[k];
 		bool work_left = pm->nredo || pm->next < pm->n;
 
+		if (w->ch && !w->busy && work_left && pmap_doomed(w))
+			pmap_lost(pm, k);	/* killed and reaped now */
 		if (!w->ch && work_left && pmap_spawn(pm, k) < 0)
 			continue;
 		if (!w->ch)

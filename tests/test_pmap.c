@@ -345,6 +345,53 @@ Test(pmap_handle, time_limit, .timeout = 30)
 	cr_assert(no_children());
 }
 
+/* Element 0 holds SIGTERM back and ends only once the time limit's
+ * SIGTERM is pending, so that its result comes with the signal on its
+ * way; any later element lets the signal in. */
+static int late_answer(const void *in, void *out, void *ctx)
+{
+	long v = *(const long *)in;
+	sigset_t term, pending;
+
+	(void)ctx;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	if (v == 0) {
+		sigprocmask(SIG_BLOCK, &term, NULL);
+		do
+			sigpending(&pending);
+		while (!sigismember(&pending, SIGTERM));
+	} else {
+		sigprocmask(SIG_UNBLOCK, &term, NULL);
+	}
+	*(long *)out = v * v;
+	return 0;
+}
+
+/* A worker sent SIGTERM for its time limit is leaving, even when its
+ * result came first: it is given no more work, which would end with it as
+ * that work's outcome. */
+Test(pmap_handle, a_worker_signalled_for_its_limit_takes_no_more_work,
+     .timeout = 30)
+{
+	long *in = numbers(3, 0), out[3] = { 0 };
+	struct exchange_outcome oc[3];
+	struct exchange_pmap_options o = { .workers = 1, .batch = 1,
+					   .time_limit_ms = 100,
+					   .outcomes = oc };
+	size_t i;
+
+	cr_assert_eq(exchange_pmap(late_answer, in, 3, sizeof(long), out,
+				   sizeof(long), &o), 3);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(oc[i].cause, CHANNEL_OK, "element %zu: cause %d",
+			     i, oc[i].cause);
+		cr_assert_eq(out[i], (long)(i * i));
+	}
+	free(in);
+	cr_assert(no_children());
+}
+
 /* Element 0 kills its worker; no other worker can be forked. */
 Test(pmap_handle, elements_no_worker_can_take_end_not_started, .timeout = 30)
 {
