@@ -601,6 +601,15 @@ static void pmap_read(struct exchange_pmapper *pm, int k)
 			free(data);
 			continue;
 		}
+		if (r < 0 && errno == ENOMEM && w->busy && w->single) {
+			/* The parent has no memory for the result: that is
+			 * the element's outcome (exchange.h), not a lost
+			 * worker's. A batch of several runs again one by
+			 * one, which ends here for the one too large. */
+			pmap_outcome(pm, (size_t)w->b.start, CHANNEL_PROTOCOL,
+				     ENOMEM);
+			w->busy = false;
+		}
 		if (r <= 0 || kind != FRAME_DATA || !w->busy) {
 			if (r > 0)
 				free(data);

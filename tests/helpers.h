@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -25,6 +26,50 @@ static inline bool slow_run(void)
 	const char *e = getenv("FAULTS_SLOW");
 
 	return e && *e && *e != '0';
+}
+
+/* AddressSanitizer reserves far more address space than a lowered
+ * RLIMIT_AS leaves. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+/* Lowers the soft RLIMIT_AS to the address space in use now (from
+ * /proc/self/statm) plus room bytes, so that a larger allocation fails
+ * with ENOMEM; the old limit goes to *old, for setrlimit afterwards. NULL,
+ * or why it cannot be done here (the test then skips). */
+static inline const char *limit_address_space(size_t room,
+					      struct rlimit *old)
+{
+	unsigned long pages = 0;
+	struct rlimit low;
+	FILE *f;
+
+	if (UNDER_ASAN)
+		return "AddressSanitizer reserves more than the lowered limit";
+	if (slow_run())
+		return "valgrind keeps the address space limit itself";
+	f = fopen("/proc/self/statm", "r");
+	if (!f)
+		return "no /proc/self/statm here";
+	if (fscanf(f, "%lu", &pages) != 1)
+		pages = 0;
+	fclose(f);
+	if (!pages || getrlimit(RLIMIT_AS, old) < 0)
+		return "no address space figure or limit here";
+	low = *old;
+	low.rlim_cur = (rlim_t)((size_t)pages * (size_t)sysconf(_SC_PAGESIZE) +
+				room);
+	if (setrlimit(RLIMIT_AS, &low) < 0)
+		return "RLIMIT_AS cannot be lowered here";
+	return NULL;
 }
 
 /* Stops the interval timer and restores SIGALRM's old action. A SIGALRM

@@ -392,6 +392,70 @@ Test(pmap_handle, a_worker_signalled_for_its_limit_takes_no_more_work,
 	cr_assert(no_children());
 }
 
+#define HUGE_RESULT ((size_t)64 << 20)
+
+/* The result of element 0 is HUGE_RESULT bytes at ctx (malloc'd by the
+ * test before the workers were forked: each worker frees its copy); any
+ * other element's is its value. */
+static int huge_or_small(const void *in, void **out, size_t *len, void *ctx)
+{
+	long v = *(const long *)in;
+
+	if (v == 0) {
+		*out = ctx;
+		*len = HUGE_RESULT;
+		return 0;
+	}
+	*out = malloc(sizeof(v));
+	if (!*out)
+		return -1;
+	memcpy(*out, &v, sizeof(v));
+	*len = sizeof(v);
+	return 0;
+}
+
+/* A result the parent has no memory for fails its element with
+ * CHANNEL_PROTOCOL and ENOMEM (exchange.h), not as a worker killed; the
+ * other elements go on. */
+Test(pmap_handle, a_result_without_memory_is_a_protocol_outcome,
+     .timeout = 60)
+{
+	long in[2] = { 0, 1 };
+	struct exchange_result out[2];
+	struct exchange_outcome oc[2];
+	struct exchange_pmap_options o = { .workers = 1, .batch = 1,
+					   .outcomes = oc };
+	struct exchange_pmapper *pm;
+	struct rlimit old;
+	const char *why;
+	ssize_t r;
+
+	o.ctx = calloc(1, HUGE_RESULT);
+	cr_assert_not_null(o.ctx);
+	pm = exchange_pmap_sized_start(huge_or_small, in, 2, sizeof(long), out,
+				       &o);
+	cr_assert_not_null(pm);
+	why = limit_address_space(HUGE_RESULT / 4, &old);
+	if (why) {
+		exchange_pmap_free(pm);
+		free(o.ctx);
+		cr_skip_test("%s", why);
+	}
+	r = exchange_pmap_wait(pm, -1);
+	setrlimit(RLIMIT_AS, &old);
+	cr_assert_eq(r, 1);
+	cr_assert_eq(oc[0].cause, CHANNEL_PROTOCOL, "element 0: cause %d",
+		     oc[0].cause);
+	cr_assert_eq(oc[0].code, ENOMEM);
+	cr_assert_null(out[0].data);
+	cr_assert_eq(oc[1].cause, CHANNEL_OK);
+	cr_assert_eq(out[1].len, sizeof(long));
+	free(out[1].data);
+	exchange_pmap_free(pm);
+	free(o.ctx);
+	cr_assert(no_children());
+}
+
 /* Element 0 kills its worker; no other worker can be forked. */
 Test(pmap_handle, elements_no_worker_can_take_end_not_started, .timeout = 30)
 {
