@@ -854,7 +854,7 @@ static int await_input(struct channel *ch, int64_t deadline)
 		errno = ETIMEDOUT;
 	if (r <= 0)
 		return -1;
-	return p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL) ? 0 : 1;
+	return (p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) ? 0 : 1;
 }
 
 /* Fills until a whole frame is at the head, end of stream, or deadline.
@@ -1493,12 +1493,20 @@ static bool owes_credit(const struct channel *ch, const struct frame_header *h)
  * is no error of the receive's. */
 static void send_credit(struct channel *ch)
 {
+	unsigned char hdr[FRAME_HEADER_SIZE];
 	uint64_t n = ch->taken;
-	int saved = errno;
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &n, sizeof(n) } };
+	int saved = errno, rc;
 
-	set_owed(ch, channel_send_frame(ch, FRAME_CREDIT, &n, sizeof(n), NULL,
-					0, 0) < 0 &&
-			     errno == ETIMEDOUT);
+	/* Not through channel_send_frame: a credit is no message, and waits
+	 * for no bound. */
+	if (ch->cork) {
+		rc = hold_frame(ch, FRAME_CREDIT, &n, sizeof(n), NULL, 0);
+	} else {
+		frame_encode(hdr, FRAME_CREDIT, sizeof(n));
+		rc = write_frames(ch, iov, 2, 0);
+	}
+	set_owed(ch, rc < 0 && errno == ETIMEDOUT);
 	errno = saved;
 }
 
