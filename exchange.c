@@ -492,7 +492,10 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	/* Every idle or awaiting slot is among those left. */
 	assert(ex->nidle <= ex->nslots && ex->nawait <= ex->nslots);
 	channel_set_owner(ch, NULL);
-	work_free(ex, s->cur);
+	/* An inherited copy's records are in blocks the child does not
+	 * have (arena.c); exchange_free forgets them all. */
+	if (!inherited(ex))
+		work_free(ex, s->cur);
 	s->cur = NULL;
 	s->next_spare = ex->spare;
 	ex->spare = s;
@@ -761,13 +764,14 @@ static int launch(struct exchange *ex, channel_fn *fn, exchange_plain_fn *pfn,
 			  (ex->opts.continuous ? CHANNEL_LINK_PIPES
 					       : CHANNEL_LINK_SOCKET) |
 			  fork_flags(ex), ex->opts.init, ex->opts.init_ctx);
-	free(copy.big);
 	if (pid < 0) {
 		int err = errno;
 
+		free(copy.big);
 		work_free(ex, w);
 		return add_not_started(ex, task, err);
 	}
+	free(copy.big);
 	channel_set_task(ch, task);
 	s = slot_add(ex, ch);
 	if (!s) {
@@ -830,9 +834,13 @@ static int launch_channel(struct exchange *ex, exchange_channel_fn *start,
 		return add_not_started(ex, task, ENOMEM);
 	errno = 0;
 	ch = start(arg, len, ctx);
+	if (!ch) {
+		int err = errno ? errno : EIO;
+
+		free(copy.big);
+		return add_not_started(ex, task, err);
+	}
 	free(copy.big);
-	if (!ch)
-		return add_not_started(ex, task, errno ? errno : EIO);
 	return adopt(ex, ch, task);
 }
 

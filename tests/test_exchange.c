@@ -1183,6 +1183,43 @@ static void hang_fn(struct channel *ch, const void *arg, size_t len, void *ctx)
 		pause();
 }
 
+
+/* The child of exchange_create holds a copy of the exchange whose retry
+ * records are in memory it does not have: removing a running task's
+ * channel there forgets its record instead of freeing it. */
+Test(exchange, removing_in_an_inherited_copy_leaves_the_records_alone,
+     .timeout = 30)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .limit = 2, .store_data = tally_store,
+				      .udata = &t, .policy = EXCHANGE_RETRY,
+				      .retries = 1 };
+	struct exchange *ex = exchange_new(&o);
+	struct channel *running, *child;
+	pid_t pid;
+
+	cr_assert_not_null(ex);
+	cr_assert_eq(exchange_start(ex, hang_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_active(ex, &running, 1), 1);
+	pid = exchange_create(ex, &child);
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		size_t v = 7;
+
+		if (exchange_remove(ex, running) == 0)
+			channel_send(child, &v, sizeof(v), -1);
+		channel_exit(child, 0);
+	}
+	while (t.messages == 0 && t.failures == 0)
+		cr_assert_geq(exchange_store(ex, 10000), 0);
+	cr_assert_eq(t.messages, 1, "the child ended before its message");
+	cr_assert_eq(t.sum, 7);
+	cr_assert_eq(exchange_terminate(ex), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	channel_msg_free(&t.last);
+	exchange_free(ex);
+	cr_assert(no_children());
+}
 Test(exchange, time_limit_ends_a_task, .timeout = 20)
 {
 	struct tally t = { 0 };
