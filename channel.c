@@ -148,7 +148,10 @@ static void set_owed(struct channel *ch, bool owed)
 
 void channel_free(struct channel *ch)
 {
-	set_owed(ch, false);
+	/* An inherited copy was never counted in this process's owed_count
+	 * (a child starts at 0). */
+	if (!channel_inherited(ch))
+		set_owed(ch, false);
 	free_buffers(ch);
 	free(ch->ibuf);
 	free(ch);
