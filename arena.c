@@ -15,8 +15,11 @@
  *
  * Blocks are bump-allocated: records come and go in about the order they
  * were made, so a block is unmapped once all it handed out has been freed.
- * Without MADV_DONTFORK (or anonymous mappings) the blocks come from malloc
- * and children inherit them, as they inherit the rest of the heap.
+ * Without MADV_DONTFORK (or anonymous mappings), or when a mapping or its
+ * MADV_DONTFORK fails, a block comes from malloc and children inherit it,
+ * as they inherit the rest of the heap. The two kinds are kept on two
+ * lists: a child frees its copies of the one and forgets the other,
+ * without reading a block it does not have.
  */
 #include "internal.h"
 
@@ -88,8 +91,11 @@ static struct arena_block *map_unforked(struct arena *a, size_t *size)
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	if (madvise(p, *size, MADV_DONTFORK) < 0)
-		a->inherited = true;
+	if (madvise(p, *size, MADV_DONTFORK) < 0) {
+		/* A mapping children get is no better than malloc's. */
+		munmap(p, *size);
+		return NULL;
+	}
 	if (!a->blocks)
 		a->pid = getpid();
 	return p;
@@ -102,7 +108,7 @@ static struct arena_block *map_unforked(struct arena *a, size_t *size)
 /* A block of at least size bytes, out of children if it can be. */
 static struct arena_block *block_new(struct arena *a, size_t size)
 {
-	struct arena_block *b = map_unforked(a, &size);
+	struct arena_block *b = map_unforked(a, &size), **list;
 
 	if (b) {
 		b->mapped = true;
@@ -111,16 +117,18 @@ static struct arena_block *block_new(struct arena *a, size_t size)
 		if (!b)
 			return NULL;
 		b->mapped = false;
-		a->inherited = true;
 	}
+	/* Two lists, so that a child never follows a link into a block it
+	 * does not have. */
+	list = b->mapped ? &a->blocks : &a->heap;
 	b->size = size;
 	b->used = HEADER;
 	b->live = 0;
 	b->prev = NULL;
-	b->next = a->blocks;
-	if (a->blocks)
-		a->blocks->prev = b;
-	a->blocks = b;
+	b->next = *list;
+	if (*list)
+		(*list)->prev = b;
+	*list = b;
 	return b;
 }
 
@@ -136,8 +144,10 @@ static void block_free(struct arena *a, struct arena_block *b)
 {
 	if (b->prev)
 		b->prev->next = b->next;
-	else
+	else if (b->mapped)
 		a->blocks = b->next;
+	else
+		a->heap = b->next;
 	if (b->next)
 		b->next->prev = b->prev;
 	block_unmap(b);
@@ -187,20 +197,24 @@ void arena_free(struct arena *a, void *ptr)
 		block_free(a, b);
 }
 
-void arena_release(struct arena *a, bool in_child)
+static void release_list(struct arena_block **list)
 {
-	/* A child of the caller's own fork holds a copy too. */
-	if (a->blocks && !a->inherited && (in_child || getpid() != a->pid)) {
-		/* Not in this process: nothing to free, nothing to read. */
-		a->blocks = NULL;
-		a->cur = NULL;
-		return;
-	}
-	while (a->blocks) {
-		struct arena_block *b = a->blocks;
+	while (*list) {
+		struct arena_block *b = *list;
 
-		a->blocks = b->next;
+		*list = b->next;
 		block_unmap(b);
 	}
+}
+
+void arena_release(struct arena *a, bool in_child)
+{
+	/* A child of the caller's own fork holds a copy too. The mapped
+	 * blocks are not in it: nothing there to free, nothing to read. The
+	 * heap's are its copies, freed as the parent frees its own. */
+	if (a->blocks && (in_child || getpid() != a->pid))
+		a->blocks = NULL;
+	release_list(&a->blocks);
+	release_list(&a->heap);
 	a->cur = NULL;
 }

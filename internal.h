@@ -140,10 +140,11 @@ HIDDEN void sys_close_sorted(int *fds, int n);
  * neither copies nor write-protects it. A zeroed struct arena is empty. */
 struct arena_block;
 struct arena {
-	struct arena_block *blocks;	/* every block */
+	struct arena_block *blocks;	/* the blocks children do not get */
+	struct arena_block *heap;	/* those from malloc, which they do
+					   (where the system cannot keep a
+					   block out) */
 	struct arena_block *cur;	/* the one small records come from */
-	bool inherited;			/* some block is inherited by children
-					   (the system could not keep it out) */
 	pid_t pid;			/* the process that has the blocks */
 };
 

@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -1187,6 +1188,47 @@ static void hang_fn(struct channel *ch, const void *arg, size_t len, void *ctx)
 /* The child of exchange_create holds a copy of the exchange whose retry
  * records are in memory it does not have: removing a running task's
  * channel there forgets its record instead of freeing it. */
+
+/* An arena whose mapping failed once holds blocks of both kinds: one from
+ * malloc, which a child has a copy of, and mapped ones, which it has not.
+ * Releasing it in a child frees the first and never reads the others. */
+Test(exchange, an_arena_of_both_kinds_of_block_releases_in_a_child,
+     .timeout = 30)
+{
+	struct arena a = { 0 };
+	struct rlimit old;
+	const char *why;
+	void *pad, *small, *big;
+	pid_t pid;
+	int st;
+
+	/* Heap room that malloc keeps, for the block once mmap fails. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	pad = malloc((size_t)1 << 20);
+	cr_assert_not_null(pad);
+	free(pad);
+	why = limit_address_space(16384, &old);
+	if (why)
+		cr_skip_test("%s", why);
+	small = arena_alloc(&a, 100);
+	setrlimit(RLIMIT_AS, &old);
+	cr_assert_not_null(small, "the heap's room was not enough");
+	big = arena_alloc(&a, 20000);	/* a block of its own, mapped */
+	cr_assert_not_null(big);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		arena_release(&a, true);
+		_exit(a.blocks || a.cur ? 1 : 0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+	arena_free(&a, small);
+	arena_free(&a, big);
+	arena_release(&a, false);
+	cr_assert_null(a.blocks);
+}
 Test(exchange, removing_in_an_inherited_copy_leaves_the_records_alone,
      .timeout = 30)
 {
