@@ -55,13 +55,13 @@
 /* Waits between two attempts to reap a child that closed its channel but
  * has not finished exiting: from the first to the last, doubling. */
 #define REAP_PAUSE_FIRST_NS 20000L
+#define REAP_PAUSE_LAST_NS 2000000L
 /* A credit owed to a bounded child whose input pipe is full is tried
  * again after this many ms, doubling up to the last: the child empties its
  * pipe as it waits for the credit, but the parent's poll does not watch
  * its channels' write ends. */
 #define CREDIT_RETRY_FIRST_MS 1
 #define CREDIT_RETRY_LAST_MS 64
-#define REAP_PAUSE_LAST_NS 2000000L
 
 /* Refills of one channel's buffer per pass, so that one busy channel
  * cannot hold the loop. */
@@ -1729,15 +1729,12 @@ static int pay_credits(struct exchange *ex)
 	size_t i;
 	int wait;
 
-	if (channel_credits_owed() == 0) {
-		if (ex->credit_retry_ms)
-			ex->credit_retry_ms = 0;
-		return -1;
-	}
-	for (i = 0; i < ex->nslots; i++)
+	for (i = 0; channel_credits_owed() && i < ex->nslots; i++)
 		if (channel_pay_credit(ex->slots[i]->ch))
 			owed = true;
 	if (!owed) {
+		/* Written only when set: the exchange's page is one more
+		 * copy-on-write fault after each fork. */
 		if (ex->credit_retry_ms)
 			ex->credit_retry_ms = 0;
 		return -1;
