@@ -105,6 +105,14 @@ static struct arena_block *map_unforked(struct arena *a, size_t *size)
 #endif
 }
 
+/* The list b is on: two, so that a child never follows a link into a
+ * block it does not have. */
+static struct arena_block **list_of(struct arena *a,
+				    const struct arena_block *b)
+{
+	return b->mapped ? &a->blocks : &a->heap;
+}
+
 /* A block of at least size bytes, out of children if it can be. */
 static struct arena_block *block_new(struct arena *a, size_t size)
 {
@@ -118,9 +126,7 @@ static struct arena_block *block_new(struct arena *a, size_t size)
 			return NULL;
 		b->mapped = false;
 	}
-	/* Two lists, so that a child never follows a link into a block it
-	 * does not have. */
-	list = b->mapped ? &a->blocks : &a->heap;
+	list = list_of(a, b);
 	b->size = size;
 	b->used = HEADER;
 	b->live = 0;
@@ -144,10 +150,8 @@ static void block_free(struct arena *a, struct arena_block *b)
 {
 	if (b->prev)
 		b->prev->next = b->next;
-	else if (b->mapped)
-		a->blocks = b->next;
 	else
-		a->heap = b->next;
+		*list_of(a, b) = b->next;
 	if (b->next)
 		b->next->prev = b->prev;
 	block_unmap(b);
