@@ -781,6 +781,14 @@ static int pmap_grow(void **p, void *q)
 /* Makes the map over n elements at in the current one, results in out,
  * outcomes in outcomes (the handle's own for an iterable handle given
  * none). -1 with ENOMEM, and then the handle holds what it held. */
+/* The counts of a map that has handed out and settled nothing. */
+static void pmap_restart(struct exchange_pmapper *pm)
+{
+	pm->next = pm->nredo = pm->settled = pm->given = 0;
+	pm->in_order = pm->any_at = 0;
+	pm->ok = 0;
+}
+
 static int pmap_set(struct exchange_pmapper *pm, const void *in, size_t n,
 		    void *out, struct exchange_outcome *outcomes)
 {
@@ -803,9 +811,7 @@ static int pmap_set(struct exchange_pmapper *pm, const void *in, size_t n,
 	pm->out = out;
 	pm->n = n;
 	pm->outcomes = outcomes ? outcomes : pm->iterable ? pm->own : NULL;
-	pm->next = pm->nredo = pm->settled = pm->given = 0;
-	pm->in_order = pm->any_at = 0;
-	pm->ok = 0;
+	pmap_restart(pm);
 	pm->err = 0;
 	if (pm->iterable)
 		memset(pm->state, 0, n);
@@ -1030,9 +1036,8 @@ empty:
 	pm->in = NULL;
 	pm->out = NULL;
 	pm->outcomes = NULL;
-	pm->n = pm->next = pm->nredo = pm->settled = pm->given = 0;
-	pm->in_order = pm->any_at = 0;
-	pm->ok = 0;
+	pm->n = 0;
+	pmap_restart(pm);
 	errno = saved;
 	return -1;
 }
