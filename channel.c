@@ -297,6 +297,42 @@ static void fill_aside(struct channel *ch)
 	}
 }
 
+/* Polls ch's read end for the events in and its write end for out (one
+ * entry when they are one descriptor; an end with no events is left out)
+ * until deadline, again after EINTR. *rin and *rout get each end's
+ * revents. poll's result: above 0, 0 at the deadline, -1. */
+static int poll_ends(const struct channel *ch, short in, short out,
+		     int64_t deadline, short *rin, short *rout)
+{
+	struct pollfd p[2];
+	bool one = ch->rfd == ch->wfd;
+	nfds_t n = 0;
+	int r;
+
+	if (one) {
+		p[n++] = (struct pollfd){ .fd = ch->rfd,
+					  .events = (short)(in | out) };
+	} else {
+		if (in)
+			p[n++] = (struct pollfd){ .fd = ch->rfd, .events = in };
+		if (out)
+			p[n++] = (struct pollfd){ .fd = ch->wfd, .events = out };
+	}
+	do
+		r = poll(p, n, clock_left(deadline));
+	while (r < 0 && errno == EINTR);
+	*rin = *rout = 0;
+	if (r > 0 && one) {
+		*rin = *rout = p[0].revents;
+	} else if (r > 0) {
+		if (in)
+			*rin = p[0].revents;
+		if (out)
+			*rout = p[in ? 1 : 0].revents;
+	}
+	return r;
+}
+
 /* Waits until wfd can take more, reading meanwhile whatever the other
  * side sends into the receive buffer: two processes sending each other
  * large messages at once would otherwise each wait for the other to read.
@@ -306,36 +342,21 @@ static void fill_aside(struct channel *ch)
  * -1 on error. */
 static int wait_writable(struct channel *ch, int64_t deadline)
 {
-	struct pollfd p[2] = {
-		{ .fd = ch->wfd, .events = POLLOUT },
-		{ .fd = -1, .events = POLLIN },
-	};
 	bool reading = ch->rfd >= 0 && !ch->eof && !ch->broken;
-	nfds_t n = 1;
+	short rin, rout;
 	int r;
 
-	if (reading && ch->rfd == ch->wfd)
-		p[0].events |= POLLIN;
-	else if (reading) {
-		p[1].fd = ch->rfd;
-		n = 2;
-	}
 	for (;;) {
-		r = poll(p, n, clock_left(deadline));
-		if (r < 0 && errno == EINTR)
-			continue;
+		r = poll_ends(ch, reading ? POLLIN : 0, POLLOUT, deadline, &rin,
+			      &rout);
 		if (r <= 0)
 			return r;
-		if (reading && ((p[n - 1].revents & (POLLIN | POLLHUP)) ||
-				(n == 1 && (p[0].revents & POLLIN)))) {
+		if (reading && (rin & (ch->rfd == ch->wfd ? POLLIN
+							  : POLLIN | POLLHUP))) {
 			fill_aside(ch);
 			reading = !ch->eof && !ch->broken;
-			if (!reading && n == 2)
-				n = 1;
-			if (!reading)
-				p[0].events = POLLOUT;
 		}
-		if (p[0].revents & (POLLOUT | POLLERR | POLLHUP))
+		if (rout & (POLLOUT | POLLERR | POLLHUP))
 			return 1;
 	}
 }
@@ -837,27 +858,17 @@ ssize_t channel_fill(struct channel *ch)
  * ETIMEDOUT or the error of poll. */
 static int await_input(struct channel *ch, int64_t deadline)
 {
-	struct pollfd p[2] = {
-		{ .fd = ch->rfd, .events = POLLIN },
-		{ .fd = ch->wfd, .events = POLLOUT },
-	};
-	nfds_t n = 2;
+	short rin, rout;
 	int r;
 
 	if (!ch->credit_owed || ch->wfd < 0)
 		return sys_await(ch->rfd, POLLIN, deadline);
-	if (ch->wfd == ch->rfd) {
-		p[0].events |= POLLOUT;
-		n = 1;
-	}
-	do
-		r = poll(p, n, clock_left(deadline));
-	while (r < 0 && errno == EINTR);
+	r = poll_ends(ch, POLLIN, POLLOUT, deadline, &rin, &rout);
 	if (r == 0)
 		errno = ETIMEDOUT;
 	if (r <= 0)
 		return -1;
-	return (p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) ? 0 : 1;
+	return (rin & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) ? 0 : 1;
 }
 
 /* Fills until a whole frame is at the head, end of stream, or deadline.
