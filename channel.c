@@ -519,46 +519,33 @@ int channel_uncork(struct channel *ch, int timeout_ms)
 	return ch->olen ? flush_out(ch, timeout_ms) : 0;
 }
 
-/* After a write that failed having taken done bytes of the olen held
- * in obuf: when done ends a held frame (0 included), drops the frames
- * that went and keeps the rest held, in order; returns false when done
- * cuts one. The frames in obuf are our own, so each one decodes. */
-static bool keep_unsent(struct channel *ch, size_t done)
+/* After a write that failed having taken done (< olen) of the bytes held
+ * in obuf: drops them and keeps the rest held, in order. The held frames
+ * were accepted when they were held, so one the write stopped inside is
+ * not abandoned: its rest leaves first with the next write, as nothing
+ * reaches the descriptor but through obuf. */
+static void keep_unsent(struct channel *ch, size_t done)
 {
-	struct frame_header h;
-	size_t off = 0;
-	int r;
-
-	while (off < done) {
-		r = frame_decode(ch->obuf + off, ch->olen - off, SIZE_MAX, &h);
-		assert(r == 1);
-		(void)r;
-		off += (size_t)h.size;
-	}
-	if (off != done)
-		return false;
 	memmove(ch->obuf, ch->obuf + done, ch->olen - done);
 	ch->olen -= done;
-	return true;
 }
 
 /* Writes the frames held back in obuf, then the frame in the n vectors of
  * frame (none for a flush), in one write where the kernel takes it all,
  * with SIGPIPE blocked around the write when the channel needs it.
  *
- * A failed write (timeout or error) that stopped between frames leaves
- * the channel as it was for what did not go: held frames not written stay
- * held, and a new frame none of whose bytes went is simply not sent. One
- * that stopped inside a frame cannot be taken back: the stream is no
- * longer framed, so sending ends, and every later send fails with
- * ECONNABORTED. After EPIPE the reader has gone and later writes fail with
- * EPIPE anyway. */
+ * A failed write (timeout or error) leaves what did not go of the held
+ * frames held (see keep_unsent), and a new frame none of whose bytes went
+ * is simply not sent. A new frame that went in part cannot be taken back:
+ * the stream is no longer framed, so sending ends, and every later send
+ * fails with ECONNABORTED. After EPIPE the reader has gone and later
+ * writes fail with EPIPE anyway. */
 static int write_frames(struct channel *ch, const struct iovec *frame,
 			int n, int timeout_ms)
 {
 	struct iovec iov[4];
 	sigset_t pipe_set, old;
-	bool guarded = false, cut;
+	bool guarded = false;
 	size_t held = ch->olen, done;
 	int rc, saved, i;
 
@@ -604,15 +591,11 @@ static int write_frames(struct channel *ch, const struct iovec *frame,
 		return 0;
 	}
 	if (done < held) {
-		cut = !keep_unsent(ch, done);
+		keep_unsent(ch, done);
 	} else {
 		/* The held frames all went; the new one in part, or not. */
-		cut = done > held;
 		ch->olen = 0;
-	}
-	if (cut) {
-		ch->olen = 0;
-		if (saved != EPIPE)
+		if (done > held && saved != EPIPE)
 			ch->send_errno = ECONNABORTED;
 	}
 	errno = saved;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1473,6 +1474,59 @@ Test(channel, held_frames_survive_a_write_that_timed_out_unwritten,
 	cr_assert_eq(count_fds(), fds);
 	close(go[0]);
 	close(go[1]);
+}
+
+/* A held frame that a write with a timeout stops inside was accepted when
+ * it was held: its rest leaves with the next write, and sending goes on.
+ * The socket's small send buffer makes the kernel take part of the 32 KiB
+ * frame and then no more while nobody reads. */
+Test(channel, a_held_frame_a_timeout_stopped_inside_goes_on_later,
+     .timeout = 30)
+{
+	size_t len = 32 * 1024, got = 0, tries;
+	char *big = malloc(len);
+	struct channel *w, *r;
+	struct channel_msg m;
+	int sv[2], small = 4096;
+
+	cr_assert_not_null(big);
+	pattern_fill(big, len, 7);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	cr_assert_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small,
+				sizeof(small)), 0);
+	w = channel_from_socket(sv[0]);
+	r = channel_from_socket(sv[1]);
+	cr_assert(w && r);
+	w->cork = true;
+	cr_assert_eq(channel_send(w, big, len, 0), 0, "held");
+	cr_assert_eq(channel_send(w, "after", 5, 0), 0, "held");
+	cr_assert_eq(channel_uncork(w, 0), -1);
+	cr_assert_eq(errno, ETIMEDOUT, "errno %d", errno);
+	cr_assert_gt(w->olen, 0, "the rest of the frame is held");
+	/* Read what has come, then let the writer go on, until both
+	 * messages are in. */
+	for (tries = 0; got < 2 && tries < 10000; tries++) {
+		cr_assert_eq(channel_uncork(w, 0) == 0 || errno == ETIMEDOUT,
+			     1, "errno %d", errno);
+		while (got < 2 && channel_recv(r, &m, 0) == 1) {
+			if (got == 0)
+				cr_assert(pattern_check(m.data, m.len, len, 7),
+					  "the big message, whole");
+			else
+				cr_assert(m.len == 5 &&
+					  memcmp(m.data, "after", 5) == 0);
+			channel_msg_free(&m);
+			got++;
+		}
+	}
+	cr_assert_eq(got, 2, "%zu messages of 2", got);
+	cr_assert_eq(channel_send(w, "last", 4, 1000), 0, "errno %d", errno);
+	cr_assert_eq(channel_recv(r, &m, 1000), 1);
+	cr_assert(m.len == 4 && memcmp(m.data, "last", 4) == 0);
+	channel_msg_free(&m);
+	cr_assert_eq(channel_close(w), 0);
+	cr_assert_eq(channel_close(r), 0);
+	free(big);
 }
 
 /* A frame cut in the middle by a timeout cannot be taken back: sending
