@@ -30,6 +30,8 @@
 
 #include "exchange.h"
 
+#include <pthread.h>
+
 #if defined(__GNUC__) || defined(__clang__)
 #define HIDDEN __attribute__((visibility("hidden")))
 #define NOINLINE __attribute__((noinline))
@@ -121,6 +123,21 @@ HIDDEN void sys_unlock(void);
 /* In a child just forked by a thread holding the lock: releases the
  * child's copy of it. */
 HIDDEN void sys_unlock_child(void);
+
+/* What the process writes at every fork and every task and its children
+ * never read: the lock, and proc.c's channels released lately. */
+#define SYS_IDLE_CHANNELS 64
+struct sys_own {
+	pthread_mutex_t lock;		/* sys_lock */
+	struct channel *idle[SYS_IDLE_CHANNELS];
+	int nidle;
+};
+/* The process's sys_own: on a page that fork neither copies nor
+ * write-protects (so that writing it after a fork is no copy-on-write
+ * fault) and that every child, of a fork of the library's or of the
+ * caller's, finds zeroed, the lock free and no channel idle. Where the
+ * system cannot do that, in static memory, which children inherit. */
+HIDDEN struct sys_own *sys_own(void);
 HIDDEN void sys_close_shared(int *fd);
 /* Makes fd non-blocking and close-on-exec. */
 HIDDEN int sys_set_flags(int fd);

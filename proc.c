@@ -44,11 +44,9 @@ static struct channel *registry;
  * neighbour on the list after every fork, and each page written after a
  * fork is a copy-on-write fault, most of what a short task costs. A
  * reused channel is already on the list, and its page is the one its
- * last task wrote. IDLE_CHANNELS, because an exchange ends several tasks
- * in one pass before it starts the next ones. */
-#define IDLE_CHANNELS 64
-static struct channel *idle[IDLE_CHANNELS];
-static int nidle;
+ * last task wrote. The list itself is the process's own (sys_own), out
+ * of its children. SYS_IDLE_CHANNELS, because an exchange ends several
+ * tasks in one pass before it starts the next ones. */
 
 /* In a child forked with CHANNEL_NO_FLUSH: channel_exit leaves stdio
  * unflushed (see channel_fork). */
@@ -71,11 +69,12 @@ static void register_locked(struct channel *ch)
  * the caller holds the lock. */
 static struct channel *take_idle_locked(int rfd, int wfd, pid_t pid)
 {
+	struct sys_own *own = sys_own();
 	struct channel *ch;
 
-	if (!nidle)
+	if (!own->nidle)
 		return NULL;
-	ch = idle[--nidle];
+	ch = own->idle[--own->nidle];
 	ch->rfd = rfd;
 	ch->wfd = wfd;
 	ch->pid = pid;
@@ -109,14 +108,15 @@ struct channel *channel_alloc(int rfd, int wfd, pid_t pid)
  * (see idle). Returns whether it was kept. */
 static bool channel_unregister(struct channel *ch)
 {
+	struct sys_own *own = sys_own();
 	bool kept = false;
 
 	sys_lock();
 	if (!ch->prev && registry != ch) {
 		/* On no registry (a FAILURE of its own, say). */
-	} else if (nidle < IDLE_CHANNELS) {
+	} else if (own->nidle < SYS_IDLE_CHANNELS) {
 		channel_recycle(ch);
-		idle[nidle++] = ch;
+		own->idle[own->nidle++] = ch;
 		kept = true;
 	} else {
 		if (ch->prev)
@@ -139,9 +139,10 @@ pid_t channel_fork_process(void)
 	sys_lock();
 	pid = sys_fork();
 	saved = errno;
-	/* In the child too: the lock was taken by the thread that forked,
-	 * of which the child's one thread is the copy. */
-	sys_unlock();
+	if (pid == 0)
+		sys_unlock_child();
+	else
+		sys_unlock();
 	errno = saved;
 	return pid;
 }
@@ -250,8 +251,8 @@ void channel_close_others(struct channel *keep, const int extra[2])
 done:
 	registry = keep;
 	keep->prev = keep->next = NULL;
-	/* The idle channels are the parent's, on the list just forgotten. */
-	nidle = 0;
+	/* The idle channels were the parent's, on the list just forgotten:
+	 * the child's sys_own has none. */
 }
 
 /* In a child just forked: asks the system to SIGKILL it when its parent

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -46,6 +47,17 @@ int pipe2(int fds[2], int flags);
  * one. */
 int close_range(unsigned int first, unsigned int last, int flags);
 #define HAVE_CLOSE_RANGE 1
+/* Not declared under _POSIX_C_SOURCE either: anonymous mappings (POSIX
+ * only from 2024) and madvise's MADV_WIPEONFORK (Linux 4.14; older
+ * kernels refuse it, and the state stays in static memory). */
+int madvise(void *addr, size_t len, int advice);
+#ifndef MAP_ANONYMOUS
+#define MAP_ANONYMOUS 0x20
+#endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+#define HAVE_WIPEONFORK 1
 #endif
 
 /* Whether the calls that make descriptors set their flags themselves. */
@@ -66,30 +78,72 @@ int close_range(unsigned int first, unsigned int last, int flags);
 
 struct exchange_hooks exchange_hooks;
 
-/* The library's lock on its descriptors (sys_lock). */
-static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The process's own state (see sys_own): the page below once the process
+ * has one, else this copy, which children inherit as they inherit the
+ * rest of the process's memory. */
+static struct sys_own own_static = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static struct sys_own *own = &own_static;
+static pthread_once_t own_once = PTHREAD_ONCE_INIT;
+
+/* Once per process tree: the state moves to a page of its own marked
+ * MADV_WIPEONFORK. A fork neither copies nor write-protects it, and a
+ * child finds it zeroed: the lock free (where a zeroed mutex is a free
+ * one, as the check says) and no channel idle, whoever forked it. */
+static void own_setup(void)
+{
+#ifdef HAVE_WIPEONFORK
+	static const unsigned char zeros[sizeof(pthread_mutex_t)];
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	long page = sysconf(_SC_PAGESIZE);
+	size_t size = sizeof(struct sys_own);
+	void *p;
+
+	if (memcmp(&fresh, zeros, sizeof(zeros)) != 0)
+		return;
+	if (page > 0)
+		size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	if (madvise(p, size, MADV_WIPEONFORK) < 0) {
+		munmap(p, size);
+		return;
+	}
+	own = p;
+#endif
+}
+
+struct sys_own *sys_own(void)
+{
+	pthread_once(&own_once, own_setup);
+	return own;
+}
 
 void sys_lock(void)
 {
-	pthread_mutex_lock(&fd_lock);
+	pthread_mutex_lock(&sys_own()->lock);
 }
 
 void sys_unlock(void)
 {
-	pthread_mutex_unlock(&fd_lock);
+	pthread_mutex_unlock(&own->lock);
 }
 
 void sys_unlock_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 
+	if (own != &own_static)
+		return;		/* the page came zeroed */
 	/* The child has one thread, the copy of the one that took the lock,
 	 * and no other can be waiting: the lock made afresh is the lock
 	 * released. A copy of bytes, where pthread_mutex_unlock would be a
 	 * call into a page of the C library that the child has to fault in
 	 * (a new child maps nothing of the library's code until it runs
 	 * it). */
-	memcpy(&fd_lock, &fresh, sizeof(fd_lock));
+	memcpy(&own_static.lock, &fresh, sizeof(fresh));
+	own_static.nidle = 0;
 }
 
 void sys_close_shared(int *fd)

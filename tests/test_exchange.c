@@ -2000,3 +2000,94 @@ Test(exchange, threads_each_with_their_own_exchanges, .timeout = 120)
 	cr_assert_eq(count_fds(), fds, "no descriptor left open");
 	cr_assert(no_children());
 }
+
+/* The pipe hook of the test below: called under the library's lock (by
+ * channel_create in a thread), it says so and holds the lock until told
+ * to go on. */
+static int lock_held[2], lock_go[2];
+static bool lock_was_held;
+
+static int pipe_holding_the_lock(int fds[2])
+{
+	char c = 'h';
+
+	/* The first of the link's two pipes. */
+	if (!lock_was_held) {
+		lock_was_held = true;
+		if (write(lock_held[1], &c, 1) != 1 ||
+		    read(lock_go[0], &c, 1) != 1)
+			return -1;
+	}
+	return pipe(fds);
+}
+
+static void send_arg_fn(struct channel *ch, const void *arg, size_t len,
+			void *ctx)
+{
+	(void)ctx;
+	channel_send(ch, arg, len, 10000);
+}
+
+static void *create_in_thread(void *arg)
+{
+	struct channel *ch = channel_create();
+
+	(void)arg;
+	if (ch && channel_pid(ch) == 0)
+		channel_exit(ch, 0);
+	return ch;
+}
+
+/* A child of the caller's own fork, made while another thread held the
+ * library's lock, starts with the lock free: it can make channels of its
+ * own. Its copy of the lock used to be held by a thread it does not have,
+ * and its first channel waited for ever. */
+Test(exchange, a_plain_fork_while_a_thread_holds_the_lock_leaves_it_free,
+     .timeout = 60)
+{
+	struct channel *made;
+	pthread_t th;
+	pid_t pid;
+	int st = 0, tries;
+	char c;
+
+	cr_assert_eq(pipe(lock_held), 0);
+	cr_assert_eq(pipe(lock_go), 0);
+	exchange_hooks.pipe = pipe_holding_the_lock;
+	cr_assert_eq(pthread_create(&th, NULL, create_in_thread, NULL), 0);
+	cr_assert_eq(read(lock_held[0], &c, 1), 1, "the thread has the lock");
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct channel *ch;
+		struct channel_msg m;
+		int ok;
+
+		memset(&exchange_hooks, 0, sizeof(exchange_hooks));
+		ch = channel_start(send_arg_fn, "free", 5, NULL);
+		ok = ch && channel_recv(ch, &m, 10000) == 1 && m.len == 5 &&
+		     memcmp(m.data, "free", 5) == 0;
+		_exit(ok ? 0 : 1);
+	}
+	for (tries = 0; tries < 1000; tries++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	}
+	if (tries == 1000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	cr_assert_lt(tries, 1000, "the child waited for the lock");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	cr_assert_eq(write(lock_go[1], "g", 1), 1);
+	cr_assert_eq(pthread_join(th, (void **)&made), 0);
+	exchange_hooks.pipe = NULL;
+	cr_assert_not_null(made);
+	cr_assert_eq(channel_wait(made, 10000), 0);
+	cr_assert_eq(channel_close(made), 0);
+	close(lock_held[0]);
+	close(lock_held[1]);
+	close(lock_go[0]);
+	close(lock_go[1]);
+}
