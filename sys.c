@@ -92,14 +92,16 @@ static pthread_once_t own_once = PTHREAD_ONCE_INIT;
 static void own_setup(void)
 {
 #ifdef HAVE_WIPEONFORK
-	static const unsigned char zeros[sizeof(pthread_mutex_t)];
-	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	/* Static, so that its padding is zeros too. */
+	static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	const unsigned char *byte = (const unsigned char *)&fresh;
 	long page = sysconf(_SC_PAGESIZE);
-	size_t size = sizeof(struct sys_own);
+	size_t size = sizeof(struct sys_own), i;
 	void *p;
 
-	if (memcmp(&fresh, zeros, sizeof(zeros)) != 0)
-		return;
+	for (i = 0; i < sizeof(fresh); i++)
+		if (byte[i])
+			return;
 	if (page > 0)
 		size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
