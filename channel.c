@@ -114,6 +114,7 @@ static void channel_init(struct channel *ch, int rfd, int wfd, pid_t pid)
 	ch->rfd = rfd;
 	ch->wfd = wfd;
 	ch->pid = pid;
+	ch->exit_fd = -1;
 	ch->max = CHANNEL_MAX_DEFAULT;
 	ch->task = CHANNEL_NO_TASK;
 	ch->gen = fork_gen;
@@ -260,6 +261,7 @@ void channel_close_fds(struct channel *ch)
 		sys_close(&ch->wfd);
 	sys_close(&ch->rfd);
 	ch->wfd = -1;
+	sys_close(&ch->exit_fd);
 	sys_unlock();
 }
 

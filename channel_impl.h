@@ -49,6 +49,7 @@ struct channel {
 				   -1 when no process is attached */
 	int status;		/* wait status, valid when reaped == 1 */
 	int reaped;		/* 0 not yet, 1 reaped, -1 reaped by others */
+	int exit_fd;		/* channel_exit_fd's descriptor, or -1 */
 	bool group;		/* the process leads a process group of its
 				   own (CHANNEL_OWN_GROUP) */
 	bool eof;		/* read returned 0: the peer closed */

@@ -116,8 +116,10 @@ enum slot_role {
  *   SLOT_DRAINING   its process was reaped before end of stream (something
  *                   it started holds the channel open): what it left is
  *                   read, then the channel ends
- *   SLOT_AWAITING   at end of stream, its process not yet reaped; out of the
- *                   poll set, counted in nawait
+ *   SLOT_AWAITING   at end of stream, its process not yet reaped, counted
+ *                   in nawait; polled for its exit (channel_exit_fd), or
+ *                   where it cannot be, out of the poll set and counted
+ *                   in nblind too
  *   SLOT_REAPED     reaped after it awaited: its outcome comes next scan
  *   SLOT_FINAL      its outcome is settled; removed once nothing is left
  *                   to deliver
@@ -194,6 +196,8 @@ struct exchange {
 	size_t scan;		/* where the next scan starts */
 	unsigned long removals;	/* counts removals, to revalidate channels */
 	size_t nawait;		/* slots waiting to be reaped */
+	size_t nblind;		/* of which polled for nothing: their reaping
+				   is tried after pauses (reap_pause_ns) */
 	int64_t next_exit_check; /* when check_exits looks next */
 	long reap_pause_ns;	/* current pause between reap attempts */
 	int credit_retry_ms;	/* the wait before the next try of a credit
@@ -448,17 +452,37 @@ static struct slot *slot_add(struct exchange *ex, struct channel *ch)
 	return s;
 }
 
-/* Moves a slot on in its life, keeping nawait. A slot goes forward only,
- * and leaves SLOT_AWAITING through its reaping or a bad frame. */
+/* A slot leaves SLOT_AWAITING: out of the counts, and out of the poll set
+ * (the exit descriptor closes with the reaping). */
+static void leave_awaiting(struct exchange *ex, struct slot *s)
+{
+	struct pollfd *p = &ex->pfds[s->index];
+
+	ex->nawait--;
+	if (p->fd < 0)
+		ex->nblind--;
+	p->fd = -1;
+}
+
+/* Moves a slot on in its life, keeping nawait and nblind. A slot goes
+ * forward only, and leaves SLOT_AWAITING through its reaping or a bad
+ * frame. */
 static void set_life(struct exchange *ex, struct slot *s, enum slot_life life)
 {
+	struct pollfd *p = &ex->pfds[s->index];
+
 	assert(life >= s->life);
 	assert(life != SLOT_REAPED || s->life == SLOT_AWAITING);
 	if (s->life == SLOT_AWAITING && life != SLOT_AWAITING)
-		ex->nawait--;
+		leave_awaiting(ex, s);
 	if (life == SLOT_AWAITING && s->life != SLOT_AWAITING) {
 		ex->nawait++;
-		ex->pfds[s->index].fd = -1;
+		/* Polled for the process's exit, in place of the channel. */
+		p->fd = channel_exit_fd(s->ch);
+		p->events = POLLIN;
+		p->revents = 0;
+		if (p->fd < 0)
+			ex->nblind++;
 	}
 	s->life = life;
 }
@@ -478,6 +502,8 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	size_t i = s->index, last = ex->nslots - 1;
 
 	assert(i < ex->nslots && ex->slots[i] == s);
+	if (s->life == SLOT_AWAITING)
+		leave_awaiting(ex, s);
 	if (i != last) {
 		ex->slots[i] = ex->slots[last];
 		ex->pfds[i] = ex->pfds[last];
@@ -485,8 +511,6 @@ static void slot_remove(struct exchange *ex, struct slot *s, bool close_it)
 	}
 	ex->nslots--;
 	ex->removals++;
-	if (s->life == SLOT_AWAITING)
-		ex->nawait--;
 	if (s->phase == PHASE_IDLE)
 		ex->nidle--;
 	/* Every idle or awaiting slot is among those left. */
@@ -1753,7 +1777,7 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 	int64_t deadline = clock_deadline(timeout_ms), next, now, d;
 	bool last = false;
 	size_t n, i;
-	int r, t;
+	int r, t, nev;
 
 	for (;;) {
 		next = enforce_limits(ex);
@@ -1790,7 +1814,7 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 			d = 0;
 		if (t < 0 || d < t)
 			t = (int)d;
-		if (ex->nawait)
+		if (ex->nblind)
 			t = 0;
 		d = pay_credits(ex);
 		if (d >= 0 && (t < 0 || d < t))
@@ -1801,13 +1825,19 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 				return -1;
 			continue;
 		}
-		for (i = 0; r > 0 && i < ex->nslots; i++) {
+		for (i = 0, nev = r; nev > 0 && i < ex->nslots; i++) {
 			struct pollfd *p = &ex->pfds[i];
 			struct channel *ch;
 
 			if (!p->revents)
 				continue;
-			r--;
+			nev--;
+			if (ex->slots[i]->life == SLOT_AWAITING) {
+				/* Its process has exited: reaped on the next
+				 * pass (retry_reaps). */
+				p->revents = 0;
+				continue;
+			}
 			ch = ex->slots[i]->ch;
 			if (p->revents & POLLNVAL) {
 				/* Our bookkeeping is wrong. */
@@ -1821,8 +1851,8 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 			    errno != EWOULDBLOCK)
 				read_failed(ch, errno);
 		}
-		if (ex->nawait && r == 0) {
-			/* Nothing to read, and a child has closed its channel
+		if (ex->nblind && r == 0) {
+			/* Nothing came, and a child has closed its channel
 			 * but not yet finished exiting: let it run. */
 			int left = clock_left(deadline);
 			struct timespec ts;

@@ -108,6 +108,9 @@ struct iovec;
 HIDDEN ssize_t sys_writev(int fd, bool is_socket, const struct iovec *iov,
 			  int iovcnt);
 HIDDEN pid_t sys_fork(void);
+/* A descriptor that polls readable once process pid has exited (Linux's
+ * pidfd_open, close-on-exec), or -1 with errno (ENOSYS elsewhere). */
+HIDDEN int sys_pidfd_open(pid_t pid);
 /* Closes *fd if open (never retried) and sets it to -1. */
 HIDDEN void sys_close(int *fd);
 /* The library's lock on the descriptors it makes, registers and closes:
@@ -356,6 +359,12 @@ HIDDEN void channel_limit_stop(struct channel_limit *l);
 /* Reaps the process if it has ended, without waiting. 1 reaped (or reaped
  * by others), 0 still running, -1 no process. */
 HIDDEN int channel_reap_nohang(struct channel *ch);
+
+/* A descriptor that polls readable once the channel's process has exited,
+ * opened at the first call and closed when the process is reaped or the
+ * channel closed; -1 where the system has none (the caller then tries
+ * channel_reap_nohang from time to time). */
+HIDDEN int channel_exit_fd(struct channel *ch);
 
 /* manage.c: the child side, for exchange.c. */
 

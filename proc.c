@@ -13,6 +13,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,20 @@ static void channel_release(struct channel *ch)
  * by one. */
 #define RUN_FDS 32768
 
+/* The descriptors a channel may hold: the k-th (k < CHANNEL_FDS) of c,
+ * -1 for none. Its read end, its write end when that is another one, and
+ * the descriptor of its process's exit (channel_exit_fd). */
+#define CHANNEL_FDS 3
+
+static int fd_of(const struct channel *c, int k)
+{
+	if (k == 0)
+		return c->rfd;
+	if (k == 1)
+		return c->wfd != c->rfd ? c->wfd : -1;
+	return c->exit_fd;
+}
+
 /* The many-channels case of close_others, in a frame of its own so that
  * the common case does not write a 4 KiB bitmap onto fresh stack pages. */
 static NOINLINE void close_many(const struct channel *keep,
@@ -173,8 +188,8 @@ static NOINLINE void close_many(const struct channel *keep,
 	int top = -1, fd, start, k;
 
 	for (c = registry; c; c = c->next)
-		for (k = 0; c != keep && k < 2; k++) {
-			fd = k ? c->wfd : c->rfd;
+		for (k = 0; c != keep && k < CHANNEL_FDS; k++) {
+			fd = fd_of(c, k);
 			if (fd > top && fd < RUN_FDS)
 				top = fd;
 		}
@@ -193,8 +208,8 @@ static NOINLINE void close_many(const struct channel *keep,
 	for (c = registry; c; c = c->next) {
 		if (c == keep)
 			continue;
-		for (k = 0; k < 2; k++) {
-			fd = k ? c->wfd : c->rfd;
+		for (k = 0; k < CHANNEL_FDS; k++) {
+			fd = fd_of(c, k);
 			if (fd >= RUN_FDS)
 				close(fd);
 			else if (fd >= 0)
@@ -236,9 +251,9 @@ void channel_close_others(struct channel *keep, const int extra[2])
 	for (c = registry; c; c = c->next) {
 		if (c == keep)
 			continue;
-		for (k = 0; k < 2; k++) {
-			fd = k ? c->wfd : c->rfd;
-			if (fd < 0 || (k && fd == c->rfd))
+		for (k = 0; k < CHANNEL_FDS; k++) {
+			fd = fd_of(c, k);
+			if (fd < 0)
 				continue;
 			if (n == FEW_FDS) {
 				close_many(keep, extra);
@@ -480,11 +495,26 @@ static int reap(struct channel *ch, int flags)
 		/* Someone else reaped it: SIGCHLD ignored, or the caller's
 		 * own waitpid(-1). */
 		ch->reaped = -1;
-		return 1;
+	} else {
+		ch->status = st;
+		ch->reaped = 1;
 	}
-	ch->status = st;
-	ch->reaped = 1;
+	if (ch->exit_fd >= 0)
+		sys_close_shared(&ch->exit_fd);
 	return 1;
+}
+
+int channel_exit_fd(struct channel *ch)
+{
+	if (ch->exit_fd < 0 && ch->pid > 0 && !ch->reaped &&
+	    !channel_inherited(ch)) {
+		/* Under the lock, as every descriptor of a registered
+		 * channel: a fork in another thread closes it in its child. */
+		sys_lock();
+		ch->exit_fd = sys_pidfd_open(ch->pid);
+		sys_unlock();
+	}
+	return ch->exit_fd;
 }
 
 int channel_ended_unreaped(const struct channel *ch)
@@ -575,8 +605,14 @@ int channel_wait(struct channel *ch, int timeout_ms)
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		/* waitpid has no timeout: sleep a little, longer each time,
-		 * never past the deadline. */
+		/* waitpid has no timeout: wait for the exit descriptor where
+		 * there is one, else sleep a little, longer each time, never
+		 * past the deadline. */
+		if (channel_exit_fd(ch) >= 0) {
+			r = sys_wait_fd(ch->exit_fd, POLLIN, deadline);
+			if (r >= 0)
+				continue;
+		}
 		{
 			int64_t left = clock_left(deadline);
 			struct timespec ts;

@@ -58,6 +58,10 @@ int madvise(void *addr, size_t len, int advice);
 #define MADV_WIPEONFORK 18
 #endif
 #define HAVE_WIPEONFORK 1
+/* pidfd_open (Linux 5.3) has a C library wrapper only from glibc 2.36:
+ * the system call itself, where the headers know its number. */
+#include <sys/syscall.h>
+long syscall(long number, ...);
 #endif
 
 /* Whether the calls that make descriptors set their flags themselves. */
@@ -294,6 +298,17 @@ ssize_t sys_writev(int fd, bool is_socket, const struct iovec *iov,
 		}
 	} while (n < 0 && errno == EINTR);
 	return n;
+}
+
+int sys_pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
 }
 
 pid_t sys_fork(void)

@@ -2091,3 +2091,77 @@ Test(exchange, a_plain_fork_while_a_thread_holds_the_lock_leaves_it_free,
 	close(lock_go[0]);
 	close(lock_go[1]);
 }
+
+/* The go pipe of the test below: the task that has shut its channel down
+ * waits on it before it exits. */
+static int exit_go[2];
+
+static void shut_then_wait_fn(struct channel *ch, const void *arg, size_t len,
+			      void *ctx)
+{
+	char c;
+
+	(void)arg, (void)len, (void)ctx;
+	channel_send(ch, "bye", 3, 10000);
+	channel_shutdown(ch);
+	if (read(exit_go[0], &c, 1) != 1)
+		channel_exit(ch, 3);
+}
+
+static void send_fd_count_fn(struct channel *ch, const void *arg, size_t len,
+			     void *ctx)
+{
+	size_t n = (size_t)count_fds();
+
+	(void)arg, (void)len, (void)ctx;
+	channel_send(ch, &n, sizeof(n), 10000);
+}
+
+/* A task whose channel has ended while its process runs on is polled for
+ * its exit on a descriptor of the parent's (a pidfd). A child forked
+ * meanwhile holds no copy of it: it has the descriptors any child has.
+ * And once all is reaped, the parent has none left. */
+Test(exchange, a_child_holds_no_exit_descriptor_of_a_sibling, .timeout = 60)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .limit = 3, .store_data = tally_store,
+				      .udata = &t };
+	struct exchange *ex;
+	size_t alone;
+	int fds, with_a, i, probe;
+
+	probe = sys_pidfd_open(getpid());
+	if (probe < 0)
+		cr_skip_test("no pidfd_open here");
+	close(probe);
+	cr_assert_eq(pipe(exit_go), 0);
+	fds = count_fds();
+	ex = exchange_new(&o);
+	cr_assert_not_null(ex);
+	cr_assert_geq(exchange_start(ex, send_fd_count_fn, NULL, 0, NULL), 0);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 1);
+	alone = t.sum;
+	t.messages = 0;
+	t.sum = 0;
+	cr_assert_geq(exchange_start(ex, shut_then_wait_fn, NULL, 0, NULL), 0);
+	with_a = count_fds();
+	/* Its end of stream seen, the exchange opens the exit descriptor. */
+	for (i = 0; i < 500 && count_fds() < with_a + 1; i++)
+		cr_assert_geq(exchange_store(ex, 10), 0);
+	cr_assert_eq(count_fds(), with_a + 1, "polled for its exit");
+	cr_assert_geq(exchange_start(ex, send_fd_count_fn, NULL, 0, NULL), 0);
+	for (i = 0; i < 1000 && t.messages < 2; i++)
+		cr_assert_geq(exchange_store(ex, 10), 0);
+	cr_assert_eq(t.messages, 2, "its message and the sibling's");
+	cr_assert_eq(t.sum, alone, "the sibling has %zu descriptors, not %zu",
+		     t.sum, alone);
+	cr_assert_eq(write(exit_go[1], "g", 1), 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.failures, 0);
+	exchange_free(ex);
+	cr_assert_eq(count_fds(), fds, "no descriptor left open");
+	cr_assert(no_children());
+	close(exit_go[0]);
+	close(exit_go[1]);
+}
