@@ -97,7 +97,7 @@ static struct arena_block *map_unforked(struct arena *a, size_t *size)
 		return NULL;
 	}
 	if (!a->blocks)
-		a->pid = getpid();
+		a->pid = sys_getpid();
 	return p;
 #else
 	(void)a, (void)size;
@@ -216,7 +216,7 @@ void arena_release(struct arena *a, bool in_child)
 	/* A child of the caller's own fork holds a copy too. The mapped
 	 * blocks are not in it: nothing there to free, nothing to read. The
 	 * heap's are its copies, freed as the parent frees its own. */
-	if (a->blocks && (in_child || getpid() != a->pid))
+	if (a->blocks && (in_child || sys_getpid() != a->pid))
 		a->blocks = NULL;
 	release_list(&a->blocks);
 	release_list(&a->heap);

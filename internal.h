@@ -134,6 +134,7 @@ struct sys_own {
 	pthread_mutex_t lock;		/* sys_lock */
 	struct channel *idle[SYS_IDLE_CHANNELS];
 	int nidle;
+	_Atomic pid_t pid;		/* sys_getpid's, 0 until asked */
 };
 /* The process's sys_own: on a page that fork neither copies nor
  * write-protects (so that writing it after a fork is no copy-on-write
@@ -141,6 +142,10 @@ struct sys_own {
  * caller's, finds zeroed, the lock free and no channel idle. Where the
  * system cannot do that, in static memory, which children inherit. */
 HIDDEN struct sys_own *sys_own(void);
+/* getpid(), asked of the system once per process where sys_own's page is
+ * wiped in children (so that no child, however forked, keeps its
+ * parent's), else every time. */
+HIDDEN pid_t sys_getpid(void);
 HIDDEN void sys_close_shared(int *fd);
 /* Makes fd non-blocking and close-on-exec. */
 HIDDEN int sys_set_flags(int fd);

@@ -340,7 +340,7 @@ pid_t channel_fork(struct channel **out, int flags)
 	 * do: a stream the caller opened would still be written twice. */
 	if (!(flags & CHANNEL_NO_FLUSH))
 		fflush(NULL);
-	parent = getpid();
+	parent = sys_getpid();
 	pid = sys_fork();
 	if (pid < 0) {
 		saved = errno;

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,21 @@ struct sys_own *sys_own(void)
 {
 	pthread_once(&own_once, own_setup);
 	return own;
+}
+
+pid_t sys_getpid(void)
+{
+	struct sys_own *o = sys_own();
+	pid_t pid;
+
+	if (o == &own_static)
+		return getpid();
+	pid = atomic_load_explicit(&o->pid, memory_order_relaxed);
+	if (!pid) {
+		pid = getpid();
+		atomic_store_explicit(&o->pid, pid, memory_order_relaxed);
+	}
+	return pid;
 }
 
 void sys_lock(void)

@@ -2165,3 +2165,64 @@ Test(exchange, a_child_holds_no_exit_descriptor_of_a_sibling, .timeout = 60)
 	close(exit_go[0]);
 	close(exit_go[1]);
 }
+
+static void deep_fn(struct channel *ch, const void *arg, size_t len,
+		    void *ctx)
+{
+	(void)arg, (void)len, (void)ctx;
+	channel_send(ch, "deep", 4, 10000);
+}
+
+/* Starts deep_fn and forwards its message, or "lost". */
+static void forward_fn(struct channel *ch, const void *arg, size_t len,
+		       void *ctx)
+{
+	struct channel *down = channel_start(deep_fn, NULL, 0, NULL);
+	struct channel_msg m;
+
+	(void)arg, (void)len, (void)ctx;
+	if (down && channel_recv(down, &m, 10000) == 1) {
+		channel_send(ch, m.data, m.len, 10000);
+		channel_msg_free(&m);
+	} else {
+		channel_send(ch, "lost", 4, 10000);
+	}
+	channel_close(down);
+}
+
+/* Receives "deep" from forward_fn started in this process. */
+static int deep_arrives(void)
+{
+	struct channel *ch = channel_start(forward_fn, NULL, 0, NULL);
+	struct channel_msg m;
+	int ok;
+
+	if (!ch)
+		return 0;
+	ok = channel_recv(ch, &m, 20000) == 1 && m.len == 4 &&
+	     memcmp(m.data, "deep", 4) == 0;
+	if (ok)
+		channel_msg_free(&m);
+	return channel_close(ch) == 0 && ok;
+}
+
+/* A process knows its own pid after any fork: its children, which die
+ * with their parent, take the right process for it. Were a child to keep
+ * its parent's pid (sys_getpid asks once per process), its own children
+ * would find their parent gone at once and end. Through the library's
+ * fork, and through the caller's own. */
+Test(exchange, children_of_children_know_their_parent, .timeout = 60)
+{
+	pid_t pid;
+	int st;
+
+	cr_assert_eq(sys_getpid(), getpid());
+	cr_assert(deep_arrives(), "through channel_start");
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(sys_getpid() == getpid() && deep_arrives() ? 0 : 1);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "through fork: status %#x", st);
+}
