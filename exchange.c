@@ -1804,12 +1804,15 @@ static int gather(struct exchange *ex, int timeout_ms, struct channel **chs,
 		/* Idle workers send nothing until given work. */
 		if (last || !exchange_unfinished(ex))
 			return 0;
-		t = clock_left(deadline);
+		/* From the pass's one reading of the clock: what ran since
+		 * (the scan) took no time to speak of, and a start of queued
+		 * work reads it afresh. */
+		t = clock_left_at(deadline, now);
 		/* Wake for the next time limit or exit check, whichever is
 		 * first. */
 		if (!next || ex->next_exit_check < next)
 			next = ex->next_exit_check;
-		d = next - clock_now_ms();
+		d = next - now;
 		if (d < 0)
 			d = 0;
 		if (t < 0 || d < t)

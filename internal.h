@@ -93,6 +93,8 @@ HIDDEN int64_t clock_now_ms(void);
 HIDDEN int64_t clock_deadline(int timeout_ms);
 /* The poll timeout left before deadline: -1 for ever, else 0 to INT_MAX. */
 HIDDEN int clock_left(int64_t deadline);
+/* The same from a reading of the clock already made (now). */
+HIDDEN int clock_left_at(int64_t deadline, int64_t now);
 
 /* Waits for events on fd until deadline, recomputing the time left after
  * each EINTR. Returns 1 when an event came, 0 on timeout, -1 on error. */

@@ -207,11 +207,16 @@ int64_t clock_deadline(int timeout_ms)
 
 int clock_left(int64_t deadline)
 {
+	return deadline < 0 ? -1 : clock_left_at(deadline, clock_now_ms());
+}
+
+int clock_left_at(int64_t deadline, int64_t now)
+{
 	int64_t left;
 
 	if (deadline < 0)
 		return -1;
-	left = deadline - clock_now_ms();
+	left = deadline - now;
 	if (left <= 0)
 		return 0;
 	return left > INT_MAX ? INT_MAX : (int)left;
