@@ -188,6 +188,7 @@ struct exchange {
 	int limit;		/* processes at most (opts.limit, or the
 				   number of cores for reuse without one),
 				   0 for no limit */
+	pid_t pid;		/* the process that made it */
 	unsigned gen;		/* the fork generation that made it: a copy
 				   inherited by a child is inert there */
 	bool terminating;	/* exchange_terminate: every process was
@@ -229,10 +230,12 @@ struct exchange {
 /* ------------------------------------------------------------------------ */
 
 /* Whether ex is a copy inherited by a child of the process that made it:
- * its channels are inert here, and so is it. */
+ * its channels are inert here, and so is it. A child of the library's
+ * fork is in another generation; one of the caller's own fork has another
+ * pid (sys_getpid, which every child learns afresh). */
 static bool inherited(const struct exchange *ex)
 {
-	return ex->gen != channel_generation();
+	return ex->gen != channel_generation() || ex->pid != sys_getpid();
 }
 
 /* The check that opens the calls that wait or signal: -1 with EINVAL for
@@ -274,6 +277,7 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 	if (ex->opts.reuse && ex->limit == 0)
 		ex->limit = exchange_cores();
 	ex->gen = channel_generation();
+	ex->pid = sys_getpid();
 	ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
 	ex->next_exit_check = clock_now_ms() + EXIT_CHECK_MS;
 	if (ex->opts.tick_ms > 0)

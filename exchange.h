@@ -506,8 +506,9 @@ struct exchange *exchange_new(const struct exchange_options *opts);
  * all children in step. Without a time limit a child that does not end at
  * end of stream is waited for as long as it runs: call exchange_terminate
  * first to end it. In a child that inherited the exchange (from
- * exchange_create, say), it only frees the child's copy: no descriptor is
- * closed and no process waited for or signalled. */
+ * exchange_create, say, or the caller's own fork), it only frees the
+ * child's copy: no process is waited for or signalled, and every other
+ * call on the copy fails with EBADF. */
 void exchange_free(struct exchange *ex);
 
 /* Ends the work: every running process gets SIGTERM, and SIGKILL once the
@@ -856,7 +857,9 @@ int exchange_pmap_again(struct exchange_pmapper *pm, const void *in, size_t n,
 
 /* Ends the handle: workers still computing are killed (SIGKILL), idle ones
  * stopped, and all reaped; elements not ended keep the outcome they had
- * (CHANNEL_NOT_STARTED), and results already in out stay the caller's. */
+ * (CHANNEL_NOT_STARTED), and results already in out stay the caller's. In
+ * a child that inherited the handle (a fork of the caller's, or a task's
+ * process), it frees the copy and signals no worker. */
 void exchange_pmap_free(struct exchange_pmapper *pm);
 
 /* ------------------------------------------------------------------------ */

@@ -98,6 +98,7 @@ struct exchange_pmapper {
 	bool keep;		/* keep_workers */
 	bool iterable;		/* keeps state and order for the next calls */
 	unsigned gen;		/* the fork generation that made it */
+	pid_t pid;		/* and the process */
 	int nworkers;		/* slots in w */
 	struct pmap_worker *w;	/* the workers */
 	struct pollfd *pfds;	/* one per worker, for poll */
@@ -745,6 +746,13 @@ static int pmap_until(struct exchange_pmapper *pm, int timeout_ms,
 	return 1;
 }
 
+/* Whether pm is a copy inherited by a child, of the library's fork or the
+ * caller's own (see exchange.c's inherited). */
+static bool pmap_inherited(const struct exchange_pmapper *pm)
+{
+	return pm->gen != channel_generation() || pm->pid != sys_getpid();
+}
+
 /* Stops every worker: the busy ones are killed, the idle ones see end of
  * stream; all are reaped. */
 static void pmap_stop(struct exchange_pmapper *pm)
@@ -756,7 +764,7 @@ static void pmap_stop(struct exchange_pmapper *pm)
 
 		if (!w->ch)
 			continue;
-		if ((w->busy || w->lim.kill_at) && !channel_inherited(w->ch))
+		if ((w->busy || w->lim.kill_at) && !pmap_inherited(pm))
 			channel_kill(w->ch, SIGKILL);
 		channel_close(w->ch);
 		memset(w, 0, sizeof(*w));
@@ -887,7 +895,8 @@ static struct exchange_pmapper *pmap_open(exchange_pmap_fn *fn,
 		.max_result = o->max_result ? o->max_result
 					    : EXCHANGE_PMAP_MAX_RESULT,
 		.keep = o->keep_workers, .iterable = iterable,
-		.gen = channel_generation(), .nworkers = nw,
+		.gen = channel_generation(), .pid = sys_getpid(),
+		.nworkers = nw,
 	};
 	if (pmap_refuse(pm, in, n, out, o->outcomes) < 0) {
 		free(pm);
@@ -944,7 +953,7 @@ static bool pmap_any_ready(struct exchange_pmapper *pm)
 /* The check that opens the calls on a handle (sys_refuse). */
 static int pmap_refuse_handle(const struct exchange_pmapper *pm)
 {
-	return sys_refuse(!pm, pm && pm->gen != channel_generation());
+	return sys_refuse(!pm, pm && pmap_inherited(pm));
 }
 
 /* exchange_pmap_next and exchange_pmap_next_any: waits until ready(pm)

@@ -2226,3 +2226,58 @@ Test(exchange, children_of_children_know_their_parent, .timeout = 60)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		  "through fork: status %#x", st);
 }
+
+static int result_go[2];
+
+static void wait_then_square_fn(struct channel *ch, const void *arg,
+				size_t len, void *ctx)
+{
+	size_t v = 7 * 7;
+	char c;
+
+	(void)arg, (void)len, (void)ctx;
+	if (read(result_go[0], &c, 1) == 1)
+		channel_send(ch, &v, sizeof(v), 10000);
+}
+
+/* A child of the caller's own fork holds a copy of the exchange: calls on
+ * it are refused there (a wait would have read the parent's channels, and
+ * taken the parent's results), and freeing it touches no process. The
+ * parent's task gives its result to the parent. */
+Test(exchange, a_copy_in_a_plain_fork_is_refused_and_freed_alone,
+     .timeout = 30)
+{
+	struct tally t = { 0 };
+	struct exchange_options o = { .store_data = tally_store, .udata = &t,
+				      .time_limit_ms = 20000 };
+	struct exchange *ex;
+	pid_t pid;
+	int st;
+
+	cr_assert_eq(pipe(result_go), 0);
+	ex = exchange_new(&o);
+	cr_assert_not_null(ex);
+	cr_assert_geq(exchange_start(ex, wait_then_square_fn, NULL, 0, NULL),
+		      0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int refused = exchange_store(ex, 0) == -1 && errno == EBADF &&
+			      exchange_terminate(ex) == -1 && errno == EBADF;
+
+		exchange_free(ex);
+		_exit(refused ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "the copy was not refused: status %#x", st);
+	cr_assert_eq(write(result_go[1], "g", 1), 1);
+	cr_assert_eq(exchange_finish(ex), 0);
+	cr_assert_eq(t.messages, 1);
+	cr_assert_eq(t.sum, 49);
+	cr_assert_eq(t.failures, 0);
+	exchange_free(ex);
+	cr_assert(no_children());
+	close(result_go[0]);
+	close(result_go[1]);
+}

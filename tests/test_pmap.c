@@ -955,3 +955,39 @@ Test(pmap_sized, through_the_handle_and_again, .timeout = 60)
 	free_results(r, n);
 	cr_assert(no_children());
 }
+
+/* A child of the caller's own fork that frees its copy of a handle leaves
+ * the parent's workers alone: the busy one used to be killed, and its
+ * element ended with SIGKILL. Calls on the copy are refused there. */
+Test(pmap_handle, a_copy_freed_in_a_plain_fork_kills_no_worker, .timeout = 30)
+{
+	struct exchange_outcome oc;
+	struct blocked b;
+	size_t i;
+	pid_t pid;
+	int st;
+
+	blocked_start(&b, 4);
+	cr_assert_eq(exchange_pmap_next(b.pm, &i, &oc, -1), 1);
+	cr_assert_eq(i, 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int refused = exchange_pmap_next(b.pm, &i, &oc, 0) == -1 &&
+			      errno == EBADF;
+
+		exchange_pmap_free(b.pm);
+		_exit(refused ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "the copy was not refused: status %#x", st);
+	blocked_release(&b);
+	for (size_t want = 1; want < 4; want++) {
+		cr_assert_eq(exchange_pmap_next(b.pm, &i, &oc, -1), 1);
+		cr_assert_eq(i, want);
+		cr_assert_eq(oc.cause, CHANNEL_OK, "element %zu: cause %d",
+			     want, oc.cause);
+	}
+	blocked_end(&b);
+}
