@@ -753,7 +753,9 @@ static int arg_for_child(struct arg_copy *c, const struct work *w,
 	void *p;
 
 	c->big = NULL;
-	if (!w || !len)
+	/* A direct start keeps a record only for a retry: its arg is the
+	 * caller's own, which the child inherits. */
+	if (!w || !len || *arg != w->arg)
 		return 0;
 	if (len > sizeof(c->small)) {
 		c->big = malloc(len);
