@@ -196,6 +196,21 @@ static const struct group groups[] = {
 		  SELF "syscalls 5000 lib_reuse N 2", "syscalls_reuse_ref",
 		  GOAL_VALUE_AT_MOST, 5, NULL, 0 },
 	} },
+	{ "faults",
+	  "page faults per fork-per-task task (getrusage): run of N minus run of 0",
+	  3, 120, 60, {
+		{ "faults_fork_ref", "faults/task",
+		  SELF "faults self 2000 ref_fork N 2", NULL, 0, 0, NULL, 0 },
+		{ "faults_fork_lib", "faults/task",
+		  SELF "faults self 2000 lib_fork N 2", "faults_fork_ref", 0, 0,
+		  NULL, 0 },
+		{ "faults_fork_ref_kids", "faults/task",
+		  SELF "faults children 2000 ref_fork N 2", NULL, 0, 0, NULL,
+		  0 },
+		{ "faults_fork_lib_kids", "faults/task",
+		  SELF "faults children 2000 lib_fork N 2",
+		  "faults_fork_ref_kids", 0, 0, NULL, 0 },
+	} },
 	{ "memory",
 	  "peak RSS of the parent (getrusage), fresh process each", 1, 120, 120, {
 		{ "mem_baseline", "MiB", SELF "lib_mem_base",
@@ -217,8 +232,18 @@ double bench_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* In a run for trial_faults: what bench_ok reports instead of the value,
+ * 0 for none, 1 for the process's own page faults, 2 for its children's. */
+static int report_faults;
+
 void bench_ok(double value)
 {
+	struct rusage ru;
+
+	if (report_faults && getrusage(report_faults == 1 ? RUSAGE_SELF
+							  : RUSAGE_CHILDREN,
+				       &ru) == 0)
+		value = (double)ru.ru_minflt + (double)ru.ru_majflt;
 	printf("ok %.9g\n", value);
 	fflush(stdout);
 	_exit(0);
@@ -394,6 +419,74 @@ static void trial_syscalls(const char *self, int argc, char **argv)
 	bench_ok((double)(with - without) / (double)n);
 }
 
+/* The page faults of one run of TRIAL ARGS (N replaced by n), of the
+ * trial's process (whose children are tasks) or of its children, or -1
+ * when the trial could not measure. */
+static double run_faults(int which, long n, int argc, char **argv)
+{
+	char num[32], line[128] = "";
+	char **av = calloc((size_t)argc + 1, sizeof *av);
+	bench_trial_fn *fn;
+	double v = -1;
+	int p[2], st, k;
+	pid_t pid;
+	FILE *f;
+
+	if (!av || pipe(p) < 0)
+		bench_na("no memory or no pipe");
+	snprintf(num, sizeof num, "%ld", n);
+	for (k = 0; k < argc; k++)
+		av[k] = strcmp(argv[k], "N") == 0 ? num : argv[k];
+	fn = bench_ref_trial(av[0]);
+	if (!fn)
+		fn = bench_lib_trial(av[0]);
+	if (!fn)
+		bench_na("no trial named %s", av[0]);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 1);
+		report_faults = which;
+		fn(argc - 1, av + 1);
+		_exit(1);
+	}
+	close(p[1]);
+	f = fdopen(p[0], "r");
+	if (f && fgets(line, sizeof line, f) && strncmp(line, "ok ", 3) == 0)
+		v = strtod(line + 3, NULL);
+	if (f)
+		fclose(f);
+	else
+		close(p[0]);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		v = -1;
+	free(av);
+	return v;
+}
+
+/* "faults WHICH N TRIAL ARGS": page faults per task of TRIAL's own process
+ * (WHICH self) or of its children (children), from a run of N tasks minus
+ * a run of none, so that start-up cancels out. Counts, not times: steady
+ * on a loaded machine, where the fork trials' rates are not. */
+static void trial_faults(int argc, char **argv)
+{
+	double with, without;
+	int which;
+	long n;
+
+	if (argc < 3)
+		bench_na("usage: faults self|children N TRIAL ARGS");
+	which = strcmp(argv[0], "children") == 0 ? 2 : 1;
+	n = bench_count(argv[1]);
+	with = run_faults(which, n, argc - 2, argv + 2);
+	without = run_faults(which, 0, argc - 2, argv + 2);
+	if (with < 0 || without < 0 || n == 0)
+		bench_na("the trial did not measure");
+	bench_ok((with - without) / (double)n);
+}
+
 static int run_one(const char *self, int argc, char **argv)
 {
 	bench_trial_fn *fn;
@@ -404,6 +497,8 @@ static int run_one(const char *self, int argc, char **argv)
 		trial_shell(argc - 1, argv + 1);
 	if (strcmp(argv[0], "syscalls") == 0)
 		trial_syscalls(self, argc - 1, argv + 1);
+	if (strcmp(argv[0], "faults") == 0)
+		trial_faults(argc - 1, argv + 1);
 	fn = bench_ref_trial(argv[0]);
 	if (!fn)
 		fn = bench_lib_trial(argv[0]);
