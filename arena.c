@@ -47,6 +47,28 @@ int madvise(void *addr, size_t len, int advice);
 #define HAVE_UNFORKED 1
 #endif
 
+/* Under AddressSanitizer (gcc's __SANITIZE_ADDRESS__, clang's feature):
+ * the records handed out are addressable and the rest of each block is
+ * not, so that a record used after arena_free is reported as a heap
+ * block's would be. The two calls are AddressSanitizer's own interface
+ * (sanitizer/asan_interface.h). */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+#ifdef ARENA_ASAN
+void __asan_poison_memory_region(void const volatile *addr, size_t size);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#define POISON(p, n) __asan_poison_memory_region((p), (n))
+#define UNPOISON(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* The usual block: room for several hundred small records. */
 #define BLOCK_SIZE (64 * 1024)
 
@@ -65,9 +87,11 @@ struct arena_block {
 	bool mapped;		/* a mapping of its own (else from malloc) */
 };
 
-/* In front of every allocation: its block. */
+/* In front of every allocation: its block, and its size with this
+ * prefix (for the poisoning above). */
 struct arena_prefix {
 	struct arena_block *block;
+	size_t size;
 };
 
 static size_t round_up(size_t n, size_t to)
@@ -126,6 +150,10 @@ static struct arena_block *block_new(struct arena *a, size_t size)
 			return NULL;
 		b->mapped = false;
 	}
+	/* A mapping may lie where another process's block lay when this
+	 * one was forked: its shadow says nothing of this block. */
+	UNPOISON(b, size);
+	POISON((unsigned char *)b + HEADER, size - HEADER);
 	list = list_of(a, b);
 	b->size = size;
 	b->used = HEADER;
@@ -140,6 +168,7 @@ static struct arena_block *block_new(struct arena *a, size_t size)
 
 static void block_unmap(struct arena_block *b)
 {
+	UNPOISON(b, b->size);
 	if (b->mapped)
 		munmap(b, b->size);
 	else
@@ -180,7 +209,9 @@ void *arena_alloc(struct arena *a, size_t size)
 		a->cur = b;
 	}
 	p = (struct arena_prefix *)((unsigned char *)b + b->used);
+	UNPOISON(p, need);
 	p->block = b;
+	p->size = need;
 	b->used += need;
 	b->live++;
 	return (unsigned char *)p + PREFIX;
@@ -188,11 +219,14 @@ void *arena_alloc(struct arena *a, size_t size)
 
 void arena_free(struct arena *a, void *ptr)
 {
+	struct arena_prefix *p;
 	struct arena_block *b;
 
 	if (!ptr)
 		return;
-	b = ((struct arena_prefix *)((unsigned char *)ptr - PREFIX))->block;
+	p = (struct arena_prefix *)((unsigned char *)ptr - PREFIX);
+	b = p->block;
+	POISON(p, p->size);
 	if (--b->live > 0)
 		return;
 	if (b == a->cur)
