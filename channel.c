@@ -199,9 +199,14 @@ int channel_inherited(const struct channel *ch)
 	return ch->gen != fork_gen;
 }
 
-unsigned channel_generation(void)
+struct made_in channel_made_here(void)
 {
-	return fork_gen;
+	return (struct made_in){ .gen = fork_gen, .pid = sys_getpid() };
+}
+
+bool channel_made_elsewhere(struct made_in m)
+{
+	return m.gen != fork_gen || m.pid != sys_getpid();
 }
 
 

@@ -188,8 +188,7 @@ struct exchange {
 	int limit;		/* processes at most (opts.limit, or the
 				   number of cores for reuse without one),
 				   0 for no limit */
-	pid_t pid;		/* the process that made it */
-	unsigned gen;		/* the fork generation that made it: a copy
+	struct made_in made;	/* the process that made it: a copy
 				   inherited by a child is inert there */
 	bool terminating;	/* exchange_terminate: every process was
 				   sent SIGTERM; SIGKILL follows the grace */
@@ -229,13 +228,11 @@ struct exchange {
 /* Creating and freeing                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Whether ex is a copy inherited by a child of the process that made it:
- * its channels are inert here, and so is it. A child of the library's
- * fork is in another generation; one of the caller's own fork has another
- * pid (sys_getpid, which every child learns afresh). */
+/* Whether ex is a copy inherited by a child of the process that made it
+ * (of any fork): its channels are inert here, and so is it. */
 static bool inherited(const struct exchange *ex)
 {
-	return ex->gen != channel_generation() || ex->pid != sys_getpid();
+	return channel_made_elsewhere(ex->made);
 }
 
 /* The check that opens the calls that wait or signal: -1 with EINVAL for
@@ -276,8 +273,7 @@ struct exchange *exchange_new(const struct exchange_options *opts)
 	ex->limit = ex->opts.limit;
 	if (ex->opts.reuse && ex->limit == 0)
 		ex->limit = exchange_cores();
-	ex->gen = channel_generation();
-	ex->pid = sys_getpid();
+	ex->made = channel_made_here();
 	ex->reap_pause_ns = REAP_PAUSE_FIRST_NS;
 	ex->next_exit_check = clock_now_ms() + EXIT_CHECK_MS;
 	if (ex->opts.tick_ms > 0)

@@ -263,8 +263,18 @@ HIDDEN void channel_close_fds(struct channel *ch);
  * own), else 0. */
 HIDDEN int channel_inherited(const struct channel *ch);
 
-/* The fork generation of this process (see channel_inherited). */
-HIDDEN unsigned channel_generation(void);
+/* The process an exchange or a pmap handle was made in. A copy in a
+ * child of any fork is told apart: a child of the library's fork is in
+ * another fork generation (see channel_inherited), one of the caller's own
+ * fork has another pid (sys_getpid, which every child learns afresh). */
+struct made_in {
+	unsigned gen;
+	pid_t pid;
+};
+HIDDEN struct made_in channel_made_here(void);
+/* Whether m is not this process: the object is an inherited copy, inert
+ * here. */
+HIDDEN bool channel_made_elsewhere(struct made_in m);
 
 /* Sends the frames held back while ch->cork was set, in one write, and
  * clears cork. A receive that has to wait flushes them too, so a worker

@@ -97,8 +97,7 @@ struct exchange_pmapper {
 	int time_limit_ms;	/* per batch, or 0 */
 	bool keep;		/* keep_workers */
 	bool iterable;		/* keeps state and order for the next calls */
-	unsigned gen;		/* the fork generation that made it */
-	pid_t pid;		/* and the process */
+	struct made_in made;	/* the process that made it */
 	int nworkers;		/* slots in w */
 	struct pmap_worker *w;	/* the workers */
 	struct pollfd *pfds;	/* one per worker, for poll */
@@ -746,13 +745,6 @@ static int pmap_until(struct exchange_pmapper *pm, int timeout_ms,
 	return 1;
 }
 
-/* Whether pm is a copy inherited by a child, of the library's fork or the
- * caller's own (see exchange.c's inherited). */
-static bool pmap_inherited(const struct exchange_pmapper *pm)
-{
-	return pm->gen != channel_generation() || pm->pid != sys_getpid();
-}
-
 /* Stops every worker: the busy ones are killed, the idle ones see end of
  * stream; all are reaped. */
 static void pmap_stop(struct exchange_pmapper *pm)
@@ -764,7 +756,8 @@ static void pmap_stop(struct exchange_pmapper *pm)
 
 		if (!w->ch)
 			continue;
-		if ((w->busy || w->lim.kill_at) && !pmap_inherited(pm))
+		if ((w->busy || w->lim.kill_at) &&
+		    !channel_made_elsewhere(pm->made))
 			channel_kill(w->ch, SIGKILL);
 		channel_close(w->ch);
 		memset(w, 0, sizeof(*w));
@@ -786,9 +779,6 @@ static int pmap_grow(void **p, void *q)
 	return 0;
 }
 
-/* Makes the map over n elements at in the current one, results in out,
- * outcomes in outcomes (the handle's own for an iterable handle given
- * none). -1 with ENOMEM, and then the handle holds what it held. */
 /* The counts of a map that has handed out and settled nothing. */
 static void pmap_restart(struct exchange_pmapper *pm)
 {
@@ -797,6 +787,9 @@ static void pmap_restart(struct exchange_pmapper *pm)
 	pm->ok = 0;
 }
 
+/* Makes the map over n elements at in the current one, results in out,
+ * outcomes in outcomes (the handle's own for an iterable handle given
+ * none). -1 with ENOMEM, and then the handle holds what it held. */
 static int pmap_set(struct exchange_pmapper *pm, const void *in, size_t n,
 		    void *out, struct exchange_outcome *outcomes)
 {
@@ -895,8 +888,7 @@ static struct exchange_pmapper *pmap_open(exchange_pmap_fn *fn,
 		.max_result = o->max_result ? o->max_result
 					    : EXCHANGE_PMAP_MAX_RESULT,
 		.keep = o->keep_workers, .iterable = iterable,
-		.gen = channel_generation(), .pid = sys_getpid(),
-		.nworkers = nw,
+		.made = channel_made_here(), .nworkers = nw,
 	};
 	if (pmap_refuse(pm, in, n, out, o->outcomes) < 0) {
 		free(pm);
@@ -953,7 +945,7 @@ static bool pmap_any_ready(struct exchange_pmapper *pm)
 /* The check that opens the calls on a handle (sys_refuse). */
 static int pmap_refuse_handle(const struct exchange_pmapper *pm)
 {
-	return sys_refuse(!pm, pm && pmap_inherited(pm));
+	return sys_refuse(!pm, pm && channel_made_elsewhere(pm->made));
 }
 
 /* exchange_pmap_next and exchange_pmap_next_any: waits until ready(pm)
