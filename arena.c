@@ -29,23 +29,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <unistd.h>
-
-#ifdef __linux__
-/* Not declared under _POSIX_C_SOURCE: anonymous mappings (POSIX only from
- * 2024) and madvise's MADV_DONTFORK (Linux 2.6.16). */
-int madvise(void *addr, size_t len, int advice);
-#ifndef MAP_ANONYMOUS
-#define MAP_ANONYMOUS 0x20
-#endif
-#ifndef MADV_DONTFORK
-#define MADV_DONTFORK 10
-#endif
-#endif
-
-#if defined(MAP_ANONYMOUS) && defined(MADV_DONTFORK)
-#define HAVE_UNFORKED 1
-#endif
 
 /* Under AddressSanitizer (gcc's __SANITIZE_ADDRESS__, clang's feature):
  * the records handed out are addressable and the rest of each block is
@@ -103,30 +86,15 @@ static size_t round_up(size_t n, size_t to)
 #define PREFIX round_up(sizeof(struct arena_prefix), ALIGN)
 
 /* size bytes mapped on their own and kept out of children (size rounded
- * up to whole pages), or NULL where that cannot be had. */
+ * up to whole pages), or NULL where that cannot be had: a mapping children
+ * get is no better than malloc's. */
 static struct arena_block *map_unforked(struct arena *a, size_t *size)
 {
-#ifdef HAVE_UNFORKED
-	long page = sysconf(_SC_PAGESIZE);
-	void *p;
+	struct arena_block *b = sys_map_kept(size, false);
 
-	*size = round_up(*size, page > 0 ? (size_t)page : 4096);
-	p = mmap(NULL, *size, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	if (madvise(p, *size, MADV_DONTFORK) < 0) {
-		/* A mapping children get is no better than malloc's. */
-		munmap(p, *size);
-		return NULL;
-	}
-	if (!a->blocks)
+	if (b && !a->blocks)
 		a->pid = sys_getpid();
-	return p;
-#else
-	(void)a, (void)size;
-	return NULL;
-#endif
+	return b;
 }
 
 /* The list b is on: two, so that a child never follows a link into a

@@ -144,6 +144,11 @@ struct sys_own {
  * caller's, finds zeroed, the lock free and no channel idle. Where the
  * system cannot do that, in static memory, which children inherit. */
 HIDDEN struct sys_own *sys_own(void);
+/* At least *size bytes (*size rounded up to whole pages), mapped on their
+ * own, that a fork neither copies nor write-protects: left out of
+ * children (MADV_DONTFORK), or, with wiped, zeroed in them
+ * (MADV_WIPEONFORK). NULL where the system cannot (munmap frees them). */
+HIDDEN void *sys_map_kept(size_t *size, bool wiped);
 /* getpid(), asked of the system once per process where sys_own's page is
  * wiped in children (so that no child, however forked, keeps its
  * parent's), else every time. */

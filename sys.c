@@ -49,16 +49,19 @@ int pipe2(int fds[2], int flags);
 int close_range(unsigned int first, unsigned int last, int flags);
 #define HAVE_CLOSE_RANGE 1
 /* Not declared under _POSIX_C_SOURCE either: anonymous mappings (POSIX
- * only from 2024) and madvise's MADV_WIPEONFORK (Linux 4.14; older
- * kernels refuse it, and the state stays in static memory). */
+ * only from 2024) and madvise's MADV_DONTFORK (Linux 2.6.16) and
+ * MADV_WIPEONFORK (Linux 4.14; older kernels refuse it). */
 int madvise(void *addr, size_t len, int advice);
 #ifndef MAP_ANONYMOUS
 #define MAP_ANONYMOUS 0x20
 #endif
+#ifndef MADV_DONTFORK
+#define MADV_DONTFORK 10
+#endif
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
 #endif
-#define HAVE_WIPEONFORK 1
+#define HAVE_KEPT_MAPPINGS 1
 /* pidfd_open (Linux 5.3) has a C library wrapper only from glibc 2.36:
  * the system call itself, where the headers know its number. */
 #include <sys/syscall.h>
@@ -90,34 +93,49 @@ static struct sys_own own_static = { .lock = PTHREAD_MUTEX_INITIALIZER };
 static struct sys_own *own = &own_static;
 static pthread_once_t own_once = PTHREAD_ONCE_INIT;
 
+void *sys_map_kept(size_t *size, bool wiped)
+{
+#ifdef HAVE_KEPT_MAPPINGS
+	long page = sysconf(_SC_PAGESIZE);
+	void *p;
+
+	if (page > 0)
+		*size = (*size + (size_t)page - 1) / (size_t)page *
+			(size_t)page;
+	p = mmap(NULL, *size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (madvise(p, *size, wiped ? MADV_WIPEONFORK : MADV_DONTFORK) < 0) {
+		munmap(p, *size);
+		return NULL;
+	}
+	return p;
+#else
+	(void)size, (void)wiped;
+	return NULL;
+#endif
+}
+
 /* Once per process tree: the state moves to a page of its own marked
  * MADV_WIPEONFORK. A fork neither copies nor write-protects it, and a
  * child finds it zeroed: the lock free (where a zeroed mutex is a free
  * one, as the check says) and no channel idle, whoever forked it. */
 static void own_setup(void)
 {
-#ifdef HAVE_WIPEONFORK
+#ifdef HAVE_KEPT_MAPPINGS
 	/* Static, so that its padding is zeros too. */
 	static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 	const unsigned char *byte = (const unsigned char *)&fresh;
-	long page = sysconf(_SC_PAGESIZE);
 	size_t size = sizeof(struct sys_own), i;
 	void *p;
 
 	for (i = 0; i < sizeof(fresh); i++)
 		if (byte[i])
 			return;
-	if (page > 0)
-		size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return;
-	if (madvise(p, size, MADV_WIPEONFORK) < 0) {
-		munmap(p, size);
-		return;
-	}
-	own = p;
+	p = sys_map_kept(&size, true);
+	if (p)
+		own = p;
 #endif
 }
 
