@@ -316,6 +316,29 @@ static void trial_shell(int argc, char **argv)
 	bench_ok(count / t0);
 }
 
+/* Copies the argc arguments of argv to dst, the argument N replaced by
+ * num: the count of the tasks a trial runs. */
+static void put_args(char **dst, int argc, char **argv, char *num)
+{
+	int k;
+
+	for (k = 0; k < argc; k++)
+		dst[k] = strcmp(argv[k], "N") == 0 ? num : argv[k];
+}
+
+/* The trial of that name, in ref.c or lib.c; an unknown name ends the run
+ * with "na". */
+static bench_trial_fn *trial_named(const char *name)
+{
+	bench_trial_fn *fn = bench_ref_trial(name);
+
+	if (!fn)
+		fn = bench_lib_trial(name);
+	if (!fn)
+		bench_na("no trial named %s", name);
+	return fn;
+}
+
 /* Runs "strace -f -c" on "bench run ARGS", with the argument N replaced by
  * n, and returns the total number of system calls, or -1 with the reason
  * in na (the trial's own "na" line when it had one). */
@@ -329,7 +352,7 @@ static long strace_calls(const char *self, long n, int argc, char **argv,
 	long calls = -1;
 	pid_t pid;
 	FILE *f;
-	int fd, st, k, i = 0;
+	int fd, st, i = 0;
 
 	if (!av)
 		return -1;
@@ -354,9 +377,8 @@ static long strace_calls(const char *self, long n, int argc, char **argv,
 	av[i++] = out;
 	av[i++] = (char *)self;
 	av[i++] = "run";
-	for (k = 0; k < argc; k++)
-		av[i++] = strcmp(argv[k], "N") == 0 ? num : argv[k];
-	av[i] = NULL;
+	put_args(av + i, argc, argv, num);
+	av[i + argc] = NULL;
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
@@ -428,20 +450,15 @@ static double run_faults(int which, long n, int argc, char **argv)
 	char **av = calloc((size_t)argc + 1, sizeof *av);
 	bench_trial_fn *fn;
 	double v = -1;
-	int p[2], st, k;
+	int p[2], st;
 	pid_t pid;
 	FILE *f;
 
 	if (!av || pipe(p) < 0)
 		bench_na("no memory or no pipe");
 	snprintf(num, sizeof num, "%ld", n);
-	for (k = 0; k < argc; k++)
-		av[k] = strcmp(argv[k], "N") == 0 ? num : argv[k];
-	fn = bench_ref_trial(av[0]);
-	if (!fn)
-		fn = bench_lib_trial(av[0]);
-	if (!fn)
-		bench_na("no trial named %s", av[0]);
+	put_args(av, argc, argv, num);
+	fn = trial_named(av[0]);
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
@@ -499,11 +516,7 @@ static int run_one(const char *self, int argc, char **argv)
 		trial_syscalls(self, argc - 1, argv + 1);
 	if (strcmp(argv[0], "faults") == 0)
 		trial_faults(argc - 1, argv + 1);
-	fn = bench_ref_trial(argv[0]);
-	if (!fn)
-		fn = bench_lib_trial(argv[0]);
-	if (!fn)
-		bench_na("no trial named %s", argv[0]);
+	fn = trial_named(argv[0]);
 	fn(argc - 1, argv + 1);
 	bench_na("trial %s printed nothing", argv[0]);
 }
