@@ -2021,13 +2021,6 @@ static int pipe_holding_the_lock(int fds[2])
 	return pipe(fds);
 }
 
-static void send_arg_fn(struct channel *ch, const void *arg, size_t len,
-			void *ctx)
-{
-	(void)ctx;
-	channel_send(ch, arg, len, 10000);
-}
-
 static void *create_in_thread(void *arg)
 {
 	struct channel *ch = channel_create();
@@ -2064,7 +2057,7 @@ Test(exchange, a_plain_fork_while_a_thread_holds_the_lock_leaves_it_free,
 		int ok;
 
 		memset(&exchange_hooks, 0, sizeof(exchange_hooks));
-		ch = channel_start(send_arg_fn, "free", 5, NULL);
+		ch = channel_start(echo_size_fn, "free", 5, NULL);
 		ok = ch && channel_recv(ch, &m, 10000) == 1 && m.len == 5 &&
 		     memcmp(m.data, "free", 5) == 0;
 		_exit(ok ? 0 : 1);
@@ -2166,18 +2159,11 @@ Test(exchange, a_child_holds_no_exit_descriptor_of_a_sibling, .timeout = 60)
 	close(exit_go[1]);
 }
 
-static void deep_fn(struct channel *ch, const void *arg, size_t len,
-		    void *ctx)
-{
-	(void)arg, (void)len, (void)ctx;
-	channel_send(ch, "deep", 4, 10000);
-}
-
-/* Starts deep_fn and forwards its message, or "lost". */
+/* Starts a child that sends "deep" and forwards its message, or "lost". */
 static void forward_fn(struct channel *ch, const void *arg, size_t len,
 		       void *ctx)
 {
-	struct channel *down = channel_start(deep_fn, NULL, 0, NULL);
+	struct channel *down = channel_start(echo_size_fn, "deep", 4, NULL);
 	struct channel_msg m;
 
 	(void)arg, (void)len, (void)ctx;
